@@ -1,0 +1,284 @@
+//! `tlab`: the transfer-lab command line.
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use transfer_lab::data::{self, fetch, DataSpec, Split};
+use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, Tee};
+use transfer_lab::features::{extract_features, ExtractConfig};
+use transfer_lab::models::{backbone::fetch_weights, Arch, Tap, WeightsEntry};
+use transfer_lab::preprocess::{Normalization, Preprocess};
+use transfer_lab::run::{self, RunConfig, WeightsChoice};
+use transfer_lab::train::{HeadConfig, ValSplit};
+
+#[derive(Parser)]
+#[command(name = "tlab", version, about = "Transfer learning with pretrained ResNets: fetch, extract, train, evaluate")]
+struct Cli {
+    /// Cache folder for downloads, datasets, weights and features [env: TLAB_CACHE_DIR]
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// libtorch intra-op threads (default: libtorch's choice)
+    #[arg(long, global = true)]
+    threads: Option<i32>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download CIFAR-10 or pretrained weights into the cache (checksummed, resumable)
+    Fetch {
+        #[command(subcommand)]
+        what: FetchWhat,
+    },
+    /// Extract backbone features of a dataset into the feature cache (resumable)
+    Extract {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Which split(s) to extract
+        #[arg(long, value_enum, default_value = "both")]
+        split: SplitArg,
+        /// Also append events (JSON lines) to this file
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+    /// The whole post: fetch, extract, train the head, evaluate; writes a run directory
+    Run {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        head: HeadArgs,
+        /// Folder that holds run directories
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Run name (part of the run directory's name)
+        #[arg(long, default_value = "linear-probe")]
+        name: String,
+        /// Fail instead of falling back to synthetic data / random weights when offline
+        #[arg(long)]
+        no_fallback: bool,
+    },
+    /// Versions, device and cache location
+    Info,
+}
+
+#[derive(Subcommand)]
+enum FetchWhat {
+    /// CIFAR-10, binary version (MD5-checked)
+    Cifar10,
+    /// torchvision ImageNet weights, e.g. `tlab fetch weights resnet50 --variant v2`
+    Weights {
+        arch: String,
+        #[arg(long, default_value = "v1")]
+        variant: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum SplitArg {
+    Train,
+    Test,
+    Both,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum DatasetArg {
+    Cifar10,
+    Synthetic,
+    Folder,
+}
+
+#[derive(Args)]
+struct DataArgs {
+    /// Dataset: cifar10 (fetched unless --data), synthetic (generated), folder (--data ROOT)
+    #[arg(long, value_enum, default_value = "cifar10")]
+    dataset: DatasetArg,
+    /// Local data: a cifar-10-batches-bin folder, or an image folder root
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Use only the first N images of each split
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Synthetic dataset sizes
+    #[arg(long, default_value_t = 2000)]
+    synthetic_train: usize,
+    #[arg(long, default_value_t = 500)]
+    synthetic_test: usize,
+    /// Seed for synthetic data, random weights and training
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    #[arg(long, default_value = "resnet50")]
+    arch: String,
+    /// v1 | v2 (torchvision ImageNet weights), random (seeded), or a .pth/.safetensors path
+    #[arg(long, default_value = "v1")]
+    weights: String,
+    /// Image side after upscaling (the post: 200)
+    #[arg(long, default_value_t = 200)]
+    size: i64,
+    /// torchvision | keras-caffe
+    #[arg(long, default_value = "torchvision")]
+    norm: String,
+    /// Stage whose pooled activations are the features: layer1..layer4
+    #[arg(long, default_value = "layer4")]
+    layer: String,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Rows per feature-cache shard (rounded up to a multiple of the batch size)
+    #[arg(long, default_value_t = 2048)]
+    shard_size: usize,
+}
+
+#[derive(Args)]
+struct HeadArgs {
+    #[arg(long, default_value_t = 10)]
+    epochs: u32,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// last (Keras validation_split) | random
+    #[arg(long, default_value = "last")]
+    val_split: String,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(t) = cli.threads {
+        tch::set_num_threads(t);
+    }
+    let cache = transfer_lab::cache::cache_dir(cli.cache_dir.as_deref());
+    let mut console = ConsoleSink::default();
+    if let Err(e) = dispatch(cli.command, &cache, &mut console) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()> {
+    match cmd {
+        Command::Fetch { what: FetchWhat::Cifar10 } => {
+            let dir = fetch::fetch_cifar10(cache, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), console)?;
+            println!("{}", dir.display());
+        }
+        Command::Fetch { what: FetchWhat::Weights { arch, variant } } => {
+            let entry = WeightsEntry::find(arch.parse()?, &variant)?;
+            let path = fetch_weights(entry, cache, &Default::default(), console)?;
+            println!("{}", path.display());
+        }
+        Command::Extract { data, model, split, events } => extract(&data, &model, split, events, cache, console)?,
+        Command::Run { data, model, head, runs_dir, name, no_fallback } => {
+            let cfg = run_config(&data, &model, &head, name, !no_fallback)?;
+            let s = run::run(&cfg, &runs_dir, cache, console)?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Command::Info => info(cache),
+    }
+    Ok(())
+}
+
+fn data_spec(d: &DataArgs) -> Result<DataSpec> {
+    Ok(match d.dataset {
+        DatasetArg::Cifar10 => DataSpec::Cifar10 { path: d.data.clone() },
+        DatasetArg::Synthetic => DataSpec::Synthetic { train: d.synthetic_train, test: d.synthetic_test, seed: d.seed },
+        DatasetArg::Folder => {
+            let Some(root) = d.data.clone() else { bail!("--dataset folder needs --data ROOT") };
+            DataSpec::Folder { root, side: 224 }
+        }
+    })
+}
+
+fn weights_choice(w: &str, seed: u64) -> WeightsChoice {
+    match w {
+        "random" => WeightsChoice::Random { seed: seed as i64 },
+        _ if w.ends_with(".pth") || w.ends_with(".safetensors") || w.ends_with(".pt") || w.contains('/') => {
+            WeightsChoice::File { path: PathBuf::from(w) }
+        }
+        v => WeightsChoice::Pretrained { variant: v.to_string() },
+    }
+}
+
+fn extract_config(m: &ModelArgs) -> Result<ExtractConfig> {
+    if !(16..=1024).contains(&m.size) {
+        bail!("--size {}: expected 16..=1024 pixels", m.size);
+    }
+    if m.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let normalization: Normalization = m.norm.parse()?;
+    let tap: Tap = m.layer.parse()?;
+    Ok(ExtractConfig { preprocess: Preprocess { size: m.size, normalization }, tap, batch_size: m.batch_size, shard_size: m.shard_size })
+}
+
+fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback: bool) -> Result<RunConfig> {
+    let val_split = match h.val_split.as_str() {
+        "last" => ValSplit::Last,
+        "random" => ValSplit::Random,
+        other => bail!("--val-split `{other}`: expected last or random"),
+    };
+    run::parse_device(&m.device)?;
+    Ok(RunConfig {
+        name,
+        data: data_spec(d)?,
+        arch: m.arch.parse()?,
+        weights: weights_choice(&m.weights, d.seed),
+        extract: extract_config(m)?,
+        head: HeadConfig { epochs: h.epochs, learning_rate: h.lr, val_split, seed: d.seed as i64, ..Default::default() },
+        device: m.device.clone(),
+        limit: d.limit,
+        offline_fallback: fallback,
+    })
+}
+
+fn extract(d: &DataArgs, m: &ModelArgs, split: SplitArg, events: Option<PathBuf>, cache: &Path, console: &mut ConsoleSink) -> Result<()> {
+    let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(Forwarding(console))];
+    if let Some(p) = &events {
+        sinks.push(Box::new(JsonlSink::append(p)?));
+    }
+    let mut sink = Tee(sinks);
+    let cfg = RunConfig { limit: d.limit, offline_fallback: false, ..run_config(d, m, &HeadArgs { epochs: 1, lr: 1e-3, val_split: "last".into() }, "extract".into(), false)? };
+    let device = run::parse_device(&cfg.device)?;
+    let backbone = run::open_backbone(&cfg, cache, device, &mut sink)?;
+    let splits: &[Split] = match split {
+        SplitArg::Train => &[Split::Train],
+        SplitArg::Test => &[Split::Test],
+        SplitArg::Both => &[Split::Train, Split::Test],
+    };
+    for &s in splits {
+        let mut ds = data::open(&cfg.data, s, cache, &mut sink).with_context(|| format!("opening the {} split", s.as_str()))?;
+        if let Some(n) = cfg.limit {
+            ds = ds.take(n);
+        }
+        if ds.synthetic {
+            sink.warn(&format!("dataset {}: generated data, not CIFAR-10", ds.describe()));
+        }
+        let set = extract_features(&backbone, &ds, &cfg.extract, cache, &mut sink)?;
+        println!("{}", set.dir.display());
+    }
+    Ok(())
+}
+
+struct Forwarding<'a>(&'a mut ConsoleSink);
+impl EventSink for Forwarding<'_> {
+    fn emit(&mut self, e: &transfer_lab::events::RunEvent) {
+        self.0.emit(e)
+    }
+}
+
+fn info(cache: &Path) {
+    println!("transfer-lab {}", env!("CARGO_PKG_VERSION"));
+    println!("libtorch {} (tch 0.24)", transfer_lab::LIBTORCH_VERSION);
+    println!("cuda available: {}", tch::Cuda::is_available());
+    println!("cuda devices: {}", tch::Cuda::device_count());
+    println!("cudnn available: {}", tch::Cuda::cudnn_is_available());
+    println!("threads: {}", tch::get_num_threads());
+    println!("cache: {}", cache.display());
+    let _ = Arch::ALL;
+}

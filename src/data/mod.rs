@@ -1,0 +1,168 @@
+//! Datasets: CIFAR-10 binary files, image folders, and a synthetic set, all yielding
+//! batches of u8 images `[B, 3, H, W]` with i64 labels `[B]`.
+pub mod cifar;
+pub mod fetch;
+pub mod folder;
+pub mod synthetic;
+
+use crate::{Error, Result};
+use std::ops::Range;
+use std::path::PathBuf;
+use tch::{Kind, Tensor};
+
+/// Which part of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// Where a dataset's pixels live.
+pub enum Source {
+    /// Decoded in memory: images `[N, 3, H, W]` u8, labels `[N]` i64, on the CPU.
+    Memory { images: Tensor, labels: Tensor },
+    /// Image files decoded per batch and resized to `side` x `side`.
+    Files { paths: Vec<PathBuf>, labels: Vec<i64>, side: u32 },
+}
+
+/// A labelled image dataset, one split of it.
+pub struct Dataset {
+    /// "cifar10", "synthetic", or "folder:<root>".
+    pub name: String,
+    pub split: Split,
+    /// True for generated data; everything downstream labels its results with it.
+    pub synthetic: bool,
+    pub classes: Vec<String>,
+    /// SHA-256 (hex) of the content; part of feature cache keys.
+    pub digest: String,
+    pub source: Source,
+}
+
+impl Dataset {
+    pub fn len(&self) -> usize {
+        match &self.source {
+            Source::Memory { labels, .. } => labels.size()[0] as usize,
+            Source::Files { paths, .. } => paths.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns images `[B, 3, H, W]` u8 and labels `[B]` i64 for `range`.
+    pub fn batch(&self, range: Range<usize>) -> Result<(Tensor, Tensor)> {
+        if range.end > self.len() || range.start > range.end {
+            return Err(Error::invalid("batch range", format!("{range:?} of {}", self.len())));
+        }
+        match &self.source {
+            Source::Memory { images, labels } => {
+                let (s, e) = (range.start as i64, range.end as i64);
+                Ok((images.narrow(0, s, e - s), labels.narrow(0, s, e - s)))
+            }
+            Source::Files { paths, labels, side } => {
+                let imgs = paths[range.clone()]
+                    .iter()
+                    .map(|p| folder::decode_resized(p, *side))
+                    .collect::<Result<Vec<_>>>()?;
+                let labels = Tensor::from_slice(&labels[range]);
+                Ok((Tensor::stack(&imgs, 0), labels))
+            }
+        }
+    }
+
+    /// All labels, `[N]` i64.
+    pub fn labels(&self) -> Tensor {
+        match &self.source {
+            Source::Memory { labels, .. } => labels.shallow_clone(),
+            Source::Files { labels, .. } => Tensor::from_slice(labels).to_kind(Kind::Int64),
+        }
+    }
+
+    /// The first `n` items (all if `n` is larger); the digest records the cut.
+    pub fn take(self, n: usize) -> Dataset {
+        if n >= self.len() {
+            return self;
+        }
+        let source = match self.source {
+            Source::Memory { images, labels } => Source::Memory {
+                images: images.narrow(0, 0, n as i64),
+                labels: labels.narrow(0, 0, n as i64),
+            },
+            Source::Files { mut paths, mut labels, side } => {
+                paths.truncate(n);
+                labels.truncate(n);
+                Source::Files { paths, labels, side }
+            }
+        };
+        Dataset { digest: format!("{}:first{n}", self.digest), source, ..self }
+    }
+
+    /// A label for output: "synthetic (generated, not CIFAR-10)" or the dataset name.
+    pub fn describe(&self) -> String {
+        if self.synthetic {
+            format!("{} [SYNTHETIC: generated data, not CIFAR-10]", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// Which dataset to use, as the CLI and notebooks name it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DataSpec {
+    /// CIFAR-10 binary; `path` is a local `cifar-10-batches-bin` folder, else the cache
+    /// (fetched when absent).
+    Cifar10 { path: Option<PathBuf> },
+    /// Generated, CIFAR-shaped; never to be reported as CIFAR-10.
+    Synthetic { train: usize, test: usize, seed: u64 },
+    /// `root/<class>/*.png|jpg`, or `root/train/<class>/..` and `root/test/<class>/..`.
+    Folder { root: PathBuf, side: u32 },
+}
+
+impl DataSpec {
+    /// The synthetic stand-in the main job uses offline.
+    pub fn synthetic_default() -> DataSpec {
+        DataSpec::Synthetic { train: 2000, test: 500, seed: 0 }
+    }
+
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self, DataSpec::Synthetic { .. })
+    }
+}
+
+/// Opens one split of `spec`. CIFAR-10 not on disk is fetched into `cache_root`.
+pub fn open(spec: &DataSpec, split: Split, cache_root: &std::path::Path, sink: &mut dyn crate::events::EventSink) -> Result<Dataset> {
+    match spec {
+        DataSpec::Cifar10 { path: Some(p) } => cifar::load_cifar10(p, split),
+        DataSpec::Cifar10 { path: None } => {
+            let dir = fetch::fetch_cifar10(cache_root, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), sink)?;
+            cifar::load_cifar10(&dir, split)
+        }
+        DataSpec::Synthetic { train, test, seed } => {
+            let n = if split == Split::Train { *train } else { *test };
+            Ok(synthetic::synthetic(n, split, *seed))
+        }
+        DataSpec::Folder { root, side } => {
+            let sub = root.join(split.as_str());
+            if sub.is_dir() {
+                folder::load_image_folder(&sub, split, *side)
+            } else if split == Split::Train {
+                folder::load_image_folder(root, split, *side)
+            } else {
+                Err(Error::data(root, format!("no `{}` sub-folder; use root/train/<class>/.. and root/test/<class>/..", split.as_str())))
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! One error type for the library; messages name the file, tensor or flag at fault.
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("download of {url} failed: {reason}")]
+    Download { url: String, reason: String },
+    #[error("checksum mismatch for {path}: expected {expected}, got {actual}. {advice}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+        advice: String,
+    },
+    #[error("bad data in {path}: {reason}")]
+    Data { path: PathBuf, reason: String },
+    #[error("weights {path}: {reason}")]
+    Weights { path: PathBuf, reason: String },
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("feature cache {path}: {reason}")]
+    Cache { path: PathBuf, reason: String },
+    #[error("training stopped: {0}")]
+    Training(String),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("json {context}: {source}")]
+    Json {
+        context: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid { what: what.into(), reason: reason.into() }
+    }
+    pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Data { path: path.into(), reason: reason.into() }
+    }
+}
+
+/// `io::Result` -> our `Result`, naming what was being done.
+pub trait IoContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(context(), e))
+    }
+}

@@ -1,0 +1,299 @@
+//! Streaming feature extraction into a sharded, resumable cache.
+//!
+//! Batches are decoded, upscaled and normalised on the fly (never the whole upscaled set
+//! in memory), run through the frozen backbone, and written as safetensors shards of
+//! `shard_size` rows plus a `manifest.json`. Each shard and each manifest update is
+//! atomic, so a run killed at any point resumes from its last complete shard. Shards start
+//! on batch boundaries, so a resumed run computes the same batches as an uninterrupted one.
+use crate::data::Dataset;
+use crate::error::IoContext;
+use crate::events::{EventSink, RunEvent};
+use crate::fsutil::{ensure_dir, read_json, temp_path, write_json_atomic};
+use crate::models::{Arch, Backbone, Tap};
+use crate::preprocess::Preprocess;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Bumped when the cache layout changes, so old caches are not misread.
+pub const CACHE_FORMAT: u32 = 1;
+
+/// Everything that changes the features; its hash names the cache folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheKey {
+    pub format: u32,
+    pub dataset: String,
+    pub split: String,
+    pub dataset_digest: String,
+    pub images: usize,
+    pub weights_digest: String,
+    pub arch: Arch,
+    pub image_size: i64,
+    pub normalization: crate::preprocess::Normalization,
+    pub tap: Tap,
+    pub precision: String,
+}
+
+impl CacheKey {
+    /// 16 hex digits of the SHA-256 of the key's JSON.
+    pub fn id(&self) -> String {
+        let json = serde_json::to_vec(self).expect("key serialises");
+        hex::encode(Sha256::digest(&json))[..16].to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub file: String,
+    pub rows: usize,
+    pub sha256: String,
+}
+
+/// `manifest.json` of one cache folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub key: CacheKey,
+    pub dim: i64,
+    pub shard_size: usize,
+    pub shards: Vec<ShardInfo>,
+    pub complete: bool,
+    pub classes: Vec<String>,
+    pub synthetic: bool,
+    pub weights_label: String,
+}
+
+impl Manifest {
+    fn rows_done(&self) -> usize {
+        self.shards.iter().map(|s| s.rows).sum()
+    }
+}
+
+/// How to extract.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtractConfig {
+    pub preprocess: Preprocess,
+    pub tap: Tap,
+    pub batch_size: usize,
+    /// Rows per shard; rounded up to a multiple of `batch_size`.
+    pub shard_size: usize,
+}
+
+impl Default for ExtractConfig {
+    fn default() -> Self {
+        ExtractConfig { preprocess: Preprocess::default(), tap: Tap::Layer4, batch_size: 32, shard_size: 2048 }
+    }
+}
+
+/// Features of one dataset split, loaded from the cache.
+pub struct FeatureSet {
+    /// `[N, D]` f32.
+    pub features: Tensor,
+    /// `[N]` i64.
+    pub labels: Tensor,
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+}
+
+impl FeatureSet {
+    pub fn len(&self) -> usize {
+        self.features.size()[0] as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn dim(&self) -> i64 {
+        self.manifest.dim
+    }
+}
+
+/// The cache folder for `key` under `cache_root`.
+pub fn cache_folder(cache_root: &Path, key: &CacheKey) -> PathBuf {
+    cache_root.join("features").join(format!("{}-{}-{}", key.dataset_tag(), key.split, key.id()))
+}
+
+impl CacheKey {
+    fn dataset_tag(&self) -> String {
+        let tag: String = self.dataset.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        tag.chars().take(24).collect()
+    }
+}
+
+/// Extracts (or reuses) the features of `data`: a cache hit returns at once, an
+/// interrupted extraction resumes from its last complete shard.
+pub fn extract_features(
+    backbone: &Backbone,
+    data: &Dataset,
+    cfg: &ExtractConfig,
+    cache_root: &Path,
+    sink: &mut dyn EventSink,
+) -> Result<FeatureSet> {
+    if data.is_empty() {
+        return Err(Error::invalid("dataset", format!("{} ({}) has no images", data.name, data.split.as_str())));
+    }
+    backbone.check_normalization(cfg.preprocess.normalization, sink);
+    let key = CacheKey {
+        format: CACHE_FORMAT,
+        dataset: data.name.clone(),
+        split: data.split.as_str().into(),
+        dataset_digest: data.digest.clone(),
+        images: data.len(),
+        weights_digest: backbone.weights.digest.clone(),
+        arch: backbone.net.arch,
+        image_size: cfg.preprocess.size,
+        normalization: cfg.preprocess.normalization,
+        tap: cfg.tap,
+        precision: "fp32".into(),
+    };
+    let dir = cache_folder(cache_root, &key);
+    ensure_dir(&dir)?;
+    remove_temp_files(&dir);
+    let batch = cfg.batch_size.max(1);
+    let shard_size = cfg.shard_size.max(1).div_ceil(batch) * batch;
+    let mut manifest = resume_manifest(&dir, &key)?.unwrap_or_else(|| Manifest {
+        key: key.clone(),
+        dim: backbone.net.feature_dim(cfg.tap),
+        shard_size,
+        shards: vec![],
+        complete: false,
+        classes: data.classes.clone(),
+        synthetic: data.synthetic,
+        weights_label: backbone.weights.label.clone(),
+    });
+    let split = key.split.clone();
+    let total = data.len();
+    let started = Instant::now();
+    let cache_hit = manifest.complete;
+    if !cache_hit {
+        sink.emit(&RunEvent::ExtractionStarted {
+            split: split.clone(),
+            total_images: total as u64,
+            done_images: manifest.rows_done() as u64,
+            cache_dir: dir.display().to_string(),
+        });
+        let device = backbone.vs.device();
+        let mut done_here = 0usize;
+        while manifest.rows_done() < total {
+            let start = manifest.rows_done();
+            let end = (start + manifest.shard_size).min(total);
+            let mut feats = Vec::new();
+            let mut labels = Vec::new();
+            for b in (start..end).step_by(batch) {
+                let (imgs, lab) = data.batch(b..(b + batch).min(end))?;
+                let x = cfg.preprocess.apply(&imgs, device)?;
+                feats.push(backbone.features(&x, cfg.tap).to_device(Device::Cpu));
+                labels.push(lab);
+                done_here += (b + batch).min(end) - b;
+                let rate = done_here as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                sink.emit(&RunEvent::ExtractionProgressed {
+                    split: split.clone(),
+                    done_images: (b + batch).min(end) as u64,
+                    total_images: total as u64,
+                    images_per_s: rate,
+                });
+            }
+            let index = manifest.shards.len();
+            let info = write_shard(&dir, index, &Tensor::cat(&feats, 0), &Tensor::cat(&labels, 0))?;
+            manifest.shards.push(info);
+            write_json_atomic(&dir.join("manifest.json"), &manifest)?;
+            sink.emit(&RunEvent::ShardWritten { split: split.clone(), index: index as u64, rows: (end - start) as u64 });
+        }
+        manifest.complete = true;
+        write_json_atomic(&dir.join("manifest.json"), &manifest)?;
+    }
+    let set = load_features(&dir)?;
+    sink.emit(&RunEvent::ExtractionFinished {
+        split,
+        total_images: total as u64,
+        cache_hit,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        peak_rss_bytes: peak_rss_bytes(),
+    });
+    Ok(set)
+}
+
+/// The manifest already in `dir` when it is for `key`, dropping shards whose files are gone.
+fn resume_manifest(dir: &Path, key: &CacheKey) -> Result<Option<Manifest>> {
+    let path = dir.join("manifest.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut m: Manifest = read_json(&path)?;
+    if &m.key != key {
+        return Err(Error::Cache { path, reason: "manifest key differs from the folder's key; delete the folder".into() });
+    }
+    if let Some(bad) = m.shards.iter().position(|s| !dir.join(&s.file).is_file()) {
+        m.shards.truncate(bad);
+        m.complete = false;
+    }
+    Ok(Some(m))
+}
+
+/// Writes one shard atomically; returns its manifest entry.
+fn write_shard(dir: &Path, index: usize, features: &Tensor, labels: &Tensor) -> Result<ShardInfo> {
+    let file = format!("shard-{index:05}.safetensors");
+    let path = dir.join(&file);
+    let tmp = temp_path(&path);
+    let labels = labels.to_kind(Kind::Int64);
+    Tensor::write_safetensors(&[("features", features), ("labels", &labels)], &tmp)?;
+    let sha256 = crate::data::fetch::sha256_file(&tmp)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).ctx(|| format!("renaming {}", tmp.display()))?;
+    Ok(ShardInfo { file, rows: features.size()[0] as usize, sha256 })
+}
+
+/// Leftovers of a killed writer; never part of the cache.
+fn remove_temp_files(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().contains(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Loads a complete cache folder, checking every shard against the manifest.
+pub fn load_features(dir: &Path) -> Result<FeatureSet> {
+    let manifest: Manifest = read_json(&dir.join("manifest.json"))?;
+    let err = |path: &Path, reason: String| Error::Cache { path: path.to_path_buf(), reason };
+    if !manifest.complete {
+        return Err(err(dir, "extraction is incomplete; rerun `tlab extract` to resume it".into()));
+    }
+    let mut feats = Vec::new();
+    let mut labels = Vec::new();
+    for s in &manifest.shards {
+        let path = dir.join(&s.file);
+        let sha = crate::data::fetch::sha256_file(&path)?;
+        if sha != s.sha256 {
+            return Err(err(&path, format!("checksum {sha} differs from the manifest's {}; delete the folder and extract again", s.sha256)));
+        }
+        let named: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)?.into_iter().collect();
+        let (Some(f), Some(l)) = (named.get("features"), named.get("labels")) else {
+            return Err(err(&path, "shard lacks `features` or `labels`".into()));
+        };
+        if f.size() != [s.rows as i64, manifest.dim] {
+            return Err(err(&path, format!("features shape {:?}, expected [{}, {}]", f.size(), s.rows, manifest.dim)));
+        }
+        feats.push(f.shallow_clone());
+        labels.push(l.shallow_clone());
+    }
+    Ok(FeatureSet {
+        features: Tensor::cat(&feats, 0),
+        labels: Tensor::cat(&labels, 0),
+        manifest,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes; 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

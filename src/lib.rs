@@ -1,0 +1,19 @@
+//! transfer-lab: transfer learning with pretrained ResNets, in Rust.
+//!
+//! The pipeline of the 2018 post, as library calls that read well in a notebook:
+//! fetch data and weights, extract features into a cache, train a head, evaluate.
+pub mod cache;
+pub mod data;
+pub mod error;
+pub mod events;
+pub mod fsutil;
+
+pub use error::{Error, Result};
+pub mod models;
+pub mod preprocess;
+pub mod features;
+pub mod train;
+pub mod run;
+
+/// The libtorch release this build is pinned to (tch 0.24).
+pub const LIBTORCH_VERSION: &str = "2.11.0";

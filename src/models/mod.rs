@@ -1,0 +1,9 @@
+//! Backbones and their pretrained weights.
+pub mod backbone;
+pub mod pth;
+pub mod resnet;
+pub mod weights;
+
+pub use backbone::{Backbone, WeightsInfo};
+pub use resnet::{Arch, ResNet, Stages, Tap};
+pub use weights::{load_state_dict, load_weights, WeightsEntry};

@@ -1,0 +1,267 @@
+//! ResNet-18/34/50/101/152 in torchvision's v1.5 layout.
+//!
+//! Variable paths equal torchvision's state-dict keys (`layer1.0.downsample.0.weight`), so
+//! its checkpoints load unchanged. Unlike `tch::vision::resnet`, the stages are reachable:
+//! the earlier-layer strategy taps `layer2`/`layer3`.
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT};
+use tch::Tensor;
+
+/// The five depths torchvision ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    ResNet18,
+    ResNet34,
+    ResNet50,
+    ResNet101,
+    ResNet152,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 5] =
+        [Arch::ResNet18, Arch::ResNet34, Arch::ResNet50, Arch::ResNet101, Arch::ResNet152];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::ResNet18 => "resnet18",
+            Arch::ResNet34 => "resnet34",
+            Arch::ResNet50 => "resnet50",
+            Arch::ResNet101 => "resnet101",
+            Arch::ResNet152 => "resnet152",
+        }
+    }
+
+    /// Blocks per stage.
+    fn blocks(self) -> [usize; 4] {
+        match self {
+            Arch::ResNet18 => [2, 2, 2, 2],
+            Arch::ResNet34 | Arch::ResNet50 => [3, 4, 6, 3],
+            Arch::ResNet101 => [3, 4, 23, 3],
+            Arch::ResNet152 => [3, 8, 36, 3],
+        }
+    }
+
+    fn bottleneck(self) -> bool {
+        !matches!(self, Arch::ResNet18 | Arch::ResNet34)
+    }
+
+    /// Channels out of each stage: `[layer1, layer2, layer3, layer4]`.
+    pub fn stage_channels(self) -> [i64; 4] {
+        let e = if self.bottleneck() { 4 } else { 1 };
+        [64 * e, 128 * e, 256 * e, 512 * e]
+    }
+}
+
+impl std::str::FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| Error::invalid("architecture", format!("`{s}`; expected resnet18, resnet34, resnet50, resnet101 or resnet152")))
+    }
+}
+
+/// Where features are taken: the global average pool of a stage's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tap {
+    Layer1,
+    Layer2,
+    Layer3,
+    /// The post's choice: the last stage, `[N, 2048]` for ResNet-50.
+    Layer4,
+}
+
+impl Tap {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tap::Layer1 => "layer1",
+            Tap::Layer2 => "layer2",
+            Tap::Layer3 => "layer3",
+            Tap::Layer4 => "layer4",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::str::FromStr for Tap {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "layer1" => Ok(Tap::Layer1),
+            "layer2" => Ok(Tap::Layer2),
+            "layer3" => Ok(Tap::Layer3),
+            "layer4" | "pooled" => Ok(Tap::Layer4),
+            _ => Err(Error::invalid("layer", format!("`{s}`; expected layer1, layer2, layer3 or layer4"))),
+        }
+    }
+}
+
+fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig { stride, padding, bias: false, ..Default::default() };
+    nn::conv2d(p, c_in, c_out, k, cfg)
+}
+
+fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, c, Default::default())
+}
+
+/// A 1x1 conv + BN that matches the residual's shape when a block changes it.
+#[derive(Debug)]
+struct Downsample {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+}
+
+/// One residual block: basic (two 3x3) or bottleneck (1x1, 3x3 with the stride, 1x1).
+#[derive(Debug)]
+struct Block {
+    convs: Vec<nn::Conv2D>,
+    bns: Vec<nn::BatchNorm>,
+    downsample: Option<Downsample>,
+}
+
+impl Block {
+    fn new(p: nn::Path, c_in: i64, planes: i64, stride: i64, bottleneck: bool) -> Block {
+        let (convs, c_out) = if bottleneck {
+            let c_out = planes * 4;
+            let convs = vec![
+                conv(&p / "conv1", c_in, planes, 1, 1, 0),
+                conv(&p / "conv2", planes, planes, 3, stride, 1),
+                conv(&p / "conv3", planes, c_out, 1, 1, 0),
+            ];
+            (convs, c_out)
+        } else {
+            let convs = vec![
+                conv(&p / "conv1", c_in, planes, 3, stride, 1),
+                conv(&p / "conv2", planes, planes, 3, 1, 1),
+            ];
+            (convs, planes)
+        };
+        let widths: Vec<i64> = if bottleneck { vec![planes, planes, c_out] } else { vec![planes, planes] };
+        let bns = widths.iter().enumerate().map(|(i, &c)| bn(&p / format!("bn{}", i + 1), c)).collect();
+        let downsample = (stride != 1 || c_in != c_out).then(|| {
+            let d = &p / "downsample";
+            Downsample { conv: conv(&d / "0", c_in, c_out, 1, stride, 0), bn: bn(&d / "1", c_out) }
+        });
+        Block { convs, bns, downsample }
+    }
+
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let last = self.convs.len() - 1;
+        let mut ys = xs.shallow_clone();
+        for (i, (c, b)) in self.convs.iter().zip(&self.bns).enumerate() {
+            ys = ys.apply(c).apply_t(b, train);
+            if i < last {
+                ys = ys.relu();
+            }
+        }
+        let shortcut = match &self.downsample {
+            Some(d) => xs.apply(&d.conv).apply_t(&d.bn, train),
+            None => xs.shallow_clone(),
+        };
+        (ys + shortcut).relu()
+    }
+}
+
+/// Outputs of every stage for one input.
+pub struct Stages {
+    /// After conv1, bn1, relu and max-pool: `[N, 64, H/4, W/4]`.
+    pub stem: Tensor,
+    /// `layer1`..`layer4` outputs.
+    pub layers: [Tensor; 4],
+    /// Global average pool of layer4: `[N, C4]` (2048 for ResNet-50).
+    pub pooled: Tensor,
+    /// `fc(pooled)` when the net has a classifier: `[N, classes]`.
+    pub logits: Option<Tensor>,
+}
+
+/// A ResNet whose stages can be read one by one.
+#[derive(Debug)]
+pub struct ResNet {
+    pub arch: Arch,
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    layers: [Vec<Block>; 4],
+    fc: Option<nn::Linear>,
+}
+
+impl ResNet {
+    /// Builds the net under `p` (use `vs.root()` so names match torchvision).
+    /// `classes`: `Some(n)` adds the `fc` layer, `None` stops at the pooled features.
+    pub fn new(p: &nn::Path, arch: Arch, classes: Option<i64>) -> ResNet {
+        let conv1 = conv(p / "conv1", 3, 64, 7, 2, 3);
+        let bn1 = bn(p / "bn1", 64);
+        let bottleneck = arch.bottleneck();
+        let mut c_in = 64;
+        let layers = std::array::from_fn(|i| {
+            let planes = 64 << i;
+            let stride = if i == 0 { 1 } else { 2 };
+            let lp = p / format!("layer{}", i + 1);
+            (0..arch.blocks()[i])
+                .map(|b| {
+                    let block = Block::new(&lp / b, c_in, planes, if b == 0 { stride } else { 1 }, bottleneck);
+                    c_in = arch.stage_channels()[i];
+                    block
+                })
+                .collect()
+        });
+        let fc = classes.map(|n| nn::linear(p / "fc", arch.stage_channels()[3], n, Default::default()));
+        ResNet { arch, conv1, bn1, layers, fc }
+    }
+
+    /// `[N, 3, H, W]` normalised images -> `[N, 64, H/4, W/4]`.
+    pub fn stem(&self, xs: &Tensor, train: bool) -> Tensor {
+        xs.apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu()
+            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+    }
+
+    /// Runs stage `i` (0 = layer1).
+    pub fn layer(&self, i: usize, xs: &Tensor, train: bool) -> Tensor {
+        self.layers[i].iter().fold(xs.shallow_clone(), |x, b| b.forward_t(&x, train))
+    }
+
+    /// Pooled activations of `tap`: `[N, C]`, stopping there (later stages are not run).
+    pub fn features(&self, xs: &Tensor, tap: Tap, train: bool) -> Tensor {
+        let mut x = self.stem(xs, train);
+        for i in 0..=tap.index() {
+            x = self.layer(i, &x, train);
+        }
+        x.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+
+    /// Feature width at `tap` (`[N, C]`'s C).
+    pub fn feature_dim(&self, tap: Tap) -> i64 {
+        self.arch.stage_channels()[tap.index()]
+    }
+
+    /// Every stage's output, for inspection and parity tests.
+    pub fn stages(&self, xs: &Tensor, train: bool) -> Stages {
+        let stem = self.stem(xs, train);
+        let l1 = self.layer(0, &stem, train);
+        let l2 = self.layer(1, &l1, train);
+        let l3 = self.layer(2, &l2, train);
+        let l4 = self.layer(3, &l3, train);
+        let pooled = l4.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        let logits = self.fc.as_ref().map(|fc| pooled.apply(fc));
+        Stages { stem, layers: [l1, l2, l3, l4], pooled, logits }
+    }
+}
+
+impl ModuleT for ResNet {
+    /// Logits when the net has `fc`, else pooled features.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let pooled = self.features(xs, Tap::Layer4, train);
+        match &self.fc {
+            Some(fc) => pooled.apply(fc),
+            None => pooled,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The registry of pretrained weights, and strict loading of state dicts.
+use super::resnet::Arch;
+use crate::preprocess::Normalization;
+use crate::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use tch::{nn::VarStore, Tensor};
+
+/// One downloadable checkpoint of torchvision's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightsEntry {
+    pub arch: Arch,
+    /// torchvision's enum name: `IMAGENET1K_V1` or `IMAGENET1K_V2`.
+    pub variant: &'static str,
+    /// File name on download.pytorch.org; its 8 hex digits start the file's SHA-256.
+    pub file: &'static str,
+    /// The input mapping the weights were trained with.
+    pub normalization: Normalization,
+    /// ImageNet top-1 as published by torchvision.
+    pub imagenet_top1: f32,
+}
+
+const fn tv(arch: Arch, variant: &'static str, file: &'static str, top1: f32) -> WeightsEntry {
+    WeightsEntry { arch, variant, file, normalization: Normalization::Torchvision, imagenet_top1: top1 }
+}
+
+/// torchvision's ResNet checkpoints (torchvision 0.26 `models/resnet.py`).
+pub const REGISTRY: &[WeightsEntry] = &[
+    tv(Arch::ResNet18, "IMAGENET1K_V1", "resnet18-f37072fd.pth", 69.758),
+    tv(Arch::ResNet34, "IMAGENET1K_V1", "resnet34-b627a593.pth", 73.314),
+    tv(Arch::ResNet50, "IMAGENET1K_V1", "resnet50-0676ba61.pth", 76.130),
+    tv(Arch::ResNet50, "IMAGENET1K_V2", "resnet50-11ad3fa6.pth", 80.858),
+    tv(Arch::ResNet101, "IMAGENET1K_V1", "resnet101-63fe2227.pth", 77.374),
+    tv(Arch::ResNet101, "IMAGENET1K_V2", "resnet101-cd907fc2.pth", 81.886),
+    tv(Arch::ResNet152, "IMAGENET1K_V1", "resnet152-394f9c45.pth", 78.312),
+    tv(Arch::ResNet152, "IMAGENET1K_V2", "resnet152-f82ba261.pth", 82.284),
+];
+
+impl WeightsEntry {
+    /// Looks up `arch` + `variant` (`v1`, `v2`, `IMAGENET1K_V1`, ...; case-insensitive).
+    pub fn find(arch: Arch, variant: &str) -> Result<&'static WeightsEntry> {
+        let v = variant.to_ascii_uppercase();
+        let v = if v.starts_with('V') { format!("IMAGENET1K_{v}") } else { v };
+        REGISTRY.iter().find(|e| e.arch == arch && e.variant == v).ok_or_else(|| {
+            let have: Vec<_> = REGISTRY.iter().filter(|e| e.arch == arch).map(|e| e.variant).collect();
+            Error::invalid("weights variant", format!("`{variant}` for {}; available: {}", arch.name(), have.join(", ")))
+        })
+    }
+
+    /// The 8 hex digits from the file name: the start of its SHA-256.
+    pub fn sha256_prefix(&self) -> &'static str {
+        let stem = self.file.trim_end_matches(".pth");
+        &stem[stem.len() - 8..]
+    }
+
+    pub fn url(&self, base: &str) -> String {
+        format!("{}/{}", base.trim_end_matches('/'), self.file)
+    }
+}
+
+/// Reads every tensor of a state dict: `.safetensors`, or torch.save's `.pth`/`.pt`/`.bin`.
+pub fn load_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let werr = |reason: String| Error::Weights { path: path.to_path_buf(), reason };
+    if !path.is_file() {
+        return Err(werr("file not found; fetch it with `tlab fetch weights` or pass --weights PATH".into()));
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let res = match ext {
+        "safetensors" => Tensor::read_safetensors(path),
+        "pth" | "pt" | "bin" => return super::pth::read_pth(path),
+        _ => return Err(werr(format!("unknown extension `.{ext}`; expected .safetensors, .pth, .pt or .bin"))),
+    };
+    res.map_err(|e| werr(format!("cannot be read ({e}); is it truncated or not a state dict?")))
+}
+
+/// What a strict load found, beyond the tensors it copied.
+#[derive(Debug, Default, PartialEq)]
+pub struct LoadReport {
+    pub loaded: usize,
+    /// Keys in the file that were allowed to go unused (e.g. `fc.*` for a headless net).
+    pub ignored: Vec<String>,
+}
+
+/// Copies the tensors of `path` into `vs`, strictly: a missing, unexpected or mis-shaped
+/// tensor is an error naming it, and then nothing is copied. `num_batches_tracked` is
+/// ignored; keys starting with one of `unused_prefixes` may be absent from `vs`.
+pub fn load_weights(vs: &mut VarStore, path: &Path, unused_prefixes: &[&str]) -> Result<LoadReport> {
+    let file: BTreeMap<String, Tensor> = load_state_dict(path)?
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+        .collect();
+    let vars = vs.variables();
+    let mut problems = Vec::new();
+    let missing: BTreeSet<_> = vars.keys().filter(|k| !file.contains_key(*k)).collect();
+    if !missing.is_empty() {
+        problems.push(format!("missing {}", list(missing.iter())));
+    }
+    let (ignored, unexpected): (Vec<_>, Vec<_>) = file
+        .keys()
+        .filter(|k| !vars.contains_key(*k))
+        .partition(|k| unused_prefixes.iter().any(|p| k.starts_with(p)));
+    if !unexpected.is_empty() {
+        problems.push(format!("unexpected {}", list(unexpected.iter())));
+    }
+    let misshaped: Vec<String> = vars
+        .iter()
+        .filter_map(|(k, v)| {
+            let src = file.get(k)?;
+            (src.size() != v.size()).then(|| format!("{k} (file {:?}, model {:?})", src.size(), v.size()))
+        })
+        .collect();
+    if !misshaped.is_empty() {
+        problems.push(format!("mis-shaped {}", list(misshaped.iter())));
+    }
+    if !problems.is_empty() {
+        return Err(Error::Weights { path: path.to_path_buf(), reason: problems.join("; ") });
+    }
+    tch::no_grad(|| -> Result<()> {
+        for (k, v) in &vars {
+            let src = &file[k];
+            let mut dst = v.shallow_clone();
+            dst.f_copy_(&src.to_device(v.device()).to_kind(v.kind()))
+                .map_err(|e| Error::Weights { path: path.to_path_buf(), reason: format!("{k}: {e}") })?;
+        }
+        Ok(())
+    })?;
+    Ok(LoadReport { loaded: vars.len(), ignored: ignored.into_iter().cloned().collect() })
+}
+
+/// "3 tensors: a, b, c" (at most 8 named).
+fn list<T: std::fmt::Display>(items: impl ExactSizeIterator<Item = T>) -> String {
+    let n = items.len();
+    let mut names: Vec<String> = items.take(8).map(|s| s.to_string()).collect();
+    if n > 8 {
+        names.push(format!("and {} more", n - 8));
+    }
+    format!("{n} tensor{}: {}", if n == 1 { "" } else { "s" }, names.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_prefixes_and_lookup() {
+        let e = WeightsEntry::find(Arch::ResNet50, "v1").unwrap();
+        assert_eq!(e.sha256_prefix(), "0676ba61");
+        assert_eq!(WeightsEntry::find(Arch::ResNet50, "IMAGENET1K_V2").unwrap().sha256_prefix(), "11ad3fa6");
+        assert_eq!(e.url("https://download.pytorch.org/models/"), "https://download.pytorch.org/models/resnet50-0676ba61.pth");
+        let err = WeightsEntry::find(Arch::ResNet18, "v2").unwrap_err().to_string();
+        assert!(err.contains("IMAGENET1K_V1"), "{err}");
+    }
+}
