@@ -121,8 +121,8 @@ impl CacheKey {
     }
 }
 
-/// Extracts (or reuses) the features of `data`: a cache hit returns at once, an
-/// interrupted extraction resumes from its last complete shard.
+/// Extracts (or reuses) the features of `data` and loads them: a cache hit returns at
+/// once, an interrupted extraction resumes from its last complete shard.
 pub fn extract_features(
     backbone: &Backbone,
     data: &Dataset,
@@ -130,6 +130,19 @@ pub fn extract_features(
     cache_root: &Path,
     sink: &mut dyn EventSink,
 ) -> Result<FeatureSet> {
+    let dir = extract_to_cache(backbone, data, cfg, cache_root, sink)?;
+    load_features(&dir)
+}
+
+/// Like [`extract_features`] but leaves the features on disk; returns the cache folder.
+/// Memory stays flat whatever the dataset's size.
+pub fn extract_to_cache(
+    backbone: &Backbone,
+    data: &Dataset,
+    cfg: &ExtractConfig,
+    cache_root: &Path,
+    sink: &mut dyn EventSink,
+) -> Result<PathBuf> {
     if data.is_empty() {
         return Err(Error::invalid("dataset", format!("{} ({}) has no images", data.name, data.split.as_str())));
     }
@@ -203,7 +216,6 @@ pub fn extract_features(
         manifest.complete = true;
         write_json_atomic(&dir.join("manifest.json"), &manifest)?;
     }
-    let set = load_features(&dir)?;
     sink.emit(&RunEvent::ExtractionFinished {
         split,
         total_images: total as u64,
@@ -211,7 +223,7 @@ pub fn extract_features(
         elapsed_ms: started.elapsed().as_millis() as u64,
         peak_rss_bytes: peak_rss_bytes(),
     });
-    Ok(set)
+    Ok(dir)
 }
 
 /// The manifest already in `dir` when it is for `key`, dropping shards whose files are gone.

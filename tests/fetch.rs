@@ -57,23 +57,12 @@ impl Server {
     }
 
     fn serve(&self, path: &str, bytes: Vec<u8>, mode: Mode) -> String {
-        self.state
-            .lock()
-            .unwrap()
-            .files
-            .insert(path.to_string(), (bytes, mode));
+        self.state.lock().unwrap().files.insert(path.to_string(), (bytes, mode));
         format!("{}{path}", self.base)
     }
 
     fn seen(&self, path: &str) -> Vec<Seen> {
-        self.state
-            .lock()
-            .unwrap()
-            .seen
-            .iter()
-            .filter(|s| s.path == path)
-            .cloned()
-            .collect()
+        self.state.lock().unwrap().seen.iter().filter(|s| s.path == path).cloned().collect()
     }
 }
 
@@ -84,15 +73,11 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) {
     let (file, first) = {
         let mut st = state.lock().unwrap();
         let first = !st.seen.iter().any(|s| s.path == path);
-        st.seen.push(Seen {
-            path: path.clone(),
-            range: range.clone(),
-        });
+        st.seen.push(Seen { path: path.clone(), range: range.clone() });
         (st.files.get(&path).cloned(), first)
     };
     let Some((bytes, mode)) = file else {
-        let _ = conn
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         return;
     };
     if mode == Mode::Stall {
@@ -101,33 +86,28 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) {
         while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
         return;
     }
-    let start = range
-        .as_deref()
-        .filter(|_| mode != Mode::IgnoreRange)
-        .and_then(parse_range);
+    let start = range.as_deref().filter(|_| mode != Mode::IgnoreRange).and_then(parse_range);
     let len = bytes.len();
     let head = match start {
         Some(s) if s >= len => {
-            let h = format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let h = format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
             let _ = conn.write_all(h.as_bytes());
             return;
         }
         Some(s) => format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{}/{len}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {s}-{}/{len}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
             len - 1,
             len - s
         ),
         None => format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"),
     };
     let body = &bytes[start.unwrap_or(0)..];
-    let send = if mode == Mode::CutOnce && first {
-        &body[..body.len() / 2]
-    } else {
-        body
-    };
-    let _ = conn
-        .write_all(head.as_bytes())
-        .and_then(|_| conn.write_all(send));
+    let send = if mode == Mode::CutOnce && first { &body[..body.len() / 2] } else { body };
+    let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(send));
     let _ = conn.flush();
 }
 
@@ -178,20 +158,14 @@ fn md5_hex(b: &[u8]) -> String {
 }
 
 fn fast() -> Downloader {
-    Downloader {
-        connect_timeout: Duration::from_secs(2),
-        read_timeout: Duration::from_secs(2),
-        retries: 2,
-    }
+    Downloader { connect_timeout: Duration::from_secs(2), read_timeout: Duration::from_secs(2), retries: 2 }
 }
 
 fn started_offsets(sink: &VecSink) -> Vec<u64> {
     sink.0
         .iter()
         .filter_map(|e| match e {
-            RunEvent::DownloadStarted {
-                resumed_from_bytes, ..
-            } => Some(*resumed_from_bytes),
+            RunEvent::DownloadStarted { resumed_from_bytes, .. } => Some(*resumed_from_bytes),
             _ => None,
         })
         .collect()
@@ -205,38 +179,24 @@ fn clean_download_checks_sha256_and_md5() {
     let bytes = payload(MB3, 1);
     let url = server.serve("/data.bin", bytes.clone(), Mode::Normal);
     let dir = tempfile::tempdir().unwrap();
-    for (name, sum) in [
-        ("a/sha.bin", Checksum::Sha256(sha256_hex(&bytes))),
-        ("b/md5.bin", Checksum::Md5(md5_hex(&bytes))),
-    ] {
+    for (name, sum) in
+        [("a/sha.bin", Checksum::Sha256(sha256_hex(&bytes))), ("b/md5.bin", Checksum::Md5(md5_hex(&bytes)))]
+    {
         let dest = dir.path().join(name);
         let mut sink = VecSink::default();
         let digest = fast().download(&url, &dest, &sum, &mut sink).unwrap();
         assert_eq!(digest, sha256_hex(&bytes));
         assert_eq!(std::fs::read(&dest).unwrap(), bytes);
         assert!(!part_path(&dest).exists());
-        assert!(sink
-            .0
-            .iter()
-            .any(|e| matches!(e, RunEvent::DownloadFinished { sha256, .. } if *sha256 == digest)));
+        assert!(sink.0.iter().any(|e| matches!(e, RunEvent::DownloadFinished { sha256, .. } if *sha256 == digest)));
         let last_progress = sink.0.iter().rev().find_map(|e| match e {
-            RunEvent::DownloadProgressed {
-                done_bytes,
-                total_bytes,
-                ..
-            } => Some((*done_bytes, *total_bytes)),
+            RunEvent::DownloadProgressed { done_bytes, total_bytes, .. } => Some((*done_bytes, *total_bytes)),
             _ => None,
         });
         assert_eq!(last_progress, Some((MB3 as u64, Some(MB3 as u64))));
     }
-    assert_eq!(
-        md5_file(&dir.path().join("b/md5.bin")).unwrap(),
-        md5_hex(&bytes)
-    );
-    assert_eq!(
-        sha256_file(&dir.path().join("a/sha.bin")).unwrap(),
-        sha256_hex(&bytes)
-    );
+    assert_eq!(md5_file(&dir.path().join("b/md5.bin")).unwrap(), md5_hex(&bytes));
+    assert_eq!(sha256_file(&dir.path().join("a/sha.bin")).unwrap(), sha256_hex(&bytes));
 }
 
 #[test]
@@ -247,19 +207,9 @@ fn existing_dest_is_verified_not_downloaded() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("x.bin");
     std::fs::write(&dest, &bytes).unwrap();
-    let d = fast().download(
-        &url,
-        &dest,
-        &Checksum::Sha256(sha256_hex(&bytes)),
-        &mut VecSink::default(),
-    );
+    let d = fast().download(&url, &dest, &Checksum::Sha256(sha256_hex(&bytes)), &mut VecSink::default());
     assert_eq!(d.unwrap(), sha256_hex(&bytes));
-    let err = fast().download(
-        &url,
-        &dest,
-        &Checksum::Md5("0".repeat(32)),
-        &mut VecSink::default(),
-    );
+    let err = fast().download(&url, &dest, &Checksum::Md5("0".repeat(32)), &mut VecSink::default());
     assert!(matches!(err, Err(Error::Checksum { .. })), "{err:?}");
     assert!(server.seen("/x.bin").is_empty());
 }
@@ -272,22 +222,12 @@ fn cut_transfer_resumes_with_range() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("cut.bin");
     let mut sink = VecSink::default();
-    fast()
-        .download(
-            &url,
-            &dest,
-            &Checksum::Sha256(sha256_hex(&bytes)),
-            &mut sink,
-        )
-        .unwrap();
+    fast().download(&url, &dest, &Checksum::Sha256(sha256_hex(&bytes)), &mut sink).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), bytes);
     let seen = server.seen("/cut.bin");
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[0].range, None);
-    assert_eq!(
-        seen[1].range.as_deref(),
-        Some(format!("bytes={}-", MB3 / 2).as_str())
-    );
+    assert_eq!(seen[1].range.as_deref(), Some(format!("bytes={}-", MB3 / 2).as_str()));
     assert_eq!(started_offsets(&sink), vec![0, (MB3 / 2) as u64]);
 }
 
@@ -300,9 +240,7 @@ fn part_from_an_earlier_run_is_resumed() {
     let dest = dir.path().join("p.bin");
     std::fs::write(part_path(&dest), &bytes[..1_000_000]).unwrap();
     let mut sink = VecSink::default();
-    let sha = fast()
-        .download(&url, &dest, &Checksum::Md5(md5_hex(&bytes)), &mut sink)
-        .unwrap();
+    let sha = fast().download(&url, &dest, &Checksum::Md5(md5_hex(&bytes)), &mut sink).unwrap();
     assert_eq!(sha, sha256_hex(&bytes));
     assert_eq!(std::fs::read(&dest).unwrap(), bytes);
     let seen = server.seen("/p.bin");
@@ -321,19 +259,9 @@ fn server_ignoring_range_restarts_from_zero() {
     // Wrong bytes in the part: appending to them would corrupt the file.
     std::fs::write(part_path(&dest), vec![0u8; 5000]).unwrap();
     let mut sink = VecSink::default();
-    fast()
-        .download(
-            &url,
-            &dest,
-            &Checksum::Sha256(sha256_hex(&bytes)),
-            &mut sink,
-        )
-        .unwrap();
+    fast().download(&url, &dest, &Checksum::Sha256(sha256_hex(&bytes)), &mut sink).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), bytes);
-    assert_eq!(
-        server.seen("/n.bin")[0].range.as_deref(),
-        Some("bytes=5000-")
-    );
+    assert_eq!(server.seen("/n.bin")[0].range.as_deref(), Some("bytes=5000-"));
     assert_eq!(started_offsets(&sink), vec![0]);
 }
 
@@ -345,14 +273,7 @@ fn part_longer_than_file_gets_416_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("s.bin");
     std::fs::write(part_path(&dest), vec![1u8; 20_000]).unwrap();
-    fast()
-        .download(
-            &url,
-            &dest,
-            &Checksum::Sha256(sha256_hex(&bytes)),
-            &mut VecSink::default(),
-        )
-        .unwrap();
+    fast().download(&url, &dest, &Checksum::Sha256(sha256_hex(&bytes)), &mut VecSink::default()).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), bytes);
     let ranges: Vec<_> = server.seen("/s.bin").into_iter().map(|s| s.range).collect();
     assert_eq!(ranges, vec![Some("bytes=20000-".to_string()), None]);
@@ -366,20 +287,12 @@ fn wrong_checksum_removes_the_download() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("w.bin");
     let expected = "ab".repeat(32);
-    let err = fast().download(
-        &url,
-        &dest,
-        &Checksum::Sha256(expected.clone()),
-        &mut VecSink::default(),
-    );
+    let err = fast().download(&url, &dest, &Checksum::Sha256(expected.clone()), &mut VecSink::default());
     let err = err.unwrap_err();
     assert!(matches!(err, Error::Checksum { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains(&dest.display().to_string()), "{msg}");
-    assert!(
-        msg.contains(&expected) && msg.contains(&sha256_hex(&bytes)),
-        "{msg}"
-    );
+    assert!(msg.contains(&expected) && msg.contains(&sha256_hex(&bytes)), "{msg}");
     assert!(!dest.exists() && !part_path(&dest).exists());
 }
 
@@ -389,45 +302,24 @@ fn http_404_is_a_download_error_naming_the_status() {
     let url = format!("{}/missing.bin", server.base);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("m");
-    let err = fast().download(
-        &url,
-        &dest,
-        &Checksum::Md5("0".repeat(32)),
-        &mut VecSink::default(),
-    );
+    let err = fast().download(&url, &dest, &Checksum::Md5("0".repeat(32)), &mut VecSink::default());
     let err = err.unwrap_err();
     assert!(matches!(err, Error::Download { .. }), "{err:?}");
     assert!(err.to_string().contains("404"), "{err}");
     assert!(!part_path(&dest).exists(), "no empty .part left behind");
-    assert_eq!(
-        server.seen("/missing.bin").len(),
-        1,
-        "4xx must not be retried"
-    );
+    assert_eq!(server.seen("/missing.bin").len(), 1, "4xx must not be retried");
 }
 
 #[test]
 fn refused_connection_suggests_local_files() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/x");
     let dir = tempfile::tempdir().unwrap();
-    let err = fast().download(
-        &url,
-        &dir.path().join("x"),
-        &Checksum::Md5("0".repeat(32)),
-        &mut VecSink::default(),
-    );
+    let err = fast().download(&url, &dir.path().join("x"), &Checksum::Md5("0".repeat(32)), &mut VecSink::default());
     let err = err.unwrap_err();
     assert!(matches!(err, Error::Download { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("network may be unavailable") && msg.contains("--data PATH"),
-        "{msg}"
-    );
+    assert!(msg.contains("network may be unavailable") && msg.contains("--data PATH"), "{msg}");
 }
 
 #[test]
@@ -435,17 +327,8 @@ fn stalled_server_times_out() {
     let server = Server::start();
     let url = server.serve("/stall", vec![0; 10], Mode::Stall);
     let dir = tempfile::tempdir().unwrap();
-    let d = Downloader {
-        connect_timeout: Duration::from_secs(2),
-        read_timeout: Duration::from_secs(1),
-        retries: 1,
-    };
-    let err = d.download(
-        &url,
-        &dir.path().join("st"),
-        &Checksum::Md5("0".repeat(32)),
-        &mut VecSink::default(),
-    );
+    let d = Downloader { connect_timeout: Duration::from_secs(2), read_timeout: Duration::from_secs(1), retries: 1 };
+    let err = d.download(&url, &dir.path().join("st"), &Checksum::Md5("0".repeat(32)), &mut VecSink::default());
     let err = err.unwrap_err();
     assert!(matches!(err, Error::Download { .. }), "{err:?}");
     assert!(err.to_string().contains("timed out"), "{err}");
@@ -460,14 +343,8 @@ fn recorded_digest_catches_corruption() {
     std::fs::write(&file, &bytes).unwrap();
     let sha = sha256_hex(&bytes);
     let wrong = if sha.starts_with('0') { "1" } else { "0" };
-    assert!(matches!(
-        verify_recorded(&file, wrong),
-        Err(Error::Checksum { .. })
-    ));
-    assert!(
-        !record_path(&file).exists(),
-        "no record for a file that fails its prefix"
-    );
+    assert!(matches!(verify_recorded(&file, wrong), Err(Error::Checksum { .. })));
+    assert!(!record_path(&file).exists(), "no record for a file that fails its prefix");
 
     assert_eq!(verify_recorded(&file, &sha[..8]).unwrap(), sha);
     let record = std::fs::read_to_string(record_path(&file)).unwrap();
@@ -479,10 +356,7 @@ fn recorded_digest_catches_corruption() {
     // An empty prefix isolates the record check from the prefix check.
     let err = verify_recorded(&file, "").unwrap_err();
     assert!(matches!(err, Error::Checksum { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains(&file.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
 }
 
 #[test]
@@ -494,22 +368,10 @@ fn prefix_download_writes_the_record() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("w.pth");
     let sum = Checksum::Sha256Prefix(sha[..8].to_string());
-    assert_eq!(
-        fast()
-            .download(&url, &dest, &sum, &mut VecSink::default())
-            .unwrap(),
-        sha
-    );
-    assert!(std::fs::read_to_string(record_path(&dest))
-        .unwrap()
-        .starts_with(&sha));
+    assert_eq!(fast().download(&url, &dest, &sum, &mut VecSink::default()).unwrap(), sha);
+    assert!(std::fs::read_to_string(record_path(&dest)).unwrap().starts_with(&sha));
     // A later call verifies against the record, without the network.
-    assert_eq!(
-        fast()
-            .download(&url, &dest, &sum, &mut VecSink::default())
-            .unwrap(),
-        sha
-    );
+    assert_eq!(fast().download(&url, &dest, &sum, &mut VecSink::default()).unwrap(), sha);
     assert_eq!(server.seen("/w.pth").len(), 1);
 }
 
@@ -522,12 +384,7 @@ fn cifar_tarball(files: &[&str]) -> Vec<u8> {
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        tar.append_data(
-            &mut h,
-            format!("cifar-10-batches-bin/{name}"),
-            data.as_slice(),
-        )
-        .unwrap();
+        tar.append_data(&mut h, format!("cifar-10-batches-bin/{name}"), data.as_slice()).unwrap();
     }
     tar.into_inner().unwrap().finish().unwrap()
 }
@@ -555,14 +412,8 @@ fn cifar10_is_fetched_once_and_unpacked() {
     for name in CIFAR_NAMES {
         assert!(dir.join(name).is_file(), "{name}");
     }
-    assert_eq!(
-        std::fs::read(dir.join("test_batch.bin")).unwrap(),
-        payload(105, 15)
-    );
-    assert_eq!(
-        only_entry(&cache.path().join("datasets")),
-        "cifar-10-batches-bin"
-    );
+    assert_eq!(std::fs::read(dir.join("test_batch.bin")).unwrap(), payload(105, 15));
+    assert_eq!(only_entry(&cache.path().join("datasets")), "cifar-10-batches-bin");
 
     let again = fetch_cifar10(cache.path(), &url, &md5, &fast(), &mut sink).unwrap();
     assert_eq!(again, dir);
@@ -576,22 +427,16 @@ fn cifar10_archive_missing_a_batch_is_an_error() {
     let md5 = md5_hex(&tgz);
     let url = server.serve("/c.tar.gz", tgz, Mode::Normal);
     let cache = tempfile::tempdir().unwrap();
-    let err =
-        fetch_cifar10(cache.path(), &url, &md5, &fast(), &mut VecSink::default()).unwrap_err();
+    let err = fetch_cifar10(cache.path(), &url, &md5, &fast(), &mut VecSink::default()).unwrap_err();
     assert!(matches!(err, Error::Data { .. }), "{err:?}");
     assert!(err.to_string().contains("data_batch_1.bin"), "{err}");
     // No half dataset where readers look, and no temp folder left behind.
-    assert!(std::fs::read_dir(cache.path().join("datasets"))
-        .unwrap()
-        .next()
-        .is_none());
+    assert!(std::fs::read_dir(cache.path().join("datasets")).unwrap().next().is_none());
 }
 
 fn only_entry(dir: &Path) -> String {
-    let names: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 1, "{names:?}");
     names[0].clone()
 }

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use transfer_lab::data::{self, fetch, DataSpec, Split};
 use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, Tee};
-use transfer_lab::features::{extract_features, ExtractConfig};
+use transfer_lab::features::{extract_to_cache, ExtractConfig};
 use transfer_lab::models::{backbone::fetch_weights, Arch, Tap, WeightsEntry};
 use transfer_lab::preprocess::{Normalization, Preprocess};
 use transfer_lab::run::{self, RunConfig, WeightsChoice};
@@ -259,8 +259,8 @@ fn extract(d: &DataArgs, m: &ModelArgs, split: SplitArg, events: Option<PathBuf>
         if ds.synthetic {
             sink.warn(&format!("dataset {}: generated data, not CIFAR-10", ds.describe()));
         }
-        let set = extract_features(&backbone, &ds, &cfg.extract, cache, &mut sink)?;
-        println!("{}", set.dir.display());
+        let dir = extract_to_cache(&backbone, &ds, &cfg.extract, cache, &mut sink)?;
+        println!("{}", dir.display());
     }
     Ok(())
 }

@@ -83,11 +83,7 @@ pub struct Downloader {
 
 impl Default for Downloader {
     fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(15),
-            read_timeout: Duration::from_secs(30),
-            retries: 3,
-        }
+        Self { connect_timeout: Duration::from_secs(15), read_timeout: Duration::from_secs(30), retries: 3 }
     }
 }
 
@@ -103,13 +99,7 @@ enum Failure {
 impl Downloader {
     /// Downloads `url` to `dest` and returns its full SHA-256 (hex). An existing `dest` is
     /// verified instead of downloaded. A partial `<dest>.part` from an earlier run is resumed.
-    pub fn download(
-        &self,
-        url: &str,
-        dest: &Path,
-        checksum: &Checksum,
-        sink: &mut dyn EventSink,
-    ) -> Result<String> {
+    pub fn download(&self, url: &str, dest: &Path, checksum: &Checksum, sink: &mut dyn EventSink) -> Result<String> {
         if dest.exists() {
             sink.info(&format!("using {} (already downloaded)", dest.display()));
             return verify_existing(dest, checksum);
@@ -118,26 +108,19 @@ impl Downloader {
             ensure_dir(dir)?;
         }
         let part = part_path(dest);
-        let digests = self
-            .fetch_part(url, &part, checksum.needs_md5(), sink)
-            .inspect_err(|_| {
-                // An empty part (e.g. after a 404) only clutters the cache; a non-empty one resumes.
-                if fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
-                    let _ = fs::remove_file(&part);
-                }
-            })?;
+        let digests = self.fetch_part(url, &part, checksum.needs_md5(), sink).inspect_err(|_| {
+            // An empty part (e.g. after a 404) only clutters the cache; a non-empty one resumes.
+            if fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
+                let _ = fs::remove_file(&part);
+            }
+        })?;
         if let Err((expected, actual)) = checksum.check(&digests) {
             // A bad file is never used, and a resume must not build on it.
             let _ = fs::remove_file(&part);
             let advice = "The download was removed; run the fetch again, or pass a verified \
                 local file with --data PATH / --weights PATH."
                 .to_string();
-            return Err(Error::Checksum {
-                path: dest.to_path_buf(),
-                expected,
-                actual,
-                advice,
-            });
+            return Err(Error::Checksum { path: dest.to_path_buf(), expected, actual, advice });
         }
         fs::rename(&part, dest).ctx(|| format!("renaming {} into place", part.display()))?;
         sync_parent(dest);
@@ -146,29 +129,16 @@ impl Downloader {
         }
         let path = dest.display().to_string();
         let sha256 = digests.sha256;
-        sink.emit(&RunEvent::DownloadFinished {
-            url: url.into(),
-            path,
-            sha256: sha256.clone(),
-        });
+        sink.emit(&RunEvent::DownloadFinished { url: url.into(), path, sha256: sha256.clone() });
         Ok(sha256)
     }
 
     fn agent(&self) -> ureq::Agent {
-        ureq::AgentBuilder::new()
-            .timeout_connect(self.connect_timeout)
-            .timeout_read(self.read_timeout)
-            .build()
+        ureq::AgentBuilder::new().timeout_connect(self.connect_timeout).timeout_read(self.read_timeout).build()
     }
 
     /// Fills `part` completely, retrying dropped transfers; returns its digests.
-    fn fetch_part(
-        &self,
-        url: &str,
-        part: &Path,
-        want_md5: bool,
-        sink: &mut dyn EventSink,
-    ) -> Result<Digests> {
+    fn fetch_part(&self, url: &str, part: &Path, want_md5: bool, sink: &mut dyn EventSink) -> Result<Digests> {
         let agent = self.agent();
         let (mut failures, mut restarted) = (0, false);
         loop {
@@ -180,22 +150,14 @@ impl Downloader {
                     fs::remove_file(part).ctx(|| format!("removing {}", part.display()))?;
                 }
                 Err(Failure::RangeNotSatisfiable) => {
-                    return Err(download_error(
-                        url,
-                        "server refused the byte range (HTTP 416)",
-                    ));
+                    return Err(download_error(url, "server refused the byte range (HTTP 416)"));
                 }
                 Err(Failure::Retry(reason)) if failures < self.retries => {
                     failures += 1;
-                    sink.warn(&format!(
-                        "{url}: {reason}; retry {failures}/{}",
-                        self.retries
-                    ));
+                    sink.warn(&format!("{url}: {reason}; retry {failures}/{}", self.retries));
                     std::thread::sleep(Duration::from_millis(250 * u64::from(failures.min(8))));
                 }
-                Err(Failure::Retry(reason)) => {
-                    return Err(gave_up(url, part, &reason, failures + 1))
-                }
+                Err(Failure::Retry(reason)) => return Err(gave_up(url, part, &reason, failures + 1)),
                 Err(Failure::Fatal(e)) => return Err(e),
             }
         }
@@ -220,25 +182,14 @@ fn attempt(
     }
     let start = pf.len;
     let total = expected_total(&resp, start);
-    sink.emit(&RunEvent::DownloadStarted {
-        url: url.into(),
-        total_bytes: total,
-        resumed_from_bytes: start,
-    });
+    sink.emit(&RunEvent::DownloadStarted { url: url.into(), total_bytes: total, resumed_from_bytes: start });
     stream_body(resp.into_reader(), &mut pf, url, total, sink)?;
     check_total(pf.len, total, url)?;
-    pf.file
-        .sync_all()
-        .ctx(|| format!("syncing {}", part.display()))
-        .map_err(Failure::Fatal)?;
+    pf.file.sync_all().ctx(|| format!("syncing {}", part.display())).map_err(Failure::Fatal)?;
     Ok(pf.hashes.finish())
 }
 
-fn request(
-    agent: &ureq::Agent,
-    url: &str,
-    offset: u64,
-) -> std::result::Result<ureq::Response, Failure> {
+fn request(agent: &ureq::Agent, url: &str, offset: u64) -> std::result::Result<ureq::Response, Failure> {
     // identity: a transparently decompressed body would break byte offsets.
     let mut req = agent.get(url).set("Accept-Encoding", "identity");
     if offset > 0 {
@@ -252,10 +203,7 @@ fn request(
             if code >= 500 {
                 Err(Failure::Retry(reason))
             } else {
-                Err(Failure::Fatal(download_error(
-                    url,
-                    format!("{reason}; check the URL or mirror"),
-                )))
+                Err(Failure::Fatal(download_error(url, format!("{reason}; check the URL or mirror"))))
             }
         }
         Err(ureq::Error::Transport(t)) => Err(transport_failure(url, &t)),
@@ -264,17 +212,13 @@ fn request(
 
 fn transport_failure(url: &str, t: &ureq::Transport) -> Failure {
     // ureq's message already says what the kind would (e.g. "Connect error").
-    let mut reason = t
-        .message()
-        .map_or_else(|| t.kind().to_string(), str::to_string);
+    let mut reason = t.message().map_or_else(|| t.kind().to_string(), str::to_string);
     if let Some(src) = std::error::Error::source(t) {
         reason = format!("{reason}: {src}");
     }
     match t.kind() {
         ureq::ErrorKind::Io => Failure::Retry(reason),
-        ureq::ErrorKind::Dns
-        | ureq::ErrorKind::ConnectionFailed
-        | ureq::ErrorKind::ProxyConnect => {
+        ureq::ErrorKind::Dns | ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::ProxyConnect => {
             Failure::Fatal(download_error(url, format!("{reason}; {OFFLINE_ADVICE}")))
         }
         _ => Failure::Fatal(download_error(url, reason)),
@@ -282,11 +226,7 @@ fn transport_failure(url: &str, t: &ureq::Transport) -> Failure {
 }
 
 /// A 206 must start where our part ends, or appending would corrupt the file.
-fn check_content_range(
-    resp: &ureq::Response,
-    offset: u64,
-    url: &str,
-) -> std::result::Result<(), Failure> {
+fn check_content_range(resp: &ureq::Response, offset: u64, url: &str) -> std::result::Result<(), Failure> {
     match resp.header("content-range").and_then(parse_content_range) {
         Some((start, _)) if start != offset => Err(Failure::Fatal(download_error(
             url,
@@ -306,13 +246,8 @@ fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
 
 /// The full file's size, when the response tells it.
 fn expected_total(resp: &ureq::Response, start: u64) -> Option<u64> {
-    let from_range = resp
-        .header("content-range")
-        .and_then(parse_content_range)
-        .and_then(|r| r.1);
-    let length = resp
-        .header("content-length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let from_range = resp.header("content-range").and_then(parse_content_range).and_then(|r| r.1);
+    let length = resp.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
     from_range.or(length.map(|l| l + start))
 }
 
@@ -325,22 +260,13 @@ fn stream_body(
 ) -> std::result::Result<(), Failure> {
     let mut buf = vec![0u8; BUF_BYTES];
     let mut last = Instant::now();
-    let progress = |done| RunEvent::DownloadProgressed {
-        url: url.into(),
-        done_bytes: done,
-        total_bytes: total,
-    };
+    let progress = |done| RunEvent::DownloadProgressed { url: url.into(), done_bytes: done, total_bytes: total };
     loop {
         let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Failure::Retry(format!(
-                    "transfer broke off at byte {}: {e}",
-                    pf.len
-                )))
-            }
+            Err(e) => return Err(Failure::Retry(format!("transfer broke off at byte {}: {e}", pf.len))),
         };
         pf.append(&buf[..n]).map_err(Failure::Fatal)?;
         if last.elapsed() >= PROGRESS_EVERY {
@@ -354,38 +280,28 @@ fn stream_body(
 
 fn check_total(done: u64, total: Option<u64>, url: &str) -> std::result::Result<(), Failure> {
     match total {
-        Some(t) if done < t => Err(Failure::Retry(format!(
-            "truncated transfer: connection closed after {done} of {t} bytes"
-        ))),
-        Some(t) if done > t => Err(Failure::Fatal(download_error(
-            url,
-            format!("server sent {done} bytes but announced {t}"),
-        ))),
+        Some(t) if done < t => {
+            Err(Failure::Retry(format!("truncated transfer: connection closed after {done} of {t} bytes")))
+        }
+        Some(t) if done > t => {
+            Err(Failure::Fatal(download_error(url, format!("server sent {done} bytes but announced {t}"))))
+        }
         _ => Ok(()),
     }
 }
 
 fn download_error(url: &str, reason: impl Into<String>) -> Error {
-    Error::Download {
-        url: url.into(),
-        reason: reason.into(),
-    }
+    Error::Download { url: url.into(), reason: reason.into() }
 }
 
 fn gave_up(url: &str, part: &Path, reason: &str, attempts: u32) -> Error {
     let kept = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let resume = if kept > 0 {
-        format!(
-            "; {kept} bytes kept in {} for the next run to resume",
-            part.display()
-        )
+        format!("; {kept} bytes kept in {} for the next run to resume", part.display())
     } else {
         String::new()
     };
-    download_error(
-        url,
-        format!("{reason} (gave up after {attempts} attempts{resume})"),
-    )
+    download_error(url, format!("{reason} (gave up after {attempts} attempts{resume})"))
 }
 
 /// `<dest>.part`, in the same folder so the final rename is atomic.
@@ -407,39 +323,23 @@ impl PartFile {
     /// Opens or creates `path`; existing bytes are hashed so the digest covers the whole file.
     fn open(path: &Path, want_md5: bool) -> Result<Self> {
         let ctx = || format!("opening {}", path.display());
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .ctx(ctx)?;
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).ctx(ctx)?;
         let mut hashes = Hashes::new(want_md5);
         let len = hashes.absorb(&mut file).ctx(ctx)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file,
-            hashes,
-            len,
-        })
+        Ok(Self { path: path.to_path_buf(), file, hashes, len })
     }
 
     fn restart(&mut self) -> Result<()> {
         let want_md5 = self.hashes.md5.is_some();
-        (self
-            .file
-            .set_len(0)
-            .and_then(|_| self.file.seek(SeekFrom::Start(0))))
-        .ctx(|| format!("truncating {}", self.path.display()))?;
+        (self.file.set_len(0).and_then(|_| self.file.seek(SeekFrom::Start(0))))
+            .ctx(|| format!("truncating {}", self.path.display()))?;
         self.hashes = Hashes::new(want_md5);
         self.len = 0;
         Ok(())
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file
-            .write_all(bytes)
-            .ctx(|| format!("writing {}", self.path.display()))?;
+        self.file.write_all(bytes).ctx(|| format!("writing {}", self.path.display()))?;
         self.hashes.update(bytes);
         self.len += bytes.len() as u64;
         Ok(())
@@ -459,10 +359,7 @@ struct Hashes {
 
 impl Hashes {
     fn new(want_md5: bool) -> Self {
-        Self {
-            sha256: Sha256::new(),
-            md5: want_md5.then(Md5::new),
-        }
+        Self { sha256: Sha256::new(), md5: want_md5.then(Md5::new) }
     }
 
     fn update(&mut self, bytes: &[u8]) {
@@ -490,19 +387,14 @@ impl Hashes {
     }
 
     fn finish(self) -> Digests {
-        Digests {
-            sha256: hex::encode(self.sha256.finalize()),
-            md5: self.md5.map(|m| hex::encode(m.finalize())),
-        }
+        Digests { sha256: hex::encode(self.sha256.finalize()), md5: self.md5.map(|m| hex::encode(m.finalize())) }
     }
 }
 
 fn hash_file(path: &Path, want_md5: bool) -> Result<Digests> {
     let mut file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
     let mut hashes = Hashes::new(want_md5);
-    hashes
-        .absorb(&mut file)
-        .ctx(|| format!("reading {}", path.display()))?;
+    hashes.absorb(&mut file).ctx(|| format!("reading {}", path.display()))?;
     Ok(hashes.finish())
 }
 
@@ -521,9 +413,7 @@ fn verify_existing(dest: &Path, checksum: &Checksum) -> Result<String> {
         return verify_recorded(dest, prefix);
     }
     let digests = hash_file(dest, checksum.needs_md5())?;
-    checksum
-        .check(&digests)
-        .map_err(|(expected, actual)| corrupt(dest, expected, actual))?;
+    checksum.check(&digests).map_err(|(expected, actual)| corrupt(dest, expected, actual))?;
     Ok(digests.sha256)
 }
 
@@ -542,9 +432,7 @@ pub fn verify_recorded(path: &Path, prefix: &str) -> Result<String> {
         return Err(corrupt(path, prefix.to_lowercase(), actual));
     }
     match read_record(path)? {
-        Some(expected) if !expected.eq_ignore_ascii_case(&actual) => {
-            Err(corrupt(path, expected, actual))
-        }
+        Some(expected) if !expected.eq_ignore_ascii_case(&actual) => Err(corrupt(path, expected, actual)),
         Some(_) => Ok(actual),
         None => {
             write_record(path, &actual)?;
@@ -560,23 +448,13 @@ fn corrupt(path: &Path, expected: String, actual: String) -> Error {
         path.display(),
         record_path(path).display()
     );
-    Error::Checksum {
-        path: path.to_path_buf(),
-        expected,
-        actual,
-        advice,
-    }
+    Error::Checksum { path: path.to_path_buf(), expected, actual, advice }
 }
 
 fn read_record(path: &Path) -> Result<Option<String>> {
     let record = record_path(path);
     match fs::read_to_string(&record) {
-        Ok(text) => Ok(Some(
-            text.split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        )),
+        Ok(text) => Ok(Some(text.split_whitespace().next().unwrap_or_default().to_string())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("reading {}", record.display()), e)),
     }
@@ -611,10 +489,7 @@ pub fn weights_base_url() -> String {
 }
 
 fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_string())
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
 }
 
 /// Returns `<cache_root>/datasets/cifar-10-batches-bin`, downloading (MD5-checked) and
@@ -633,11 +508,7 @@ pub fn fetch_cifar10(
     }
     let tarball = cache_root.join("downloads").join("cifar-10-binary.tar.gz");
     downloader.download(url, &tarball, &Checksum::Md5(md5.to_string()), sink)?;
-    sink.info(&format!(
-        "unpacking {} into {}",
-        tarball.display(),
-        target.display()
-    ));
+    sink.info(&format!("unpacking {} into {}", tarball.display(), target.display()));
     extract_cifar10(&tarball, &datasets)?;
     Ok(target)
 }
@@ -665,10 +536,7 @@ fn unpack_and_move(tarball: &Path, tmp: &Path, target: &Path) -> Result<()> {
         .map_err(|e| Error::data(tarball, format!("cannot unpack: {e}")))?;
     let unpacked = tmp.join(CIFAR10_DIR);
     if let Some(f) = missing_cifar10_file(&unpacked) {
-        return Err(Error::data(
-            tarball,
-            format!("archive lacks {CIFAR10_DIR}/{f}"),
-        ));
+        return Err(Error::data(tarball, format!("archive lacks {CIFAR10_DIR}/{f}")));
     }
     if target.exists() {
         // An incomplete earlier copy (we only get here when a file is missing).

@@ -135,13 +135,42 @@ fn balanced_labels(n: usize, rng: &mut SplitMix64) -> Vec<u8> {
     labels
 }
 
+/// Per-image geometry: phase, scale, direction, and band tables indexed by a shifted
+/// coordinate (0..128), built by counting so the pixel loop needs no division.
+struct Geometry {
+    px: i32,
+    py: i32,
+    scale: i32,
+    flip: bool,
+    /// `(t / (2 + scale)) % 2 == 0`: stripes.
+    narrow: [bool; 128],
+    /// `(t / (3 + scale)) % 2 == 0`: checkerboard and diagonals.
+    wide: [bool; 128],
+    /// `t % (6 + scale) == 0`: grid lines.
+    lines: [bool; 128],
+}
+
+impl Geometry {
+    fn random(rng: &mut SplitMix64) -> Geometry {
+        let (px, py, scale, flip) = (rng.below(32), rng.below(32), rng.below(4), rng.below(2) == 1);
+        let mut g = Geometry { px, py, scale, flip, narrow: [false; 128], wide: [false; 128], lines: [false; 128] };
+        let (half, wide, grid) = (2 + scale as usize, 3 + scale as usize, 6 + scale as usize);
+        for t in 0..128 {
+            g.narrow[t] = (t / half) % 2 == 0;
+            g.wide[t] = (t / wide) % 2 == 0;
+            g.lines[t] = t % grid == 0;
+        }
+        g
+    }
+}
+
 /// Draws one image of `class` into `out` (`[3, 32, 32]`), using `mask` as scratch.
 fn draw(class: &Class, rng: &mut SplitMix64, mask: &mut [i32], out: &mut [u8]) {
     let Class(_, fg, bg, pattern) = class;
-    let (px, py, scale, flip) = (rng.below(32), rng.below(32), rng.below(4), rng.below(2) == 1);
+    let g = Geometry::random(rng);
     for y in 0..SIDE {
         for x in 0..SIDE {
-            mask[(y * SIDE + x) as usize] = pattern_at(*pattern, x, y, px, py, scale, flip);
+            mask[(y * SIDE + x) as usize] = pattern_at(*pattern, &g, x, y);
         }
     }
     // Per-image palette and brightness jitter, then a few levels of pixel noise.
@@ -149,46 +178,47 @@ fn draw(class: &Class, rng: &mut SplitMix64, mask: &mut [i32], out: &mut [u8]) {
     let bg = bg.map(|v| v + rng.below(25) - 12);
     let bright = 85 + rng.below(31); // percent
     let amp = [4, 8, 12, 16][rng.below(4) as usize];
-    for (p, &m) in mask.iter().enumerate() {
-        let noise = rng.next();
-        for c in 0..3 {
-            let base = bg[c] + (fg[c] - bg[c]) * m / 255;
+    let noise: Vec<u64> = (0..PLANE).map(|_| rng.next()).collect();
+    for (c, plane) in out.chunks_exact_mut(PLANE).enumerate() {
+        // Shade of each mask level, so the pixel loop only adds noise.
+        let shade: Vec<i32> = (0..256).map(|m| (bg[c] + (fg[c] - bg[c]) * m / 255) * bright / 100).collect();
+        for ((px, &m), &bits) in plane.iter_mut().zip(mask.iter()).zip(&noise) {
             // Multiply-shift maps 16 random bits onto -amp..=amp without a division.
-            let n = (((noise >> (16 * c)) & 0xFFFF) as i32 * (2 * amp + 1) >> 16) - amp;
-            out[c * PLANE + p] = (base * bright / 100 + n).clamp(0, 255) as u8;
+            let n = ((((bits >> (16 * c)) & 0xFFFF) as i32 * (2 * amp + 1)) >> 16) - amp;
+            *px = (shade[m as usize] + n).clamp(0, 255) as u8;
         }
     }
 }
 
 /// Foreground weight (0..=255) of pixel (x, y) for `pattern`.
-fn pattern_at(pattern: Pattern, x: i32, y: i32, px: i32, py: i32, scale: i32, flip: bool) -> i32 {
+fn pattern_at(pattern: Pattern, g: &Geometry, x: i32, y: i32) -> i32 {
     let on = |b: bool| if b { 255 } else { 0 };
-    let half = 2 + scale; // stripe half-period, 2..=5 pixels
+    let at = |t: i32| t as usize; // shifted coordinates stay in 0..128
     let disc = |r: i32| {
-        let (dx, dy) = (x - (12 + px % 9), y - (12 + py % 9));
+        let (dx, dy) = (x - (12 + g.px % 9), y - (12 + g.py % 9));
         dx * dx + dy * dy <= r * r
     };
     match pattern {
-        Pattern::HStripes => on((y + py) / half % 2 == 0),
-        Pattern::VStripes => on((x + px) / half % 2 == 0),
-        Pattern::Checker => on(((x + px) / (half + 1) + (y + py) / (half + 1)) % 2 == 0),
-        Pattern::Disc => on(disc(7 + scale)),
-        Pattern::Diagonal => on((x + y + px) / (half + 1) % 2 == 0),
-        Pattern::Ring => on(disc(9 + scale) && !disc(6 + scale)),
+        Pattern::HStripes => on(g.narrow[at(y + g.py)]),
+        Pattern::VStripes => on(g.narrow[at(x + g.px)]),
+        Pattern::Checker => on(g.wide[at(x + g.px)] == g.wide[at(y + g.py)]),
+        Pattern::Disc => on(disc(7 + g.scale)),
+        Pattern::Diagonal => on(g.wide[at(x + y + g.px)]),
+        Pattern::Ring => on(disc(9 + g.scale) && !disc(6 + g.scale)),
         Pattern::Gradient => {
             let ramp = (x * 255 + 15) / 31;
-            if flip {
+            if g.flip {
                 255 - ramp
             } else {
                 ramp
             }
         }
-        Pattern::Grid => on((x + px) % (6 + scale) == 0 || (y + py) % (6 + scale) == 0),
+        Pattern::Grid => on(g.lines[at(x + g.px)] || g.lines[at(y + g.py)]),
         Pattern::Dots => {
-            let (dx, dy) = ((x + px) % 8 - 4, (y + py) % 8 - 4);
-            on(dx * dx + dy * dy <= (2 + scale / 2) * (2 + scale / 2))
+            let (dx, dy) = ((x + g.px) % 8 - 4, (y + g.py) % 8 - 4);
+            on(dx * dx + dy * dy <= (2 + g.scale / 2) * (2 + g.scale / 2))
         }
-        Pattern::AntiDiagonal => on((x - y + 64 + px) / (half + 1) % 2 == 0),
+        Pattern::AntiDiagonal => on(g.wide[at(x - y + 32 + g.px)]),
     }
 }
 
@@ -244,9 +274,10 @@ mod tests {
     fn masks_cover_both_colours() {
         for pattern in CLASSES.iter().map(|c| c.3) {
             let mut cover = 0;
+            let g = Geometry::random(&mut SplitMix64(9));
             for y in 0..SIDE {
                 for x in 0..SIDE {
-                    cover += pattern_at(pattern, x, y, 3, 5, 1, false);
+                    cover += pattern_at(pattern, &g, x, y);
                 }
             }
             let frac = cover as f64 / (255.0 * 1024.0);

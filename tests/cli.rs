@@ -1,0 +1,81 @@
+//! The `tlab` binary: bad input gives clear errors; `tlab run` is deterministic end to end.
+mod common;
+use assert_cmd::Command;
+use common::*;
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+
+fn tlab(cache: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("tlab").unwrap();
+    c.arg("--threads").arg(test_threads().to_string()).arg("--cache-dir").arg(cache);
+    c
+}
+
+#[test]
+fn bad_flags_and_inputs_are_named_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    tlab(t).args(["extract", "--arch", "resnet51"]).assert().failure().stderr(contains("resnet51"));
+    tlab(t).args(["extract", "--layer", "layer9"]).assert().failure().stderr(contains("layer9"));
+    tlab(t).args(["extract", "--norm", "imagenet"]).assert().failure().stderr(contains("imagenet"));
+    tlab(t).args(["extract", "--size", "5"]).assert().failure().stderr(contains("--size 5"));
+    tlab(t).args(["extract", "--device", "tpu"]).assert().failure().stderr(contains("tpu"));
+    tlab(t).args(["run", "--strategy-typo"]).assert().failure().stderr(contains("--strategy-typo"));
+    tlab(t).args(["fetch", "weights", "resnet18", "--variant", "v2"]).assert().failure().stderr(contains("IMAGENET1K_V1"));
+    let missing = t.join("nope.pth");
+    tlab(t)
+        .args(["extract", "--dataset", "synthetic", "--weights", missing.to_str().unwrap(), "--arch", "resnet18"])
+        .assert()
+        .failure()
+        .stderr(contains("nope.pth").and(contains("not found")));
+    // A truncated CIFAR file given with --data is named.
+    let cifar = t.join("cifar");
+    std::fs::create_dir(&cifar).unwrap();
+    transfer_lab::data::synthetic::write_synthetic_cifar(&cifar, 50, 10, 0).unwrap();
+    let f = cifar.join("test_batch.bin");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
+    tlab(t)
+        .args(["extract", "--data", cifar.to_str().unwrap(), "--weights", "random", "--arch", "resnet18", "--split", "test"])
+        .assert()
+        .failure()
+        .stderr(contains("test_batch.bin").and(contains("truncated")));
+}
+
+fn run_once(cache: &std::path::Path, runs: &std::path::Path) -> serde_json::Value {
+    let out = tlab(cache)
+        .args(["run", "--dataset", "synthetic", "--synthetic-train", "300", "--synthetic-test", "100"])
+        .args(["--arch", "resnet18", "--weights", "random", "--size", "64", "--epochs", "4", "--runs-dir"])
+        .arg(runs)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("SYNTHETIC"), "the run must say its data is synthetic: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn run_is_deterministic_and_writes_a_complete_run_dir() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let a = run_once(tmp.path(), &runs);
+    let b = run_once(tmp.path(), &runs);
+    let (da, db) = (a["run_dir"].as_str().unwrap(), b["run_dir"].as_str().unwrap());
+    assert_ne!(da, db);
+    for f in ["epochs.csv", "confusion.csv"] {
+        let fa = std::fs::read(std::path::Path::new(da).join(f)).unwrap();
+        assert_eq!(fa, std::fs::read(std::path::Path::new(db).join(f)).unwrap(), "{f} differs between runs");
+    }
+    for f in ["config.json", "events.jsonl", "summary.json", "head-best.safetensors"] {
+        assert!(std::path::Path::new(da).join(f).is_file(), "{f} missing");
+    }
+    let acc = a["test_accuracy"].as_f64().unwrap();
+    println!("synthetic tiny run (random resnet18, 64px): test accuracy {:.1}%", acc * 100.0);
+    assert!(acc > 0.3, "far above 10% chance: {acc}");
+    assert_eq!(a["synthetic"], true);
+    let events = std::fs::read_to_string(std::path::Path::new(da).join("events.jsonl")).unwrap();
+    assert!(events.lines().all(|l| transfer_lab::events::parse_line(l).is_some()));
+    assert!(events.contains("\"kind\":\"run_finished\""));
+}
