@@ -51,6 +51,14 @@ impl Default for HeadConfig {
     }
 }
 
+impl HeadConfig {
+    /// Adam over `vs` with these settings (PyTorch's update rule, Keras' defaults).
+    pub fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
+        let adam = nn::Adam { beta1: self.beta1, beta2: self.beta2, wd: 0.0, eps: self.eps, amsgrad: false };
+        Ok(adam.build(vs, self.learning_rate)?)
+    }
+}
+
 /// Dropout -> Linear. The linear layer is named `fc`, so backbone + head export as a
 /// torchvision-style checkpoint.
 pub struct Head {
@@ -137,8 +145,7 @@ pub fn train_head(
     let (xt, yt) = (features.index_select(0, &tr_idx.to_device(device)), labels.index_select(0, &tr_idx));
     let (xv, yv) = (features.index_select(0, &va_idx.to_device(device)), labels.index_select(0, &va_idx));
     let mut head = Head::new(features.size()[1], classes, cfg.dropout, device);
-    let adam = nn::Adam { beta1: cfg.beta1, beta2: cfg.beta2, wd: 0.0, eps: cfg.eps, amsgrad: false };
-    let mut opt = adam.build(&head.vs, cfg.learning_rate)?;
+    let mut opt = cfg.optimizer(&head.vs)?;
     let checkpoint = out_dir.join("head-best.safetensors");
     let mut history = Vec::new();
     let (mut best_epoch, mut best_acc) = (0u32, f64::NEG_INFINITY);

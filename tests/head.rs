@@ -1,0 +1,73 @@
+//! The post's head: PyTorch parity of its Adam steps, learning, and bad input.
+mod common;
+use common::*;
+use tch::{Device, Kind, Tensor};
+use transfer_lab::events::{RunEvent, VecSink};
+use transfer_lab::train::{train_head, Head, HeadConfig};
+
+#[test]
+fn adam_steps_match_pytorch() {
+    let _g = torch_lock();
+    let r = read_tensors(&generated("tests/parity/make_adam_reference.py").join("adam.safetensors"));
+    let cfg = HeadConfig::default();
+    let head = Head::new(16, 10, 0.0, Device::Cpu);
+    tch::no_grad(|| {
+        let vars = head.vs.variables();
+        vars["fc.weight"].shallow_clone().copy_(&r["w0"]);
+        vars["fc.bias"].shallow_clone().copy_(&r["b0"]);
+    });
+    let mut opt = cfg.optimizer(&head.vs).unwrap();
+    for step in 1..=3 {
+        let loss = head.forward_t(&r["x"], true).cross_entropy_for_logits(&r["y"]);
+        assert!((loss.double_value(&[]) - r[&format!("loss{step}")].double_value(&[0])).abs() < 1e-5);
+        opt.backward_step(&loss);
+        let vars = head.vs.variables();
+        let dw = (&vars["fc.weight"] - &r[&format!("w{step}")]).abs().max().double_value(&[]);
+        let db = (&vars["fc.bias"] - &r[&format!("b{step}")]).abs().max().double_value(&[]);
+        println!("adam step {step}: max |dw| {dw:.2e}, |db| {db:.2e}");
+        assert!(dw < 1e-5 && db < 1e-5, "step {step}: {dw:e} {db:e}");
+    }
+}
+
+/// Features that a linear head can separate: class means far apart plus noise.
+fn separable(n: i64, dim: i64, seed: i64) -> (Tensor, Tensor) {
+    tch::manual_seed(seed);
+    let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(10);
+    let means = Tensor::randn([10, dim], (Kind::Float, Device::Cpu)) * 2.0;
+    let x = means.index_select(0, &labels) + Tensor::randn([n, dim], (Kind::Float, Device::Cpu));
+    (x, labels)
+}
+
+#[test]
+fn head_learns_separable_features_and_keeps_the_best_epoch() {
+    let _g = torch_lock();
+    let (x, y) = separable(2000, 256, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = VecSink::default();
+    let (_head, out) = train_head(&x, &y, 10, &HeadConfig::default(), dir.path(), &mut sink).unwrap();
+    let best = out.history.iter().map(|m| m.val_acc).fold(0.0, f64::max);
+    println!("separable features: best val acc {best:.4} at epoch {}", out.best_epoch);
+    assert!(best > 0.95, "{best}");
+    assert_eq!(out.best_val_acc, best);
+    assert_eq!((out.train_samples, out.val_samples), (1600, 400), "Keras validation_split=0.2");
+    assert!(dir.path().join("head-best.safetensors").is_file());
+    let epochs = sink.0.iter().filter(|e| matches!(e, RunEvent::EpochFinished { .. })).count();
+    assert_eq!(epochs, 10);
+}
+
+#[test]
+fn bad_training_input_is_a_clear_error() {
+    let _g = torch_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = HeadConfig::default();
+    let (x, y) = separable(100, 8, 1);
+    let err = |x: &Tensor, y: &Tensor| train_head(x, y, 10, &cfg, dir.path(), &mut VecSink::default()).err().unwrap().to_string();
+    assert!(err(&x, &(&y + 5)).contains("outside 0..10"));
+    assert!(err(&x, &y.zeros_like()).contains("single class"));
+    assert!(err(&x.narrow(0, 0, 50), &y).contains("do not pair up"));
+    // A NaN loss stops training, names the step, and keeps the best checkpoint whole.
+    let bad = x.copy();
+    let _ = bad.get(5).fill_(f64::NAN);
+    let e = err(&bad, &y);
+    assert!(e.contains("loss is NaN") && e.contains("step"), "{e}");
+}
