@@ -129,3 +129,23 @@ fn preprocessing_matches_torchvision_and_keras_formula() {
         assert!(err < TOL, "{key}: {err:.2e}");
     }
 }
+
+#[test]
+fn folded_channels_last_net_matches_pytorch() {
+    use transfer_lab::models::{folded::FoldedResNet, Tap};
+    let _g = torch_lock();
+    let dir = generated(SCRIPT);
+    for arch in [Arch::ResNet18, Arch::ResNet50] {
+        let io = read_tensors(&dir.join(format!("{}-io.safetensors", arch.name())));
+        let (_vs, net) = build(arch, &dir.join(format!("{}.safetensors", arch.name())));
+        for cl in [false, true] {
+            let folded = FoldedResNet::new(&net, cl);
+            for (tap, key) in [(Tap::Layer2, "layer2"), (Tap::Layer3, "layer3"), (Tap::Layer4, "layer4")] {
+                let want = io[key].mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+                let err = rel_err(&folded.features(&io["x"], tap), &want);
+                println!("{} folded (channels-last {cl}) {key}: rel err {err:.2e}", arch.name());
+                assert!(err < TOL, "{} {key}: {err:.2e}", arch.name());
+            }
+        }
+    }
+}

@@ -1,4 +1,5 @@
 //! A ResNet with its weights: where they came from, their digest, the input they expect.
+use super::folded::FoldedResNet;
 use super::resnet::{Arch, ResNet, Tap};
 use super::weights::{load_weights, WeightsEntry};
 use crate::data::fetch::{self, Checksum, Downloader};
@@ -27,6 +28,9 @@ pub struct Backbone {
     pub vs: nn::VarStore,
     pub net: ResNet,
     pub weights: WeightsInfo,
+    /// The inference copy that extraction runs (BatchNorm folded, channels-last); built
+    /// from `vs` once the weights are in, so later changes to `vs` do not reach it.
+    folded: FoldedResNet,
 }
 
 impl Backbone {
@@ -41,7 +45,12 @@ impl Backbone {
             normalization: None,
             pretrained: false,
         };
-        Backbone { vs, net, weights }
+        Backbone::assemble(vs, net, weights)
+    }
+
+    fn assemble(vs: nn::VarStore, net: ResNet, weights: WeightsInfo) -> Backbone {
+        let folded = FoldedResNet::new(&net, true);
+        Backbone { vs, net, weights, folded }
     }
 
     /// Loads a local `.pth` or `.safetensors` state dict (torchvision names), strictly.
@@ -52,7 +61,7 @@ impl Backbone {
         let digest = fetch::sha256_file(path)?;
         let normalization = registry_entry_for(path).map(|e| e.normalization);
         let label = format!("{} file:{}", arch.name(), path.display());
-        Ok(Backbone { vs, net, weights: WeightsInfo { label, digest, normalization, pretrained: true } })
+        Ok(Backbone::assemble(vs, net, WeightsInfo { label, digest, normalization, pretrained: true }))
     }
 
     /// torchvision's ImageNet weights from the cache, downloading them when absent.
@@ -66,7 +75,7 @@ impl Backbone {
 
     /// Pooled features at `tap` for preprocessed images: `[N, 3, S, S]` -> `[N, C]`.
     pub fn features(&self, x: &Tensor, tap: Tap) -> Tensor {
-        tch::no_grad(|| self.net.features(x, tap, false))
+        self.folded.features(x, tap)
     }
 
     /// Warns loudly when `norm` is not what the weights were trained with.

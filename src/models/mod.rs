@@ -1,5 +1,6 @@
 //! Backbones and their pretrained weights.
 pub mod backbone;
+pub mod folded;
 pub mod pth;
 pub mod resnet;
 pub mod weights;

@@ -84,7 +84,7 @@ impl Tap {
             Tap::Layer4 => "layer4",
         }
     }
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -113,17 +113,20 @@ fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
 
 /// A 1x1 conv + BN that matches the residual's shape when a block changes it.
 #[derive(Debug)]
-struct Downsample {
-    conv: nn::Conv2D,
-    bn: nn::BatchNorm,
+pub(crate) struct Downsample {
+    pub(crate) conv: nn::Conv2D,
+    pub(crate) bn: nn::BatchNorm,
 }
 
 /// One residual block: basic (two 3x3) or bottleneck (1x1, 3x3 with the stride, 1x1).
 #[derive(Debug)]
-struct Block {
-    convs: Vec<nn::Conv2D>,
-    bns: Vec<nn::BatchNorm>,
-    downsample: Option<Downsample>,
+pub(crate) struct Block {
+    pub(crate) convs: Vec<nn::Conv2D>,
+    pub(crate) bns: Vec<nn::BatchNorm>,
+    pub(crate) downsample: Option<Downsample>,
+    /// (stride, padding) of each conv; tch keeps its conv config private.
+    pub(crate) geometry: Vec<(i64, i64)>,
+    pub(crate) stride: i64,
 }
 
 impl Block {
@@ -149,7 +152,8 @@ impl Block {
             let d = &p / "downsample";
             Downsample { conv: conv(&d / "0", c_in, c_out, 1, stride, 0), bn: bn(&d / "1", c_out) }
         });
-        Block { convs, bns, downsample }
+        let geometry = if bottleneck { vec![(1, 0), (stride, 1), (1, 0)] } else { vec![(stride, 1), (1, 1)] };
+        Block { convs, bns, downsample, geometry, stride }
     }
 
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
@@ -185,9 +189,9 @@ pub struct Stages {
 #[derive(Debug)]
 pub struct ResNet {
     pub arch: Arch,
-    conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
-    layers: [Vec<Block>; 4],
+    pub(crate) conv1: nn::Conv2D,
+    pub(crate) bn1: nn::BatchNorm,
+    pub(crate) layers: [Vec<Block>; 4],
     fc: Option<nn::Linear>,
 }
 
