@@ -9,7 +9,7 @@ export TLAB_TEST_THREADS=${TLAB_TEST_THREADS:-2}
 mkdir -p target
 set +e
 # --nocapture: tests print their figures (errors vs PyTorch, RSS, accuracy).
-cargo test --locked --all-targets -- --nocapture 2>&1 | tee target/test.log
+cargo test --locked --all-targets --no-fail-fast -- --nocapture 2>&1 | tee target/test.log
 status=${PIPESTATUS[0]}
 set -e
 echo "tests finished in $(( $(date +%s) - start )) s with status $status"

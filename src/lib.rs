@@ -6,14 +6,18 @@ pub mod cache;
 pub mod data;
 pub mod error;
 pub mod events;
+pub mod features;
 pub mod fsutil;
-
-pub use error::{Error, Result};
+pub mod metrics;
 pub mod models;
 pub mod preprocess;
-pub mod features;
-pub mod train;
+pub mod report;
 pub mod run;
+pub mod tables;
+pub mod train;
+pub mod tui;
+
+pub use error::{Error, Result};
 
 /// The libtorch release this build is pinned to (tch 0.24).
 pub const LIBTORCH_VERSION: &str = "2.11.0";

@@ -5,9 +5,11 @@
 use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, JsonlSink, RunEvent, Tee};
 use crate::features::{extract_features, ExtractConfig};
-use crate::fsutil::{ensure_dir, write_atomic, write_json_atomic};
+use crate::fsutil::{ensure_dir, write_json_atomic};
 use crate::models::{Arch, Backbone, WeightsEntry};
-use crate::train::{evaluate, train_head, HeadConfig};
+use crate::metrics::Confusion;
+use crate::tables;
+use crate::train::{evaluate, evaluate_images, train_head, train_on_images, Evaluation, HeadConfig, ImageModel, ImageTrainConfig, Strategy, TrainOutcome};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,9 @@ pub struct RunConfig {
     /// When CIFAR-10 or the weights cannot be fetched, carry on with synthetic data or
     /// random weights (saying so) instead of failing.
     pub offline_fallback: bool,
+    pub strategy: Strategy,
+    /// Settings of the image-trained strategies (fine-tune, pretrained-init, scratch).
+    pub images: ImageTrainConfig,
 }
 
 impl Default for RunConfig {
@@ -54,6 +59,8 @@ impl Default for RunConfig {
             device: "auto".into(),
             limit: None,
             offline_fallback: true,
+            strategy: Strategy::LinearProbe,
+            images: ImageTrainConfig::for_strategy(Strategy::FineTune),
         }
     }
 }
@@ -62,6 +69,9 @@ impl Default for RunConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub run_dir: PathBuf,
+    pub strategy: Strategy,
+    /// True when a `STOP` request ended training early.
+    pub stopped: bool,
     pub dataset: String,
     pub synthetic: bool,
     pub weights: String,
@@ -193,26 +203,34 @@ fn run_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mut dyn EventSi
     let device = parse_device(&cfg.device)?;
     let (train, test, backbone) = stage(sink, "fetch", |s| {
         let (train, test) = open_data(cfg, cache_root, s)?;
-        let backbone = open_backbone(cfg, cache_root, device, s)?;
+        let backbone = match cfg.strategy {
+            // The control: the same network, never pretrained.
+            Strategy::Scratch => Backbone::random(cfg.arch, cfg.head.seed, device),
+            _ => open_backbone(cfg, cache_root, device, s)?,
+        };
         Ok((train, test, backbone))
     })?;
     let note = run_note(train.synthetic, backbone.weights.pretrained);
     sink.emit(&RunEvent::RunStarted { name: cfg.name.clone(), synthetic: train.synthetic, note: note.clone() });
     write_json_atomic(&dir.join("config.json"), &RecordedConfig::new(cfg, &train, &backbone))?;
-    let (ftrain, ftest) = stage(sink, "extract", |s| {
-        Ok((extract_features(&backbone, &train, &cfg.extract, cache_root, s)?, extract_features(&backbone, &test, &cfg.extract, cache_root, s)?))
-    })?;
     let classes = train.classes.len() as i64;
-    let (head, outcome) = stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
-    write_atomic(&dir.join("epochs.csv"), epochs_csv(&outcome.history).as_bytes())?;
-    let ev = stage(sink, "evaluate", |s| {
-        let ev = evaluate(&head, &ftest.features, &ftest.labels)?;
-        s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
-        Ok(ev)
-    })?;
-    write_atomic(&dir.join("confusion.csv"), confusion_csv(&ev.labels, &ev.predictions, &train.classes).as_bytes())?;
+    let mut steps = StepLog(Vec::new(), sink);
+    let (outcome, ev) = if cfg.strategy.on_images() {
+        train_images(cfg, &backbone, &train, &test, dir, classes, &mut steps)?
+    } else {
+        probe(cfg, &backbone, &train, &test, dir, cache_root, classes, &mut steps)?
+    };
+    let step_rows = std::mem::take(&mut steps.0);
+
+    let confusion = Confusion::new(&ev.labels, &ev.predictions, &train.classes);
+    tables::write_frame(&mut tables::epochs_frame(&outcome.history)?, dir, "epochs")?;
+    tables::write_frame(&mut tables::steps_frame(&step_rows)?, dir, "steps")?;
+    tables::write_frame(&mut tables::per_class_frame(&confusion)?, dir, "per_class")?;
+    tables::write_frame(&mut tables::confusion_frame(&confusion)?, dir, "confusion")?;
     let summary = RunSummary {
         run_dir: dir.to_path_buf(),
+        strategy: cfg.strategy,
+        stopped: outcome.history.len() < expected_epochs(cfg) as usize,
         dataset: train.describe(),
         synthetic: train.synthetic,
         weights: backbone.weights.label.clone(),
@@ -226,6 +244,100 @@ fn run_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mut dyn EventSi
     write_json_atomic(&dir.join("summary.json"), &summary)?;
     let _ = started;
     Ok(summary)
+}
+
+fn expected_epochs(cfg: &RunConfig) -> u32 {
+    if cfg.strategy.on_images() { cfg.images.epochs } else { cfg.head.epochs }
+}
+
+/// Passes events on and keeps the per-step losses for `steps.csv`.
+struct StepLog<'a>(Vec<(u32, u64, f64)>, &'a mut dyn EventSink);
+impl EventSink for StepLog<'_> {
+    fn emit(&mut self, e: &RunEvent) {
+        if let RunEvent::StepFinished { epoch, step, loss } = e {
+            self.0.push((*epoch, *step, *loss));
+        }
+        self.1.emit(e)
+    }
+}
+
+/// The linear probe (and earlier-layer): features into the cache, head on them.
+#[allow(clippy::too_many_arguments)]
+fn probe(
+    cfg: &RunConfig,
+    backbone: &Backbone,
+    train: &data::Dataset,
+    test: &data::Dataset,
+    dir: &Path,
+    cache_root: &Path,
+    classes: i64,
+    sink: &mut dyn EventSink,
+) -> Result<(TrainOutcome, Evaluation)> {
+    let mut ecfg = cfg.extract.clone();
+    if cfg.strategy == Strategy::EarlierLayer && ecfg.tap == crate::models::Tap::Layer4 {
+        ecfg.tap = crate::models::Tap::Layer3;
+    }
+    let (ftrain, ftest) = stage(sink, "extract", |s| {
+        Ok((extract_features(backbone, train, &ecfg, cache_root, s)?, extract_features(backbone, test, &ecfg, cache_root, s)?))
+    })?;
+    let (head, outcome) = stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
+    let ev = stage(sink, "evaluate", |s| {
+        let ev = evaluate(&head, &ftest.features, &ftest.labels)?;
+        s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
+        Ok(ev)
+    })?;
+    Ok((outcome, ev))
+}
+
+/// Fine-tune (after a linear probe), pretrained-init and scratch: trained on images.
+fn train_images(
+    cfg: &RunConfig,
+    backbone: &Backbone,
+    train: &data::Dataset,
+    test: &data::Dataset,
+    dir: &Path,
+    classes: i64,
+    sink: &mut dyn EventSink,
+) -> Result<(TrainOutcome, Evaluation)> {
+    let mut model = ImageModel::new(cfg.arch, classes, cfg.images.dropout, backbone.vs.device());
+    copy_body(&backbone.vs, &model.vs)?;
+    if cfg.strategy == Strategy::FineTune {
+        let probe_dir = dir.join("probe");
+        ensure_dir(&probe_dir)?;
+        sink.info("fine-tune: training the head on frozen features first");
+        let mut ecfg = cfg.extract.clone();
+        ecfg.tap = crate::models::Tap::Layer4;
+        let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, &probe_cache(dir), s))?;
+        let _ = train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, &probe_dir, sink)?;
+        model.load_head(&probe_dir.join("head-best.safetensors"))?;
+    }
+    let pre = cfg.extract.preprocess;
+    let outcome = stage(sink, "train", |s| train_on_images(&mut model, train, &pre, &cfg.images, dir, s))?;
+    let ev = stage(sink, "evaluate", |s| {
+        let idx: Vec<i64> = (0..test.len() as i64).collect();
+        let ev = evaluate_images(&model, test, &idx, &pre, cfg.images.batch_size)?;
+        s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
+        Ok(ev)
+    })?;
+    Ok((outcome, ev))
+}
+
+/// Fine-tuning's own small feature cache lives in the run (the body is about to change).
+fn probe_cache(dir: &Path) -> PathBuf {
+    dir.join("probe")
+}
+
+/// Copies every body tensor of `from` into the same-named variable of `to`.
+fn copy_body(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<()> {
+    let src = from.variables();
+    tch::no_grad(|| {
+        for (name, mut dst) in to.variables() {
+            if let Some(s) = src.get(&name) {
+                dst.f_copy_(s)?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The plain statement printed at the start and stored with every result.
@@ -265,34 +377,11 @@ impl<'a> RecordedConfig<'a> {
     }
 }
 
-fn epochs_csv(history: &[crate::train::EpochMetrics]) -> String {
-    let mut s = String::from("epoch,train_loss,train_acc,val_loss,val_acc\n");
-    for m in history {
-        s += &format!("{},{},{},{},{}\n", m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc);
-    }
-    s
-}
-
-fn confusion_csv(labels: &[i64], preds: &[i64], classes: &[String]) -> String {
-    let k = classes.len();
-    let mut m = vec![vec![0u64; k]; k];
-    for (&y, &p) in labels.iter().zip(preds) {
-        if (y as usize) < k && (p as usize) < k {
-            m[y as usize][p as usize] += 1;
-        }
-    }
-    let mut s = format!("true\\pred,{}\n", classes.join(","));
-    for (i, row) in m.iter().enumerate() {
-        s += &format!("{},{}\n", classes[i], row.iter().map(u64::to_string).collect::<Vec<_>>().join(","));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn utc_stamp_is_calendar_correct() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_910_400 + 3661);
-        assert_eq!(super::utc_stamp(t), "20261201-010101");
+        assert_eq!(super::utc_stamp(t), "20261129-010101"); // date -u -d @1795914061
     }
 }

@@ -6,13 +6,8 @@ use transfer_lab::data::folder::{decode_resized, load_image_folder};
 use transfer_lab::data::synthetic::{synthetic, write_synthetic_cifar};
 use transfer_lab::data::{Dataset, Source, Split};
 
-const TRAIN_FILES: [&str; 5] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-];
+const TRAIN_FILES: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 
 /// A recognisable pixel value for record `i`, channel `c`, row `y`, column `x`.
 fn pixel(i: usize, c: usize, y: usize, x: usize) -> u8 {
@@ -388,26 +383,4 @@ fn synthetic_cifar_export_loads_back_identically() {
         assert!(loaded.synthetic, "export must stay labelled synthetic");
     }
     assert!(write_synthetic_cifar(&out, 4, 1, 5).is_err());
-}
-
-#[test]
-fn zz_scratch_timing() {
-    for _ in 0..3 {
-        let t = std::time::Instant::now();
-        let g = transfer_lab::data::synthetic::generate(60_000, Split::Train, 0);
-        eprintln!("60k generate in {:?} {}", t.elapsed(), g.0.len());
-    }
-    let t = std::time::Instant::now();
-    let ds = synthetic(60_000, Split::Train, 0);
-    eprintln!("60k synthetic in {:?}", t.elapsed());
-    let fit = synthetic(1000, Split::Train, 11);
-    let eval = synthetic(1000, Split::Test, 12);
-    let (f_fit, f_eval) = (simple_features(memory(&fit).0), simple_features(memory(&eval).0));
-    let acc = nearest_mean_accuracy(&f_fit, &fit.labels(), &f_eval, &eval.labels());
-    let shuffled = fit.labels().roll(&[1i64][..], &[0i64][..]);
-    let chance = nearest_mean_accuracy(&f_fit, &shuffled, &f_eval, &eval.labels());
-    // colour only
-    let c_fit = f_fit.narrow(1, 0, 3); let c_eval = f_eval.narrow(1, 0, 3);
-    let acc_c = nearest_mean_accuracy(&c_fit, &fit.labels(), &c_eval, &eval.labels());
-    eprintln!("acc {acc} chance {chance} colour-only {acc_c} len {}", ds.len());
 }

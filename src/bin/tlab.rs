@@ -8,7 +8,7 @@ use transfer_lab::features::{extract_to_cache, ExtractConfig};
 use transfer_lab::models::{backbone::fetch_weights, Arch, Tap, WeightsEntry};
 use transfer_lab::preprocess::{Normalization, Preprocess};
 use transfer_lab::run::{self, RunConfig, WeightsChoice};
-use transfer_lab::train::{HeadConfig, ValSplit};
+use transfer_lab::train::{HeadConfig, ImageTrainConfig, Strategy, Unfreeze, ValSplit};
 
 #[derive(Parser)]
 #[command(name = "tlab", version, about = "Transfer learning with pretrained ResNets: fetch, extract, train, evaluate")]
@@ -54,9 +54,9 @@ enum Command {
         /// Folder that holds run directories
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
-        /// Run name (part of the run directory's name)
-        #[arg(long, default_value = "linear-probe")]
-        name: String,
+        /// Run name (part of the run directory's name; default: the strategy)
+        #[arg(long)]
+        name: Option<String>,
         /// Fail instead of falling back to synthetic data / random weights when offline
         #[arg(long)]
         no_fallback: bool,
@@ -140,13 +140,48 @@ struct ModelArgs {
 
 #[derive(Args)]
 struct HeadArgs {
+    /// linear-probe | earlier-layer | fine-tune | pretrained-init | scratch
+    #[arg(long, default_value = "linear-probe")]
+    strategy: String,
+    /// Epochs of the head (the post: 10)
     #[arg(long, default_value_t = 10)]
     epochs: u32,
+    /// Epochs of image training (fine-tune, pretrained-init, scratch)
+    #[arg(long, default_value_t = 5)]
+    image_epochs: u32,
+    /// Body learning rate for image training (the head keeps --lr)
+    #[arg(long)]
+    body_lr: Option<f64>,
+    /// Fine-tuning: layer4 | all
+    #[arg(long, default_value = "layer4")]
+    unfreeze: String,
+    /// BatchNorm during fine-tuning: frozen (ImageNet statistics) | train
+    #[arg(long, default_value = "frozen")]
+    bn: String,
+    /// No random crop + flip during image training
+    #[arg(long)]
+    no_augment: bool,
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     /// last (Keras validation_split) | random
     #[arg(long, default_value = "last")]
     val_split: String,
+}
+
+impl Default for HeadArgs {
+    fn default() -> Self {
+        HeadArgs {
+            strategy: "linear-probe".into(),
+            epochs: 10,
+            image_epochs: 5,
+            body_lr: None,
+            unfreeze: "layer4".into(),
+            bn: "frozen".into(),
+            no_augment: false,
+            lr: 1e-3,
+            val_split: "last".into(),
+        }
+    }
 }
 
 fn main() {
@@ -175,6 +210,7 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()>
         }
         Command::Extract { data, model, split, events } => extract(&data, &model, split, events, cache, console)?,
         Command::Run { data, model, head, runs_dir, name, no_fallback } => {
+            let name = name.unwrap_or_else(|| head.strategy.clone());
             let cfg = run_config(&data, &model, &head, name, !no_fallback)?;
             let s = run::run(&cfg, &runs_dir, cache, console)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
@@ -224,7 +260,30 @@ fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback:
         other => bail!("--val-split `{other}`: expected last or random"),
     };
     run::parse_device(&m.device)?;
+    let strategy: Strategy = h.strategy.parse()?;
+    let mut images = ImageTrainConfig::for_strategy(strategy);
+    images.epochs = h.image_epochs;
+    images.head_lr = h.lr;
+    images.seed = d.seed as i64;
+    images.augment = !h.no_augment;
+    if let Some(lr) = h.body_lr {
+        images.body_lr = lr;
+    }
+    if strategy == Strategy::FineTune {
+        images.unfreeze = match h.unfreeze.as_str() {
+            "layer4" => Unfreeze::Layer4,
+            "all" => Unfreeze::All,
+            other => bail!("--unfreeze `{other}`: expected layer4 or all"),
+        };
+        images.freeze_bn = match h.bn.as_str() {
+            "frozen" => true,
+            "train" => false,
+            other => bail!("--bn `{other}`: expected frozen or train"),
+        };
+    }
     Ok(RunConfig {
+        strategy,
+        images,
         name,
         data: data_spec(d)?,
         arch: m.arch.parse()?,
@@ -243,7 +302,7 @@ fn extract(d: &DataArgs, m: &ModelArgs, split: SplitArg, events: Option<PathBuf>
         sinks.push(Box::new(JsonlSink::append(p)?));
     }
     let mut sink = Tee(sinks);
-    let cfg = RunConfig { limit: d.limit, offline_fallback: false, ..run_config(d, m, &HeadArgs { epochs: 1, lr: 1e-3, val_split: "last".into() }, "extract".into(), false)? };
+    let cfg = RunConfig { limit: d.limit, offline_fallback: false, ..run_config(d, m, &HeadArgs::default(), "extract".into(), false)? };
     let device = run::parse_device(&cfg.device)?;
     let backbone = run::open_backbone(&cfg, cache, device, &mut sink)?;
     let splits: &[Split] = match split {

@@ -16,13 +16,8 @@ pub const PIXEL_BYTES: usize = 3 * 32 * 32;
 /// Number of classes; labels are `0..CLASSES`.
 pub const CLASSES: usize = 10;
 /// The training files, in the order they are concatenated.
-pub const TRAIN_FILES: [&str; 5] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-];
+pub const TRAIN_FILES: [&str; 5] =
+    ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"];
 /// The test file.
 pub const TEST_FILE: &str = "test_batch.bin";
 /// The class-name file.
@@ -30,18 +25,8 @@ pub const META_FILE: &str = "batches.meta.txt";
 /// The folder the official tarball unpacks into.
 pub const TARBALL_DIR: &str = "cifar-10-batches-bin";
 /// Class names used when `batches.meta.txt` is absent.
-pub const STANDARD_CLASSES: [&str; CLASSES] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+pub const STANDARD_CLASSES: [&str; CLASSES] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 /// Class names with this prefix mark generated data (see `synthetic::write_synthetic_cifar`).
 pub const SYNTHETIC_PREFIX: &str = "synthetic-";
 
@@ -91,12 +76,7 @@ pub fn read_batch_file(path: &Path) -> Result<(Tensor, Tensor)> {
 /// Reads the class names, one per line, blank lines ignored; there must be exactly ten.
 pub fn read_class_names(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).ctx(|| format!("reading {}", path.display()))?;
-    let names: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
+    let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     if names.len() != CLASSES {
         let reason = format!("expected {CLASSES} class names, one per line; found {}", names.len());
         return Err(Error::data(path, reason));

@@ -106,10 +106,7 @@ pub fn decode_resized(path: &Path, side: u32) -> Result<Tensor> {
     let reader = image::ImageReader::open(path).ctx(|| format!("opening {}", path.display()))?;
     // Trust the bytes over the extension: a PNG saved as .jpg still loads.
     let reader = reader.with_guessed_format().ctx(|| format!("reading {}", path.display()))?;
-    let img = reader
-        .decode()
-        .map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?
-        .to_rgb8();
+    let img = reader.decode().map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?.to_rgb8();
     let img = if img.dimensions() == (side, side) {
         img
     } else {

@@ -81,6 +81,24 @@ impl Dataset {
         }
     }
 
+    /// Images `[B, 3, H, W]` u8 and labels `[B]` i64 at `indices` (any order).
+    pub fn gather(&self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
+        if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i as usize >= self.len()) {
+            return Err(Error::invalid("sample index", format!("{bad} of {}", self.len())));
+        }
+        match &self.source {
+            Source::Memory { images, labels } => {
+                let idx = Tensor::from_slice(indices);
+                Ok((images.index_select(0, &idx), labels.index_select(0, &idx)))
+            }
+            Source::Files { paths, labels, side } => {
+                let imgs = indices.iter().map(|&i| folder::decode_resized(&paths[i as usize], *side)).collect::<Result<Vec<_>>>()?;
+                let labels: Vec<i64> = indices.iter().map(|&i| labels[i as usize]).collect();
+                Ok((Tensor::stack(&imgs, 0), Tensor::from_slice(&labels)))
+            }
+        }
+    }
+
     /// All labels, `[N]` i64.
     pub fn labels(&self) -> Tensor {
         match &self.source {

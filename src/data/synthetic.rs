@@ -117,7 +117,7 @@ pub fn synthetic(n: usize, split: Split, seed: u64) -> Dataset {
 pub fn generate(n: usize, split: Split, seed: u64) -> (Vec<u8>, Vec<u8>) {
     let labels = balanced_labels(n, &mut stream(seed, split, u64::MAX));
     let mut pixels = vec![0u8; n * PIXEL_BYTES];
-    let mut mask = vec![0i32; PLANE];
+    let mut mask = [0u8; PLANE];
     for (i, (out, &label)) in pixels.chunks_exact_mut(PIXEL_BYTES).zip(&labels).enumerate() {
         let mut rng = stream(seed, split, i as u64);
         draw(&CLASSES[label as usize], &mut rng, &mut mask, out);
@@ -136,7 +136,7 @@ fn balanced_labels(n: usize, rng: &mut SplitMix64) -> Vec<u8> {
 }
 
 /// Per-image geometry: phase, scale, direction, and band tables indexed by a shifted
-/// coordinate (0..128), built by counting so the pixel loop needs no division.
+/// coordinate (0..128), computed once per image so the pixel loop needs no division.
 struct Geometry {
     px: i32,
     py: i32,
@@ -165,12 +165,12 @@ impl Geometry {
 }
 
 /// Draws one image of `class` into `out` (`[3, 32, 32]`), using `mask` as scratch.
-fn draw(class: &Class, rng: &mut SplitMix64, mask: &mut [i32], out: &mut [u8]) {
+fn draw(class: &Class, rng: &mut SplitMix64, mask: &mut [u8; PLANE], out: &mut [u8]) {
     let Class(_, fg, bg, pattern) = class;
     let g = Geometry::random(rng);
     for y in 0..SIDE {
         for x in 0..SIDE {
-            mask[(y * SIDE + x) as usize] = pattern_at(*pattern, &g, x, y);
+            mask[(y * SIDE + x) as usize] = pattern_at(*pattern, &g, x, y) as u8;
         }
     }
     // Per-image palette and brightness jitter, then a few levels of pixel noise.
@@ -178,13 +178,16 @@ fn draw(class: &Class, rng: &mut SplitMix64, mask: &mut [i32], out: &mut [u8]) {
     let bg = bg.map(|v| v + rng.below(25) - 12);
     let bright = 85 + rng.below(31); // percent
     let amp = [4, 8, 12, 16][rng.below(4) as usize];
-    let noise: Vec<u64> = (0..PLANE).map(|_| rng.next()).collect();
+    let noise: [u64; PLANE] = std::array::from_fn(|_| rng.next());
+    // Lookup tables (indexed by bytes, so never out of bounds) keep the per-pixel work
+    // to two loads, an add and a clamp.
+    let spread: [i32; 256] = std::array::from_fn(|k| ((k as i32 * (2 * amp + 1)) >> 8) - amp);
     for (c, plane) in out.chunks_exact_mut(PLANE).enumerate() {
-        // Shade of each mask level, so the pixel loop only adds noise.
-        let shade: Vec<i32> = (0..256).map(|m| (bg[c] + (fg[c] - bg[c]) * m / 255) * bright / 100).collect();
+        let shade: [i32; 256] = std::array::from_fn(|m| (bg[c] + (fg[c] - bg[c]) * m as i32 / 255) * bright / 100);
+        let shift = 8 * c as u32;
         for ((px, &m), &bits) in plane.iter_mut().zip(mask.iter()).zip(&noise) {
-            // Multiply-shift maps 16 random bits onto -amp..=amp without a division.
-            let n = ((((bits >> (16 * c)) & 0xFFFF) as i32 * (2 * amp + 1)) >> 16) - amp;
+            // Each channel takes its own byte of the pixel's random word.
+            let n = spread[(bits >> shift) as u8 as usize];
             *px = (shade[m as usize] + n).clamp(0, 255) as u8;
         }
     }

@@ -83,13 +83,15 @@ pub struct LoadReport {
 
 /// Copies the tensors of `path` into `vs`, strictly: a missing, unexpected or mis-shaped
 /// tensor is an error naming it, and then nothing is copied. `num_batches_tracked` is
-/// ignored; keys starting with one of `unused_prefixes` may be absent from `vs`.
-pub fn load_weights(vs: &mut VarStore, path: &Path, unused_prefixes: &[&str]) -> Result<LoadReport> {
+/// ignored. Keys starting with one of `skip_prefixes` (e.g. `fc.` when the classifier is
+/// replaced) are left out on both sides: neither loaded nor required.
+pub fn load_weights(vs: &mut VarStore, path: &Path, skip_prefixes: &[&str]) -> Result<LoadReport> {
+    let skipped = |k: &str| skip_prefixes.iter().any(|p| k.starts_with(p));
     let file: BTreeMap<String, Tensor> = load_state_dict(path)?
         .into_iter()
         .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
         .collect();
-    let vars = vs.variables();
+    let vars: std::collections::HashMap<String, Tensor> = vs.variables().into_iter().filter(|(k, _)| !skipped(k)).collect();
     let mut problems = Vec::new();
     let missing: BTreeSet<_> = vars.keys().filter(|k| !file.contains_key(*k)).collect();
     if !missing.is_empty() {
@@ -98,7 +100,7 @@ pub fn load_weights(vs: &mut VarStore, path: &Path, unused_prefixes: &[&str]) ->
     let (ignored, unexpected): (Vec<_>, Vec<_>) = file
         .keys()
         .filter(|k| !vars.contains_key(*k))
-        .partition(|k| unused_prefixes.iter().any(|p| k.starts_with(p)));
+        .partition(|k| skipped(k));
     if !unexpected.is_empty() {
         problems.push(format!("unexpected {}", list(unexpected.iter())));
     }

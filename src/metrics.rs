@@ -1,0 +1,79 @@
+//! Accuracy, per-class precision/recall/F1 and the confusion matrix.
+use serde::{Deserialize, Serialize};
+
+/// Confusion counts: `counts[true][pred]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confusion {
+    pub classes: Vec<String>,
+    pub counts: Vec<Vec<u64>>,
+}
+
+/// One class's scores. Undefined ratios (no predictions / no samples) are 0, as sklearn's
+/// `zero_division=0`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassScores {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: u64,
+}
+
+impl Confusion {
+    /// Labels outside `0..classes.len()` are not counted.
+    pub fn new(labels: &[i64], predictions: &[i64], classes: &[String]) -> Confusion {
+        let k = classes.len();
+        let mut counts = vec![vec![0u64; k]; k];
+        for (&y, &p) in labels.iter().zip(predictions) {
+            if (0..k as i64).contains(&y) && (0..k as i64).contains(&p) {
+                counts[y as usize][p as usize] += 1;
+            }
+        }
+        Confusion { classes: classes.to_vec(), counts }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().flatten().sum()
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        let correct: u64 = (0..self.classes.len()).map(|i| self.counts[i][i]).sum();
+        correct as f64 / self.total().max(1) as f64
+    }
+
+    pub fn per_class(&self) -> Vec<ClassScores> {
+        let k = self.classes.len();
+        (0..k)
+            .map(|i| {
+                let tp = self.counts[i][i] as f64;
+                let support: u64 = self.counts[i].iter().sum();
+                let predicted: u64 = (0..k).map(|r| self.counts[r][i]).sum();
+                let ratio = |a: f64, b: u64| if b == 0 { 0.0 } else { a / b as f64 };
+                let (precision, recall) = (ratio(tp, predicted), ratio(tp, support));
+                let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+                ClassScores { class: self.classes[i].clone(), precision, recall, f1, support }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_match_a_hand_computed_case() {
+        let classes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        // true a,a,a,b,b,c ; pred a,a,b,b,c,c
+        let c = Confusion::new(&[0, 0, 0, 1, 1, 2], &[0, 0, 1, 1, 2, 2], &classes);
+        assert_eq!(c.counts, vec![vec![2, 1, 0], vec![0, 1, 1], vec![0, 0, 1]]);
+        assert!((c.accuracy() - 4.0 / 6.0).abs() < 1e-12);
+        let s = c.per_class();
+        assert_eq!((s[0].precision, s[0].recall, s[0].support), (1.0, 2.0 / 3.0, 3));
+        assert!((s[1].precision - 0.5).abs() < 1e-12 && (s[1].recall - 0.5).abs() < 1e-12);
+        assert!((s[2].f1 - 2.0 * 0.5 * 1.0 / 1.5).abs() < 1e-12);
+        // A class never predicted nor present scores 0, not NaN.
+        let z = Confusion::new(&[0], &[0], &classes).per_class();
+        assert_eq!((z[2].precision, z[2].recall, z[2].f1), (0.0, 0.0, 0.0));
+    }
+}

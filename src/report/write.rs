@@ -1,0 +1,170 @@
+//! `report.md` plus its charts, for one run or a comparison of several.
+use super::{Comparison, ComparisonBar, Figure, RunData};
+use crate::fsutil::{ensure_dir, write_atomic};
+use crate::{Error, Result};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// One row of the summary table. Kept as plain data so a dataframe can replace the
+/// Markdown writer later without touching the loading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    pub name: String,
+    pub strategy: Option<String>,
+    pub dataset: String,
+    pub synthetic: bool,
+    pub weights: String,
+    pub pretrained: bool,
+    pub image_size: Option<i64>,
+    pub best_epoch: u32,
+    /// Training ended early on a `STOP` request.
+    pub stopped: bool,
+    pub best_val_acc: f64,
+    pub test_accuracy: f64,
+    pub test_samples: usize,
+}
+
+/// One row per run, in the order given.
+pub fn summary_rows(runs: &[RunData]) -> Vec<SummaryRow> {
+    runs.iter()
+        .map(|r| SummaryRow {
+            name: r.name.clone(),
+            strategy: r.summary.strategy.clone(),
+            dataset: r.summary.dataset.clone(),
+            synthetic: r.summary.synthetic,
+            weights: r.summary.weights.clone(),
+            pretrained: r.summary.pretrained,
+            image_size: r.image_size,
+            best_epoch: r.summary.best_epoch,
+            stopped: r.summary.stopped,
+            best_val_acc: r.summary.best_val_acc,
+            test_accuracy: r.summary.test_accuracy,
+            test_samples: r.summary.test_samples,
+        })
+        .collect()
+}
+
+/// The rows as a Markdown table; synthetic data and random weights are flagged in bold.
+pub fn summary_markdown(rows: &[SummaryRow]) -> String {
+    let mut s = String::from("| run | strategy | dataset | weights | image size | best epoch | best val acc | test acc |\n");
+    s += "|---|---|---|---|---:|---:|---:|---:|\n";
+    for r in rows {
+        let dataset = if r.synthetic { format!("{} **(SYNTHETIC)**", cell(&r.dataset)) } else { cell(&r.dataset) };
+        let weights = if r.pretrained { cell(&r.weights) } else { format!("{} **(RANDOM)**", cell(&r.weights)) };
+        let size = r.image_size.map(|s| format!("{s} px")).unwrap_or_else(|| "?".into());
+        let strategy = r.strategy.as_deref().map(cell).unwrap_or_else(|| "?".into());
+        let stopped = if r.stopped { " (stopped early)" } else { "" };
+        let _ = writeln!(
+            s,
+            "| {} | {strategy} | {dataset} | {weights} | {size} | {}{stopped} | {:.2}% | {:.2}% (n={}) |",
+            cell(&r.name),
+            r.best_epoch,
+            r.best_val_acc * 100.0,
+            r.test_accuracy * 100.0,
+            r.test_samples
+        );
+    }
+    s
+}
+
+/// A table cell: pipes and newlines would break the row.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Writes charts (SVG + PNG) and `report.md` for `run_dirs` into `out`, or into the run
+/// directory itself when there is one run and no `out`. Several runs also get a
+/// comparison chart. Returns the path of `report.md`.
+pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf> {
+    let out = match (out, run_dirs) {
+        (_, []) => return Err(Error::invalid("report", "no run directories given")),
+        (Some(o), _) => o.to_path_buf(),
+        (None, [one]) => one.clone(),
+        (None, _) => return Err(Error::invalid("report", "several runs need an output directory (--out DIR)")),
+    };
+    let runs = run_dirs.iter().map(|d| RunData::load(d)).collect::<Result<Vec<_>>>()?;
+    ensure_dir(&out)?;
+    let mut md = String::from("# Run report\n\n");
+    let (synthetic, random) = (runs.iter().any(|r| r.summary.synthetic), runs.iter().any(|r| !r.summary.pretrained));
+    if synthetic {
+        md += "> **Synthetic data**: rows marked SYNTHETIC were trained and tested on generated images; they show the pipeline working and are not CIFAR-10 results.\n\n";
+    }
+    if random {
+        md += "> **Random weights**: rows marked RANDOM used a seeded random backbone; they are not transfer learning.\n\n";
+    }
+    md += &summary_markdown(&summary_rows(&runs));
+    if runs.len() > 1 {
+        Figure::Comparison(&comparison(&runs)).save(&out, "comparison")?;
+        md += "\n## Comparison\n\n";
+        md += &image_link("Test accuracy by run", "comparison");
+    }
+    let stems = stems(&runs);
+    for (run, stem) in runs.iter().zip(&stems) {
+        let prefix = if runs.len() > 1 { format!("{stem}-") } else { String::new() };
+        let _ = write!(md, "\n## {}{}\n\n{}\n\nFrom `{}`.\n\n", run.name, run.label().caveats(), run.summary.note, run.dir.display());
+        let curves = run.curves();
+        let figs = [
+            ("Training curves", "curves", Figure::TrainingCurves(&curves)),
+            ("Confusion matrix", "confusion", Figure::Confusion(&run.confusion)),
+            ("Per-class accuracy", "per-class", Figure::PerClassAccuracy(&run.confusion)),
+        ];
+        for (alt, name, fig) in figs {
+            let stem = format!("{prefix}{name}");
+            fig.save(&out, &stem)?;
+            md += &image_link(alt, &stem);
+        }
+        if run.throughput.points.is_empty() {
+            md += "No extraction throughput: the run recorded no extraction progress (features from the cache, or no `events.jsonl`).\n\n";
+        } else {
+            let stem = format!("{prefix}throughput");
+            Figure::Throughput(&run.throughput).save(&out, &stem)?;
+            md += &image_link("Extraction throughput", &stem);
+        }
+    }
+    let path = out.join("report.md");
+    write_atomic(&path, md.as_bytes())?;
+    Ok(path)
+}
+
+/// Test accuracy by run; labels add the strategy and image size where runs differ in them.
+fn comparison(runs: &[RunData]) -> Comparison {
+    let differ = |f: &dyn Fn(&RunData) -> Option<String>| runs.iter().any(|r| f(r) != f(&runs[0]));
+    let strategy = |r: &RunData| r.summary.strategy.clone();
+    let size = |r: &RunData| r.image_size.map(|s| format!("{s} px"));
+    let (by_strategy, by_size) = (differ(&strategy), differ(&size));
+    let bars = runs
+        .iter()
+        .map(|r| {
+            let mut details = vec![];
+            if by_strategy {
+                details.extend(strategy(r));
+            }
+            if by_size {
+                details.extend(size(r));
+            }
+            let label = if details.is_empty() { r.name.clone() } else { format!("{} ({})", r.name, details.join(", ")) };
+            ComparisonBar { label, test_accuracy: r.summary.test_accuracy, synthetic: r.summary.synthetic }
+        })
+        .collect();
+    Comparison { by: "run".into(), bars }
+}
+
+/// File-name-safe, unique stems for the runs' charts.
+fn stems(runs: &[RunData]) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for r in runs {
+        let base: String = r.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let mut stem = base.clone();
+        let mut i = 2;
+        while out.contains(&stem) {
+            stem = format!("{base}-{i}");
+            i += 1;
+        }
+        out.push(stem);
+    }
+    out
+}
+
+fn image_link(alt: &str, stem: &str) -> String {
+    format!("![{alt}]({stem}.svg)\n\n[{stem}.png]({stem}.png)\n\n")
+}

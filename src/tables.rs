@@ -1,0 +1,83 @@
+//! Results as polars DataFrames, written as CSV and Parquet (atomically).
+use crate::error::IoContext;
+use crate::metrics::Confusion;
+use crate::train::EpochMetrics;
+use crate::{Error, Result};
+use polars::prelude::*;
+use std::path::Path;
+
+fn polars_err(what: &str, e: PolarsError) -> Error {
+    Error::invalid(what, e.to_string())
+}
+
+/// One row per epoch: epoch, train_loss, train_acc, val_loss, val_acc.
+pub fn epochs_frame(history: &[EpochMetrics]) -> Result<DataFrame> {
+    df!(
+        "epoch" => history.iter().map(|m| m.epoch).collect::<Vec<_>>(),
+        "train_loss" => history.iter().map(|m| m.train_loss).collect::<Vec<_>>(),
+        "train_acc" => history.iter().map(|m| m.train_acc).collect::<Vec<_>>(),
+        "val_loss" => history.iter().map(|m| m.val_loss).collect::<Vec<_>>(),
+        "val_acc" => history.iter().map(|m| m.val_acc).collect::<Vec<_>>(),
+    )
+    .map_err(|e| polars_err("epochs table", e))
+}
+
+/// One row per step: epoch, step, loss.
+pub fn steps_frame(steps: &[(u32, u64, f64)]) -> Result<DataFrame> {
+    df!(
+        "epoch" => steps.iter().map(|s| s.0).collect::<Vec<_>>(),
+        "step" => steps.iter().map(|s| s.1).collect::<Vec<_>>(),
+        "loss" => steps.iter().map(|s| s.2).collect::<Vec<_>>(),
+    )
+    .map_err(|e| polars_err("steps table", e))
+}
+
+/// One row per class: class, precision, recall, f1, support.
+pub fn per_class_frame(c: &Confusion) -> Result<DataFrame> {
+    let s = c.per_class();
+    df!(
+        "class" => s.iter().map(|x| x.class.clone()).collect::<Vec<_>>(),
+        "precision" => s.iter().map(|x| x.precision).collect::<Vec<_>>(),
+        "recall" => s.iter().map(|x| x.recall).collect::<Vec<_>>(),
+        "f1" => s.iter().map(|x| x.f1).collect::<Vec<_>>(),
+        "support" => s.iter().map(|x| x.support).collect::<Vec<_>>(),
+    )
+    .map_err(|e| polars_err("per-class table", e))
+}
+
+/// Rows are true classes (column `true`), one count column per predicted class.
+pub fn confusion_frame(c: &Confusion) -> Result<DataFrame> {
+    let mut cols: Vec<Column> = vec![Column::new("true".into(), c.classes.clone())];
+    for (j, name) in c.classes.iter().enumerate() {
+        cols.push(Column::new(name.as_str().into(), c.counts.iter().map(|r| r[j]).collect::<Vec<u64>>()));
+    }
+    DataFrame::new(c.classes.len(), cols).map_err(|e| polars_err("confusion table", e))
+}
+
+/// Writes `<stem>.csv` and `<stem>.parquet` into `dir`, each through a temp file.
+pub fn write_frame(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<()> {
+    let csv = dir.join(format!("{stem}.csv"));
+    write_via_temp(&csv, |f| CsvWriter::new(f).finish(df).map_err(|e| polars_err(stem, e)))?;
+    let pq = dir.join(format!("{stem}.parquet"));
+    write_via_temp(&pq, |f| ParquetWriter::new(f).finish(df).map(|_| ()).map_err(|e| polars_err(stem, e)))
+}
+
+fn write_via_temp(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
+    let tmp = crate::fsutil::temp_path(path);
+    let mut f = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+    let res = write(&mut f).and_then(|_| f.sync_all().ctx(|| format!("syncing {}", tmp.display())));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return res;
+    }
+    std::fs::rename(&tmp, path).ctx(|| format!("renaming {}", tmp.display()))
+}
+
+/// Reads a CSV written by [`write_frame`].
+pub fn read_csv(path: &Path) -> Result<DataFrame> {
+    CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(path.to_path_buf()))
+        .and_then(|r| r.finish())
+        .map_err(|e| polars_err(&path.display().to_string(), e))
+}

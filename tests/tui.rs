@@ -1,0 +1,321 @@
+//! The dashboard: whole-screen snapshots from recorded runs, plain output without a
+//! terminal, and the real binary in a pseudo-terminal (screen advances, `q` restores).
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use transfer_lab::events::{Envelope, RunEvent, SCHEMA_VERSION};
+use transfer_lab::tui::app::{App, ChartTab, Overlay};
+use transfer_lab::tui::device::{DeviceInfo, GpuStats, ProcessInfo};
+use transfer_lab::tui::tail::Tail;
+
+/// Until `tlab dash` is wired, the pty tests drive the helper binary.
+const DASH_BIN: &str = env!("CARGO_BIN_EXE_tlab-dash-helper");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events").join(format!("{name}.jsonl"))
+}
+
+/// An `App` fed a recorded run, with a fixed clock and a made-up machine.
+fn app_from(name: &str) -> App {
+    let mut app = App::new("runs/20260301-101500-linear-probe");
+    let p = Tail::new(fixture(name)).poll().unwrap();
+    for e in &p.events {
+        app.state.apply(e);
+    }
+    app.state.skipped += p.skipped as u64;
+    app.now_ms = app.state.last_t_ms.unwrap() + 1_500;
+    app.device = DeviceInfo {
+        name: "NVIDIA H200".into(),
+        gpu: Some(GpuStats { util_pct: 93.0, mem_used_mib: 21_504.0, mem_total_mib: 143_771.0 }),
+        process: ProcessInfo { label: "run pid 4242".into(), rss_bytes: Some(1_873_000_000), cpu_pct: Some(104.0) },
+    };
+    app
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| f.render_widget(app, f.area())).unwrap();
+    term.backend().to_string()
+}
+
+fn snapshots(name: &str, app: &App) {
+    insta::assert_snapshot!(format!("{name}_80x24"), screen(app, 80, 24));
+    insta::assert_snapshot!(format!("{name}_120x40"), screen(app, 120, 40));
+}
+
+#[test]
+fn mid_extraction() {
+    let app = app_from("mid_extraction");
+    assert_eq!(app.state.skipped, 1, "the unknown `gpu_sampled` line is skipped");
+    let p = app.state.progress.as_ref().unwrap();
+    assert_eq!((p.done, p.total), (33_024, Some(50_000)));
+    assert!(p.eta_ms().is_some());
+    snapshots("mid_extraction", &app);
+}
+
+#[test]
+fn mid_training() {
+    let mut app = app_from("mid_training");
+    assert!(app.state.synthetic, "synthetic data must be flagged");
+    assert_eq!(app.state.curves.last_step.unwrap().1, 259, "the half-written last line waits");
+    snapshots("mid_training", &app);
+    app.chart = ChartTab::StepLoss;
+    insta::assert_snapshot!("mid_training_step_loss_80x24", screen(&app, 80, 24));
+}
+
+#[test]
+fn finished() {
+    let mut app = app_from("finished");
+    snapshots("finished", &app);
+    app.chart = ChartTab::EpochAccuracy;
+    app.overlay = Overlay::Help;
+    insta::assert_snapshot!("finished_help_80x24", screen(&app, 80, 24));
+}
+
+#[test]
+fn failed() {
+    snapshots("failed", &app_from("failed"));
+}
+
+#[test]
+fn confirm_stop_and_small_terminal() {
+    let mut app = app_from("mid_extraction");
+    app.overlay = Overlay::ConfirmStop;
+    insta::assert_snapshot!("mid_extraction_confirm_stop_80x24", screen(&app, 80, 24));
+    insta::assert_snapshot!("too_small_40x10", screen(&app, 40, 10));
+}
+
+#[test]
+fn plain_output_when_not_a_terminal() {
+    // stdout is a pipe here: no TUI, plain lines, and exit when the run has ended.
+    let out =
+        assert_cmd::Command::new(DASH_BIN).arg(fixture("finished")).timeout(Duration::from_secs(60)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\x1b'), "no escape codes in plain mode");
+    assert!(text.contains("run linear-probe: CIFAR-10; pretrained weights"), "{text}");
+    assert!(text.contains("test accuracy: 87.12% on 10000 samples"), "{text}");
+    assert!(text.lines().count() < 120, "progress is throttled: {} lines", text.lines().count());
+    let out = assert_cmd::Command::new(DASH_BIN)
+        .args([fixture("mid_training").to_str().unwrap(), "--once"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[SYNTHETIC DATA]"));
+}
+
+#[test]
+fn missing_run_directory_is_a_named_error() {
+    let out = assert_cmd::Command::new(DASH_BIN).arg("runs/no-such-run").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("runs/no-such-run"), "{err}");
+}
+
+// ---- the real binary in a pseudo-terminal ----
+
+fn line(t_ms: u64, event: RunEvent) -> String {
+    serde_json::to_string(&Envelope { v: SCHEMA_VERSION, t_ms, event }).unwrap() + "\n"
+}
+
+/// Appends extraction progress (and training steps) to `path` until `stop`;
+/// `per_tick` events every 10 ms.
+fn writer(path: PathBuf, stop: Arc<AtomicBool>, per_tick: u64) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let t0 = transfer_lab::events::now_ms();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let mut buf = String::new();
+            for _ in 0..per_tick {
+                n += 1;
+                let t = t0 + n * 10 / per_tick;
+                buf += &line(
+                    t,
+                    RunEvent::ExtractionProgressed {
+                        split: "train".into(),
+                        done_images: n,
+                        total_images: 100_000_000,
+                        images_per_s: 100.0 * per_tick as f64,
+                    },
+                );
+                if n % 2 == 0 {
+                    buf += &line(t, RunEvent::StepFinished { epoch: 1, step: n, loss: 1.0 / n as f64 });
+                }
+            }
+            f.write_all(buf.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        n
+    })
+}
+
+struct Pty {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    parser: Arc<Mutex<vt100::Parser>>,
+    keys: Box<dyn Write + Send>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+}
+
+impl Pty {
+    fn spawn(run_dir: &Path) -> Pty {
+        Self::spawn_with(run_dir, &[])
+    }
+
+    fn spawn_with(run_dir: &Path, env: &[(&str, &str)]) -> Pty {
+        use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+        let pair =
+            native_pty_system().openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut cmd = CommandBuilder::new(DASH_BIN);
+        cmd.arg(run_dir);
+        cmd.env("TERM", "xterm-256color");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let parser = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let p = parser.clone();
+        // Drains the pty so the dashboard never blocks on a full buffer.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                p.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        let keys = pair.master.take_writer().unwrap();
+        Pty { child, parser, keys, _master: pair.master }
+    }
+
+    fn contents(&self) -> String {
+        self.parser.lock().unwrap().screen().contents()
+    }
+
+    /// Waits until the screen shows something `pick` accepts.
+    fn wait_for<T>(&self, what: &str, mut pick: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = pick(&self.contents()) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; screen:\n{}", self.contents());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn quit(mut self) {
+        self.keys.write_all(b"q").unwrap();
+        self.keys.flush().unwrap();
+        self.expect_restored_exit();
+    }
+
+    fn expect_restored_exit(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "the dashboard did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status:?}");
+        // The last bytes may still be on their way through the reader thread.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.parser.lock().unwrap().screen().alternate_screen() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let p = self.parser.lock().unwrap();
+        assert!(!p.screen().alternate_screen(), "alternate screen left");
+        assert!(!p.screen().hide_cursor(), "cursor shown again");
+    }
+}
+
+/// The count before " / 100,000,000" on the progress line.
+fn done_count(screen: &str) -> Option<u64> {
+    let line = screen.lines().find(|l| l.contains(" / 100,000,000"))?;
+    line.split(" / ").next()?.split_whitespace().last()?.replace(',', "").parse().ok()
+}
+
+fn run_dir_with_start() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let t = transfer_lab::events::now_ms();
+    let start = line(t, RunEvent::RunStarted { name: "pty".into(), synthetic: true, note: "SYNTHETIC data".into() })
+        + &line(t, RunEvent::StageStarted { stage: "extract".into() });
+    std::fs::write(dir.path().join("events.jsonl"), start).unwrap();
+    dir
+}
+
+#[test]
+fn pty_dashboard_advances_and_q_restores_the_terminal() {
+    let dir = run_dir_with_start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(dir.path().join("events.jsonl"), stop.clone(), 2);
+    let pty = Pty::spawn(dir.path());
+    let first = pty.wait_for("a progress count", done_count);
+    assert!(pty.contents().contains("SYNTHETIC DATA"));
+    let second = pty.wait_for("the count to advance", |s| done_count(s).filter(|&n| n > first));
+    assert!(second > first);
+    pty.quit();
+    stop.store(true, Ordering::Relaxed);
+    w.join().unwrap();
+    assert!(!dir.path().join("STOP").exists(), "q alone does not stop the run");
+}
+
+#[test]
+fn pty_stop_key_writes_the_stop_file_after_confirmation() {
+    let dir = run_dir_with_start();
+    let mut pty = Pty::spawn(dir.path());
+    pty.wait_for("the dashboard", |s| s.contains("RUNNING").then_some(()));
+    pty.keys.write_all(b"s").unwrap();
+    pty.wait_for("the confirmation", |s| s.contains("Stop the run gracefully?").then_some(()));
+    assert!(!dir.path().join("STOP").exists(), "nothing before `y`");
+    pty.keys.write_all(b"y").unwrap();
+    pty.wait_for("the stop notice", |s| s.contains("STOP REQUESTED").then_some(()));
+    assert!(dir.path().join("STOP").exists());
+    pty.quit();
+}
+
+#[test]
+fn pty_panic_restores_the_terminal() {
+    let dir = run_dir_with_start();
+    let pty = Pty::spawn_with(dir.path(), &[("TLAB_DASH_TEST_PANIC_MS", "1500")]);
+    pty.wait_for("the dashboard", |s| s.contains("RUNNING").then_some(()));
+    let parser = pty.parser.clone();
+    pty.expect_restored_exit();
+    let screen = parser.lock().unwrap().screen().contents();
+    assert!(screen.contains("test panic while the dashboard is up"), "panic message on the normal screen:\n{screen}");
+}
+
+/// The dashboard's own CPU use while a writer appends thousands of events per second.
+/// Prints the figure; asserts only that the loop is not spinning.
+#[test]
+#[cfg(target_os = "linux")]
+fn pty_cpu_use_on_a_fast_event_stream() {
+    let dir = run_dir_with_start();
+    let stop = Arc::new(AtomicBool::new(false));
+    // 50 progress + 25 step events every ~10 ms: about 5,000-7,000 events/s.
+    let w = writer(dir.path().join("events.jsonl"), stop.clone(), 50);
+    let pty = Pty::spawn(dir.path());
+    pty.wait_for("a progress count", done_count);
+    let pid = pty.child.process_id().unwrap();
+    let ticks = || transfer_lab::tui::device::cpu_ticks(pid).unwrap();
+    let (t0, c0) = (Instant::now(), ticks());
+    let n0 = pty.wait_for("a count", done_count);
+    std::thread::sleep(Duration::from_secs(5));
+    let (secs, used) = (t0.elapsed().as_secs_f64(), ticks() - c0);
+    let n1 = pty.wait_for("a count", done_count);
+    let cpu_pct = used as f64 / transfer_lab::tui::device::TICKS_PER_S / secs * 100.0;
+    let rate = (n1 - n0) as f64 * 1.5 / secs;
+    println!("dashboard CPU use: {cpu_pct:.1}% of one core while tailing ~{rate:.0} events/s ({secs:.1} s)");
+    pty.quit();
+    stop.store(true, Ordering::Relaxed);
+    w.join().unwrap();
+    assert!(cpu_pct < 80.0, "the dashboard uses {cpu_pct:.0}% CPU");
+}
