@@ -21,6 +21,8 @@ fn bad_flags_and_inputs_are_named_errors() {
     tlab(t).args(["extract", "--size", "5"]).assert().failure().stderr(contains("--size 5"));
     tlab(t).args(["extract", "--device", "tpu"]).assert().failure().stderr(contains("tpu"));
     tlab(t).args(["run", "--strategy-typo"]).assert().failure().stderr(contains("--strategy-typo"));
+    tlab(t).args(["run", "--strategy", "finetune"]).assert().failure().stderr(contains("finetune"));
+    tlab(t).args(["run", "--strategy", "fine-tune", "--unfreeze", "most"]).assert().failure().stderr(contains("most"));
     tlab(t).args(["fetch", "weights", "resnet18", "--variant", "v2"]).assert().failure().stderr(contains("IMAGENET1K_V1"));
     let missing = t.join("nope.pth");
     tlab(t)
@@ -64,7 +66,7 @@ fn run_is_deterministic_and_writes_a_complete_run_dir() {
     let b = run_once(tmp.path(), &runs);
     let (da, db) = (a["run_dir"].as_str().unwrap(), b["run_dir"].as_str().unwrap());
     assert_ne!(da, db);
-    for f in ["epochs.csv", "confusion.csv"] {
+    for f in ["epochs.csv", "confusion.csv", "per_class.csv", "steps.csv", "epochs.parquet", "per_class.parquet"] {
         let fa = std::fs::read(std::path::Path::new(da).join(f)).unwrap();
         assert_eq!(fa, std::fs::read(std::path::Path::new(db).join(f)).unwrap(), "{f} differs between runs");
     }
@@ -78,4 +80,27 @@ fn run_is_deterministic_and_writes_a_complete_run_dir() {
     let events = std::fs::read_to_string(std::path::Path::new(da).join("events.jsonl")).unwrap();
     assert!(events.lines().all(|l| transfer_lab::events::parse_line(l).is_some()));
     assert!(events.contains("\"kind\":\"run_finished\""));
+}
+
+#[test]
+fn fine_tune_runs_end_to_end_on_images() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tlab(tmp.path())
+        .args(["run", "--strategy", "fine-tune", "--dataset", "synthetic", "--synthetic-train", "120"])
+        .args(["--synthetic-test", "40", "--arch", "resnet18", "--weights", "random", "--size", "32"])
+        .args(["--epochs", "2", "--image-epochs", "2", "--runs-dir"])
+        .arg(tmp.path().join("runs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["strategy"], "fine-tune");
+    assert_eq!(s["test_samples"], 40);
+    let dir = std::path::PathBuf::from(s["run_dir"].as_str().unwrap());
+    for f in ["model-best.safetensors", "model-last.safetensors", "train-state.json", "probe/head-best.safetensors"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let epochs = std::fs::read_to_string(dir.join("epochs.csv")).unwrap();
+    assert_eq!(epochs.lines().count(), 3, "header + 2 image epochs: {epochs}");
 }

@@ -268,9 +268,11 @@ fn chart_displays_inline_in_evcxr() {
 }
 
 #[test]
-#[ignore = "writes a sample report to $TLAB_REPORT_DEMO for a human to look at"]
+#[ignore = "writes a sample report for a human to look at: $TLAB_REPORT_DEMO or target/report-demo"]
 fn demo_report() {
-    let out = PathBuf::from(std::env::var("TLAB_REPORT_DEMO").unwrap());
+    let out = std::env::var_os("TLAB_REPORT_DEMO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-demo"));
     report::write_report(&[fixture(SYNTH), fixture(CIFAR)], Some(&out)).unwrap();
     let y = Tensor::from_slice(&(0..300).map(|i| i % 3).collect::<Vec<i64>>());
     let centres = Tensor::randn([3, 16], (Kind::Float, tch::Device::Cpu)) * 4.0;

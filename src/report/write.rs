@@ -93,15 +93,16 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
         md += "> **Random weights**: rows marked RANDOM used a seeded random backbone; they are not transfer learning.\n\n";
     }
     md += &summary_markdown(&summary_rows(&runs));
+    md += "\n";
     if runs.len() > 1 {
         Figure::Comparison(&comparison(&runs)).save(&out, "comparison")?;
-        md += "\n## Comparison\n\n";
+        md += "## Comparison\n\n";
         md += &image_link("Test accuracy by run", "comparison");
     }
     let stems = stems(&runs);
     for (run, stem) in runs.iter().zip(&stems) {
         let prefix = if runs.len() > 1 { format!("{stem}-") } else { String::new() };
-        let _ = write!(md, "\n## {}{}\n\n{}\n\nFrom `{}`.\n\n", run.name, run.label().caveats(), run.summary.note, run.dir.display());
+        let _ = write!(md, "## {}{}\n\n{}\n\nFrom `{}`.\n\n", run.name, run.label().caveats(), run.summary.note, run.dir.display());
         let curves = run.curves();
         let figs = [
             ("Training curves", "curves", Figure::TrainingCurves(&curves)),
@@ -114,7 +115,7 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
             md += &image_link(alt, &stem);
         }
         if run.throughput.points.is_empty() {
-            md += "No extraction throughput: the run recorded no extraction progress (features from the cache, or no `events.jsonl`).\n\n";
+            md += "No extraction throughput: the run recorded no extraction progress (features from the cache, a strategy trained on images, or no `events.jsonl`).\n\n";
         } else {
             let stem = format!("{prefix}throughput");
             Figure::Throughput(&run.throughput).save(&out, &stem)?;
@@ -166,5 +167,5 @@ fn stems(runs: &[RunData]) -> Vec<String> {
 }
 
 fn image_link(alt: &str, stem: &str) -> String {
-    format!("![{alt}]({stem}.svg)\n\n[{stem}.png]({stem}.png)\n\n")
+    format!("![{alt}]({stem}.svg)\n\nPNG: [{stem}.png]({stem}.png)\n\n")
 }
