@@ -5,7 +5,7 @@
 use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, JsonlSink, RunEvent, Tee};
 use crate::features::{extract_features, ExtractConfig};
-use crate::fsutil::{ensure_dir, write_json_atomic};
+use crate::fsutil::{ensure_dir, write_atomic, write_json_atomic};
 use crate::models::{Arch, Backbone, WeightsEntry};
 use crate::metrics::Confusion;
 use crate::tables;
@@ -173,6 +173,14 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
 /// Fetch -> extract -> train -> evaluate, writing a run directory under `runs_root`.
 pub fn run(cfg: &RunConfig, runs_root: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
     let dir = new_run_dir(runs_root, &cfg.name)?;
+    run_in_dir(cfg, &dir, cache_root, console)
+}
+
+/// [`run`] into a run directory the caller made (e.g. to point a dashboard at it first).
+pub fn run_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
+    let dir = dir.to_path_buf();
+    // Lets a dashboard in another terminal show this process's memory and CPU.
+    write_atomic(&dir.join("pid"), std::process::id().to_string().as_bytes())?;
     let mut sink = Tee(vec![Box::new(JsonlSink::append(&dir.join("events.jsonl"))?), Box::new(Forward(console))]);
     let started = Instant::now();
     let result = run_in(cfg, &dir, cache_root, &mut sink, started);

@@ -267,16 +267,3 @@ fn chart_displays_inline_in_evcxr() {
     assert_well_formed(chart.svg());
 }
 
-#[test]
-#[ignore = "writes a sample report for a human to look at: $TLAB_REPORT_DEMO or target/report-demo"]
-fn demo_report() {
-    let out = std::env::var_os("TLAB_REPORT_DEMO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-demo"));
-    report::write_report(&[fixture(SYNTH), fixture(CIFAR)], Some(&out)).unwrap();
-    let y = Tensor::from_slice(&(0..300).map(|i| i % 3).collect::<Vec<i64>>());
-    let centres = Tensor::randn([3, 16], (Kind::Float, tch::Device::Cpu)) * 4.0;
-    let x = centres.index_select(0, &y) + Tensor::randn([300, 16], (Kind::Float, tch::Device::Cpu));
-    let pca = Pca::compute(RunLabel::new("toy"), &x, &y, &["alpha".into(), "beta".into(), "gamma".into()], 1000).unwrap();
-    Figure::Pca(&pca).save(&out, "pca").unwrap();
-}

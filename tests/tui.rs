@@ -13,7 +13,14 @@ use transfer_lab::tui::device::{DeviceInfo, GpuStats, ProcessInfo};
 use transfer_lab::tui::tail::Tail;
 
 /// Until `tlab dash` is wired, the pty tests drive the helper binary.
-const DASH_BIN: &str = env!("CARGO_BIN_EXE_tlab-dash-helper");
+const DASH_BIN: &str = env!("CARGO_BIN_EXE_tlab");
+
+/// `tlab dash ...` as a command.
+fn dash_cmd() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new(DASH_BIN);
+    c.arg("dash");
+    c
+}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events").join(format!("{name}.jsonl"))
@@ -93,14 +100,14 @@ fn confirm_stop_and_small_terminal() {
 fn plain_output_when_not_a_terminal() {
     // stdout is a pipe here: no TUI, plain lines, and exit when the run has ended.
     let out =
-        assert_cmd::Command::new(DASH_BIN).arg(fixture("finished")).timeout(Duration::from_secs(60)).output().unwrap();
+        dash_cmd().arg(fixture("finished")).timeout(Duration::from_secs(60)).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains('\x1b'), "no escape codes in plain mode");
     assert!(text.contains("run linear-probe: CIFAR-10; pretrained weights"), "{text}");
     assert!(text.contains("test accuracy: 87.12% on 10000 samples"), "{text}");
     assert!(text.lines().count() < 120, "progress is throttled: {} lines", text.lines().count());
-    let out = assert_cmd::Command::new(DASH_BIN)
+    let out = dash_cmd()
         .args([fixture("mid_training").to_str().unwrap(), "--once"])
         .output()
         .unwrap();
@@ -109,7 +116,7 @@ fn plain_output_when_not_a_terminal() {
 
 #[test]
 fn missing_run_directory_is_a_named_error() {
-    let out = assert_cmd::Command::new(DASH_BIN).arg("runs/no-such-run").output().unwrap();
+    let out = dash_cmd().arg("runs/no-such-run").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("runs/no-such-run"), "{err}");
@@ -157,7 +164,7 @@ struct Pty {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     parser: Arc<Mutex<vt100::Parser>>,
     keys: Box<dyn Write + Send>,
-    _master: Box<dyn portable_pty::MasterPty + Send>,
+    master: Box<dyn portable_pty::MasterPty + Send>,
 }
 
 impl Pty {
@@ -170,6 +177,7 @@ impl Pty {
         let pair =
             native_pty_system().openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut cmd = CommandBuilder::new(DASH_BIN);
+        cmd.arg("dash");
         cmd.arg(run_dir);
         cmd.env("TERM", "xterm-256color");
         for (k, v) in env {
@@ -191,7 +199,14 @@ impl Pty {
             }
         });
         let keys = pair.master.take_writer().unwrap();
-        Pty { child, parser, keys, _master: pair.master }
+        Pty { child, parser, keys, master: pair.master }
+    }
+
+    /// Resizes the terminal (the child gets SIGWINCH) and our model of it.
+    fn resize(&self, rows: u16, cols: u16) {
+        use portable_pty::PtySize;
+        self.parser.lock().unwrap().set_size(rows, cols);
+        self.master.resize(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 }).unwrap();
     }
 
     fn contents(&self) -> String {
@@ -262,6 +277,12 @@ fn pty_dashboard_advances_and_q_restores_the_terminal() {
     assert!(pty.contents().contains("SYNTHETIC DATA"));
     let second = pty.wait_for("the count to advance", |s| done_count(s).filter(|&n| n > first));
     assert!(second > first);
+    pty.resize(40, 120);
+    pty.wait_for("a redraw at 120x40", |s| {
+        let footer = s.lines().find(|l| l.contains("? help"))?;
+        // The progress gauge spans the wider screen and the logs get more rows.
+        (s.lines().any(|l| l.chars().count() > 100) && s.lines().count() > 30).then_some(footer.len())
+    });
     pty.quit();
     stop.store(true, Ordering::Relaxed);
     w.join().unwrap();
@@ -279,7 +300,9 @@ fn pty_stop_key_writes_the_stop_file_after_confirmation() {
     pty.keys.write_all(b"y").unwrap();
     pty.wait_for("the stop notice", |s| s.contains("STOP REQUESTED").then_some(()));
     assert!(dir.path().join("STOP").exists());
-    pty.quit();
+    // Ctrl-C arrives as a key in raw mode and leaves like `q`.
+    pty.keys.write_all(b"\x03").unwrap();
+    pty.expect_restored_exit();
 }
 
 #[test]

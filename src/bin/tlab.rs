@@ -1,6 +1,7 @@
 //! `tlab`: the transfer-lab command line.
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use transfer_lab::data::{self, fetch, DataSpec, Split};
 use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, Tee};
@@ -60,6 +61,23 @@ enum Command {
         /// Fail instead of falling back to synthetic data / random weights when offline
         #[arg(long)]
         no_fallback: bool,
+        /// Watch the run in the terminal dashboard (plain lines when not a terminal)
+        #[arg(long)]
+        dash: bool,
+    },
+    /// Live dashboard of a run: `tlab dash [RUN_DIR] [--runs-dir DIR] [--pid PID] [--plain|--tui] [--once] [--fps N]`
+    /// (default: the newest run under runs/). `q` leaves, `s` asks the run to stop, `?` help.
+    Dash {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Charts (SVG + PNG) and report.md from finished run directories
+    Report {
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output folder (default: the run directory, when given one run)
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Versions, device and cache location
     Info,
@@ -209,15 +227,43 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()>
             println!("{}", path.display());
         }
         Command::Extract { data, model, split, events } => extract(&data, &model, split, events, cache, console)?,
-        Command::Run { data, model, head, runs_dir, name, no_fallback } => {
+        Command::Run { data, model, head, runs_dir, name, no_fallback, dash } => {
             let name = name.unwrap_or_else(|| head.strategy.clone());
             let cfg = run_config(&data, &model, &head, name, !no_fallback)?;
-            let s = run::run(&cfg, &runs_dir, cache, console)?;
+            let s = if dash && std::io::stdout().is_terminal() {
+                run_with_dashboard(cfg, &runs_dir, cache)?
+            } else {
+                run::run(&cfg, &runs_dir, cache, console)?
+            };
             println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Command::Dash { args } => {
+            test_panic_hook();
+            let code = transfer_lab::tui::dash_main(&args);
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        Command::Report { runs, out } => {
+            println!("{}", transfer_lab::report::write_report(&runs, out.as_deref())?.display());
         }
         Command::Info => info(cache),
     }
     Ok(())
+}
+
+/// The run on a worker thread writing events.jsonl; the dashboard tails that file on this
+/// thread, by the same code path as `tlab dash`. Leaving the dashboard lets the run finish.
+fn run_with_dashboard(cfg: RunConfig, runs_dir: &Path, cache: &Path) -> Result<run::RunSummary> {
+    let dir = run::new_run_dir(runs_dir, &cfg.name)?;
+    let (d, c) = (dir.clone(), cache.to_path_buf());
+    let worker = std::thread::spawn(move || run::run_in_dir(&cfg, &d, &c, &mut transfer_lab::events::NullSink));
+    let opts = transfer_lab::tui::DashOptions { pid: Some(std::process::id()), ..Default::default() };
+    transfer_lab::tui::run_dashboard(&dir, opts)?;
+    if !worker.is_finished() {
+        eprintln!("dashboard closed; the run goes on in {} (follow it with `tlab dash`)", dir.display());
+    }
+    Ok(worker.join().map_err(|_| anyhow::anyhow!("the run thread panicked"))??)
 }
 
 fn data_spec(d: &DataArgs) -> Result<DataSpec> {
@@ -328,6 +374,17 @@ struct Forwarding<'a>(&'a mut ConsoleSink);
 impl EventSink for Forwarding<'_> {
     fn emit(&mut self, e: &transfer_lab::events::RunEvent) {
         self.0.emit(e)
+    }
+}
+
+/// Test hook: `TLAB_DASH_TEST_PANIC_MS=N` panics on another thread after N ms, so a
+/// test can see the dashboard give the terminal back.
+fn test_panic_hook() {
+    if let Some(ms) = std::env::var("TLAB_DASH_TEST_PANIC_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            panic!("test panic while the dashboard is up");
+        });
     }
 }
 

@@ -130,6 +130,7 @@ fn split_indices(n: i64, cfg: &HeadConfig) -> (Tensor, Tensor) {
 
 /// Trains a head on `features` `[N, D]` / `labels` `[N]`; the best epoch's weights are
 /// saved to `<out_dir>/head-best.safetensors` and loaded back into the returned head.
+/// A `STOP` file in `out_dir` (the dashboard's `s`) ends training after the current batch.
 pub fn train_head(
     features: &Tensor,
     labels: &Tensor,
@@ -153,7 +154,8 @@ pub fn train_head(
     for epoch in 1..=cfg.epochs {
         let n = xt.size()[0];
         let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
-        let (mut loss_sum, mut correct) = (0.0, 0i64);
+        let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0i64);
+        let mut stopped = false;
         for start in (0..n).step_by(cfg.batch_size as usize) {
             let len = cfg.batch_size.min(n - start);
             let idx = perm.narrow(0, start, len);
@@ -170,14 +172,19 @@ pub fn train_head(
             }
             opt.backward_step(&loss);
             loss_sum += loss_v * len as f64;
+            seen += len;
             correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
             sink.emit(&RunEvent::StepFinished { epoch, step, loss: loss_v });
+            if out_dir.join("STOP").exists() {
+                stopped = true;
+                break;
+            }
         }
         let ev = evaluate(&head, &xv, &yv)?;
         let m = EpochMetrics {
             epoch,
-            train_loss: loss_sum / n as f64,
-            train_acc: correct as f64 / n as f64,
+            train_loss: loss_sum / seen as f64,
+            train_acc: correct as f64 / seen as f64,
             val_loss: ev.loss,
             val_acc: ev.accuracy,
         };
@@ -196,6 +203,10 @@ pub fn train_head(
             best,
         });
         history.push(m);
+        if stopped {
+            sink.warn(&format!("stopped on request after step {step} of epoch {epoch}; best checkpoint kept"));
+            break;
+        }
     }
     head.vs.load(&checkpoint)?;
     let outcome = TrainOutcome {
