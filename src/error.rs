@@ -12,12 +12,7 @@ pub enum Error {
     #[error("download of {url} failed: {reason}")]
     Download { url: String, reason: String },
     #[error("checksum mismatch for {path}: expected {expected}, got {actual}. {advice}")]
-    Checksum {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-        advice: String,
-    },
+    Checksum { path: PathBuf, expected: String, actual: String, advice: String },
     #[error("bad data in {path}: {reason}")]
     Data { path: PathBuf, reason: String },
     #[error("weights {path}: {reason}")]

@@ -23,21 +23,8 @@ pub enum RunEvent {
     ExtractionStarted { split: String, total_images: u64, done_images: u64, cache_dir: String },
     ExtractionProgressed { split: String, done_images: u64, total_images: u64, images_per_s: f64 },
     ShardWritten { split: String, index: u64, rows: u64 },
-    ExtractionFinished {
-        split: String,
-        total_images: u64,
-        cache_hit: bool,
-        elapsed_ms: u64,
-        peak_rss_bytes: u64,
-    },
-    EpochFinished {
-        epoch: u32,
-        train_loss: f64,
-        train_acc: f64,
-        val_loss: f64,
-        val_acc: f64,
-        best: bool,
-    },
+    ExtractionFinished { split: String, total_images: u64, cache_hit: bool, elapsed_ms: u64, peak_rss_bytes: u64 },
+    EpochFinished { epoch: u32, train_loss: f64, train_acc: f64, val_loss: f64, val_acc: f64, best: bool },
     StepFinished { epoch: u32, step: u64, loss: f64 },
     Evaluated { split: String, accuracy: f64, samples: u64 },
     RunFinished { elapsed_ms: u64, test_accuracy: Option<f64> },
@@ -207,9 +194,7 @@ impl EventSink for ConsoleSink {
                     pb.set_position(*done_images);
                     pb.set_message(split.clone());
                 } else if self.throttled() || done_images == total_images {
-                    eprintln!(
-                        "extract {split}: {done_images}/{total_images} images, {images_per_s:.1} images/s"
-                    );
+                    eprintln!("extract {split}: {done_images}/{total_images} images, {images_per_s:.1} images/s");
                 }
             }
             DownloadFinished { .. } | ExtractionFinished { .. } | RunFinished { .. } | RunFailed { .. } => {
@@ -244,9 +229,9 @@ pub fn describe(event: &RunEvent) -> String {
         }
         DownloadProgressed { url, done_bytes, .. } => format!("{url}: {done_bytes} bytes"),
         DownloadFinished { path, sha256, .. } => format!("saved {path} (sha256 {sha256})"),
-        ExtractionStarted { split, total_images, done_images, cache_dir } => format!(
-            "extracting {split}: {total_images} images ({done_images} already cached) into {cache_dir}"
-        ),
+        ExtractionStarted { split, total_images, done_images, cache_dir } => {
+            format!("extracting {split}: {total_images} images ({done_images} already cached) into {cache_dir}")
+        }
         ExtractionProgressed { split, done_images, total_images, images_per_s } => {
             format!("extract {split}: {done_images}/{total_images} ({images_per_s:.1} images/s)")
         }

@@ -211,7 +211,11 @@ pub fn extract_to_cache(
             let info = write_shard(&dir, index, &Tensor::cat(&feats, 0), &Tensor::cat(&labels, 0))?;
             manifest.shards.push(info);
             write_json_atomic(&dir.join("manifest.json"), &manifest)?;
-            sink.emit(&RunEvent::ShardWritten { split: split.clone(), index: index as u64, rows: (end - start) as u64 });
+            sink.emit(&RunEvent::ShardWritten {
+                split: split.clone(),
+                index: index as u64,
+                rows: (end - start) as u64,
+            });
         }
         manifest.complete = true;
         write_json_atomic(&dir.join("manifest.json"), &manifest)?;
@@ -234,7 +238,10 @@ fn resume_manifest(dir: &Path, key: &CacheKey) -> Result<Option<Manifest>> {
     }
     let mut m: Manifest = read_json(&path)?;
     if &m.key != key {
-        return Err(Error::Cache { path, reason: "manifest key differs from the folder's key; delete the folder".into() });
+        return Err(Error::Cache {
+            path,
+            reason: "manifest key differs from the folder's key; delete the folder".into(),
+        });
     }
     if let Some(bad) = m.shards.iter().position(|s| !dir.join(&s.file).is_file()) {
         m.shards.truncate(bad);
@@ -280,7 +287,10 @@ pub fn load_features(dir: &Path) -> Result<FeatureSet> {
         let path = dir.join(&s.file);
         let sha = crate::data::fetch::sha256_file(&path)?;
         if sha != s.sha256 {
-            return Err(err(&path, format!("checksum {sha} differs from the manifest's {}; delete the folder and extract again", s.sha256)));
+            return Err(err(
+                &path,
+                format!("checksum {sha} differs from the manifest's {}; delete the folder and extract again", s.sha256),
+            ));
         }
         let named: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)?.into_iter().collect();
         let (Some(f), Some(l)) = (named.get("features"), named.get("labels")) else {

@@ -27,20 +27,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Serialises `value` as pretty JSON into `path`, atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|source| crate::Error::Json {
-        context: path.display().to_string(),
-        source,
-    })?;
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|source| crate::Error::Json { context: path.display().to_string(), source })?;
     write_atomic(path, &bytes)
 }
 
 /// Reads JSON from `path`, naming the file on failure.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).ctx(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|source| crate::Error::Json {
-        context: path.display().to_string(),
-        source,
-    })
+    serde_json::from_slice(&bytes).map_err(|source| crate::Error::Json { context: path.display().to_string(), source })
 }
 
 /// Creates `dir` and its parents.

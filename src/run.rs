@@ -6,10 +6,13 @@ use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, JsonlSink, RunEvent, Tee};
 use crate::features::{extract_features, ExtractConfig};
 use crate::fsutil::{ensure_dir, write_atomic, write_json_atomic};
-use crate::models::{Arch, Backbone, WeightsEntry};
 use crate::metrics::Confusion;
+use crate::models::{Arch, Backbone, WeightsEntry};
 use crate::tables;
-use crate::train::{evaluate, evaluate_images, train_head, train_on_images, Evaluation, HeadConfig, ImageModel, ImageTrainConfig, Strategy, TrainOutcome};
+use crate::train::{
+    evaluate, evaluate_images, train_head, train_on_images, Evaluation, HeadConfig, ImageModel, ImageTrainConfig,
+    Strategy, TrainOutcome,
+};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -21,10 +24,16 @@ use tch::Device;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WeightsChoice {
     /// torchvision's ImageNet weights, e.g. variant "IMAGENET1K_V1".
-    Pretrained { variant: String },
-    File { path: PathBuf },
+    Pretrained {
+        variant: String,
+    },
+    File {
+        path: PathBuf,
+    },
     /// Seeded random init: shows the pipeline working, not transfer learning.
-    Random { seed: i64 },
+    Random {
+        seed: i64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,7 +108,11 @@ pub fn parse_device(s: &str) -> Result<Device> {
 
 /// Opens both splits of the configured data, falling back to synthetic data when
 /// CIFAR-10 cannot be fetched and `fallback` allows it.
-pub fn open_data(cfg: &RunConfig, cache_root: &Path, sink: &mut dyn EventSink) -> Result<(data::Dataset, data::Dataset)> {
+pub fn open_data(
+    cfg: &RunConfig,
+    cache_root: &Path,
+    sink: &mut dyn EventSink,
+) -> Result<(data::Dataset, data::Dataset)> {
     let open_both = |spec: &DataSpec, sink: &mut dyn EventSink| -> Result<_> {
         Ok((data::open(spec, Split::Train, cache_root, sink)?, data::open(spec, Split::Test, cache_root, sink)?))
     };
@@ -185,7 +198,10 @@ pub fn run_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mut 
     let started = Instant::now();
     let result = run_in(cfg, &dir, cache_root, &mut sink, started);
     match &result {
-        Ok(s) => sink.emit(&RunEvent::RunFinished { elapsed_ms: started.elapsed().as_millis() as u64, test_accuracy: Some(s.test_accuracy) }),
+        Ok(s) => sink.emit(&RunEvent::RunFinished {
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            test_accuracy: Some(s.test_accuracy),
+        }),
         Err(e) => sink.emit(&RunEvent::RunFailed { error: e.to_string() }),
     }
     result
@@ -207,7 +223,13 @@ fn stage<T>(sink: &mut dyn EventSink, name: &str, f: impl FnOnce(&mut dyn EventS
     Ok(out)
 }
 
-fn run_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mut dyn EventSink, started: Instant) -> Result<RunSummary> {
+fn run_in(
+    cfg: &RunConfig,
+    dir: &Path,
+    cache_root: &Path,
+    sink: &mut dyn EventSink,
+    started: Instant,
+) -> Result<RunSummary> {
     let device = parse_device(&cfg.device)?;
     let (train, test, backbone) = stage(sink, "fetch", |s| {
         let (train, test) = open_data(cfg, cache_root, s)?;
@@ -255,7 +277,11 @@ fn run_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mut dyn EventSi
 }
 
 fn expected_epochs(cfg: &RunConfig) -> u32 {
-    if cfg.strategy.on_images() { cfg.images.epochs } else { cfg.head.epochs }
+    if cfg.strategy.on_images() {
+        cfg.images.epochs
+    } else {
+        cfg.head.epochs
+    }
 }
 
 /// Passes events on and keeps the per-step losses for `steps.csv`.
@@ -286,9 +312,13 @@ fn probe(
         ecfg.tap = crate::models::Tap::Layer3;
     }
     let (ftrain, ftest) = stage(sink, "extract", |s| {
-        Ok((extract_features(backbone, train, &ecfg, cache_root, s)?, extract_features(backbone, test, &ecfg, cache_root, s)?))
+        Ok((
+            extract_features(backbone, train, &ecfg, cache_root, s)?,
+            extract_features(backbone, test, &ecfg, cache_root, s)?,
+        ))
     })?;
-    let (head, outcome) = stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
+    let (head, outcome) =
+        stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
     let ev = stage(sink, "evaluate", |s| {
         let ev = evaluate(&head, &ftest.features, &ftest.labels)?;
         s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });

@@ -23,7 +23,11 @@ fn bad_flags_and_inputs_are_named_errors() {
     tlab(t).args(["run", "--strategy-typo"]).assert().failure().stderr(contains("--strategy-typo"));
     tlab(t).args(["run", "--strategy", "finetune"]).assert().failure().stderr(contains("finetune"));
     tlab(t).args(["run", "--strategy", "fine-tune", "--unfreeze", "most"]).assert().failure().stderr(contains("most"));
-    tlab(t).args(["fetch", "weights", "resnet18", "--variant", "v2"]).assert().failure().stderr(contains("IMAGENET1K_V1"));
+    tlab(t)
+        .args(["fetch", "weights", "resnet18", "--variant", "v2"])
+        .assert()
+        .failure()
+        .stderr(contains("IMAGENET1K_V1"));
     let missing = t.join("nope.pth");
     tlab(t)
         .args(["extract", "--dataset", "synthetic", "--weights", missing.to_str().unwrap(), "--arch", "resnet18"])
@@ -38,7 +42,17 @@ fn bad_flags_and_inputs_are_named_errors() {
     let bytes = std::fs::read(&f).unwrap();
     std::fs::write(&f, &bytes[..bytes.len() - 100]).unwrap();
     tlab(t)
-        .args(["extract", "--data", cifar.to_str().unwrap(), "--weights", "random", "--arch", "resnet18", "--split", "test"])
+        .args([
+            "extract",
+            "--data",
+            cifar.to_str().unwrap(),
+            "--weights",
+            "random",
+            "--arch",
+            "resnet18",
+            "--split",
+            "test",
+        ])
         .assert()
         .failure()
         .stderr(contains("test_batch.bin").and(contains("truncated")));

@@ -18,7 +18,12 @@ fn tlab() -> Command {
 }
 
 fn small_cfg(tap: Tap) -> ExtractConfig {
-    ExtractConfig { preprocess: Preprocess { size: 64, normalization: Normalization::Torchvision }, tap, batch_size: 16, shard_size: 32 }
+    ExtractConfig {
+        preprocess: Preprocess { size: 64, normalization: Normalization::Torchvision },
+        tap,
+        batch_size: 16,
+        shard_size: 32,
+    }
 }
 
 fn cache_hit(events: &[RunEvent]) -> Option<bool> {
@@ -83,7 +88,8 @@ fn a_killed_extraction_resumes_to_identical_bytes() {
     let killed = tempfile::tempdir().unwrap();
     let clean = tempfile::tempdir().unwrap();
     // Start, wait for two complete shards, then kill -9.
-    let mut child = tlab().args(extract_args(killed.path())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        tlab().args(extract_args(killed.path())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let t = Instant::now();
     loop {
         if manifest_in(killed.path()).is_some_and(|(_, m)| m.shards.len() >= 2) {
@@ -110,10 +116,18 @@ fn a_killed_extraction_resumes_to_identical_bytes() {
     assert!(km.complete && cm.complete);
     assert_eq!(km.shards, cm.shards, "same shard files and checksums");
     for s in &cm.shards {
-        assert_eq!(std::fs::read(dir.join(&s.file)).unwrap(), std::fs::read(clean_dir.join(&s.file)).unwrap(), "{}", s.file);
+        assert_eq!(
+            std::fs::read(dir.join(&s.file)).unwrap(),
+            std::fs::read(clean_dir.join(&s.file)).unwrap(),
+            "{}",
+            s.file
+        );
     }
-    let leftovers: Vec<_> =
-        std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -146,6 +160,9 @@ fn memory_does_not_grow_with_the_dataset() {
     let _g = torch_lock();
     let small = peak_rss_mb(2000);
     let large = peak_rss_mb(10000);
-    println!("peak RSS extracting 2,000 images: {small:.0} MB; 10,000 images: {large:.0} MB; ratio {:.3}", large / small);
+    println!(
+        "peak RSS extracting 2,000 images: {small:.0} MB; 10,000 images: {large:.0} MB; ratio {:.3}",
+        large / small
+    );
     assert!(large < small * 1.2, "peak RSS grew from {small:.0} MB to {large:.0} MB");
 }

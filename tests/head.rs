@@ -61,7 +61,9 @@ fn bad_training_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = HeadConfig::default();
     let (x, y) = separable(100, 8, 1);
-    let err = |x: &Tensor, y: &Tensor| train_head(x, y, 10, &cfg, dir.path(), &mut VecSink::default()).err().unwrap().to_string();
+    let err = |x: &Tensor, y: &Tensor| {
+        train_head(x, y, 10, &cfg, dir.path(), &mut VecSink::default()).err().unwrap().to_string()
+    };
     assert!(err(&x, &(&y + 5)).contains("outside 0..10"));
     assert!(err(&x, &y.zeros_like()).contains("single class"));
     assert!(err(&x.narrow(0, 0, 50), &y).contains("do not pair up"));

@@ -71,7 +71,13 @@ fn bad_state_dicts_are_errors_that_name_the_tensor() {
         Tensor::write_safetensors(&tensors, &p).unwrap();
         p
     };
-    let missing = write("missing.safetensors", sd.iter().filter(|(k, _)| k != "layer3.1.bn2.running_var").map(|(k, v)| (k.clone(), v.shallow_clone())).collect());
+    let missing = write(
+        "missing.safetensors",
+        sd.iter()
+            .filter(|(k, _)| k != "layer3.1.bn2.running_var")
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect(),
+    );
     let mut extra: Vec<_> = sd.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
     extra.push(("layer5.0.conv1.weight".into(), Tensor::zeros([1], (Kind::Float, Device::Cpu))));
     let extra = write("extra.safetensors", extra);
@@ -102,7 +108,10 @@ fn bad_state_dicts_are_errors_that_name_the_tensor() {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let _net = ResNet::new(&vs.root(), Arch::ResNet18, None);
     let src = dir.join("resnet18.pth");
-    assert!(load_weights(&mut vs, &src, &[]).unwrap_err().to_string().contains("unexpected 2 tensors: fc.bias, fc.weight"));
+    assert!(load_weights(&mut vs, &src, &[])
+        .unwrap_err()
+        .to_string()
+        .contains("unexpected 2 tensors: fc.bias, fc.weight"));
     let report = load_weights(&mut vs, &src, &["fc."]).unwrap();
     assert_eq!(report.ignored, ["fc.bias", "fc.weight"]);
     // A truncated checkpoint is a clear error too.

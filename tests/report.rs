@@ -29,7 +29,10 @@ fn assert_well_formed(svg: &str) {
         assert!(!text.contains('>'), "stray '>' in text {text:?}");
         for (i, _) in text.match_indices('&') {
             let ent = &text[i..text[i..].find(';').map(|j| i + j + 1).expect("unterminated entity")];
-            assert!(["&lt;", "&gt;", "&amp;", "&quot;", "&apos;"].contains(&ent) || ent.starts_with("&#"), "bad entity {ent}");
+            assert!(
+                ["&lt;", "&gt;", "&amp;", "&quot;", "&apos;"].contains(&ent) || ent.starts_with("&#"),
+                "bad entity {ent}"
+            );
         }
         let close = rest[open..].find('>').expect("unterminated tag") + open;
         let tag = &rest[open + 1..close];
@@ -96,7 +99,10 @@ fn training_curves_show_both_splits_test_line_and_caveats() {
     let run = load(SYNTH);
     assert_eq!(run.epochs.len(), 5);
     let svg = render(Figure::TrainingCurves(&run.curves()));
-    assert_has_text(&svg, &["train acc", "val acc", "test acc 84.0%", "train loss", "val loss", "epoch", "accuracy", "loss"]);
+    assert_has_text(
+        &svg,
+        &["train acc", "val acc", "test acc 84.0%", "train loss", "val loss", "epoch", "accuracy", "loss"],
+    );
     assert_has_text(&svg, &["Training curves: 20260101-120000-synthetic-probe [SYNTHETIC DATA] [RANDOM WEIGHTS]"]);
     assert!(svg.matches("<polyline").count() >= 4, "four curves");
     let real = render(Figure::TrainingCurves(&load(CIFAR).curves()));
@@ -139,7 +145,10 @@ fn comparison_names_every_run_and_flags_synthetic() {
         ],
     };
     let svg = render(Figure::Comparison(&data));
-    assert_has_text(&svg, &["Test accuracy by image size", "200 px", "224 px", "64 px (synthetic)", "71.0%", "90.0%", "SYNTHETIC"]);
+    assert_has_text(
+        &svg,
+        &["Test accuracy by image size", "200 px", "224 px", "64 px (synthetic)", "71.0%", "90.0%", "SYNTHETIC"],
+    );
 }
 
 #[test]
@@ -148,7 +157,10 @@ fn throughput_plots_progress_and_explains_cache_hits() {
     assert_eq!(run.throughput.points.len(), 27, "20 train + 7 test progress events");
     assert!(run.throughput.points.windows(2).all(|w| w[0].t_s <= w[1].t_s));
     let svg = render(Figure::Throughput(&run.throughput));
-    assert_has_text(&svg, &["train (220.0 images/s at the end)", "test (218.0", "images/s", "time since run start (s)"]);
+    assert_has_text(
+        &svg,
+        &["train (220.0 images/s at the end)", "test (218.0", "images/s", "time since run start (s)"],
+    );
     let cached = load(CIFAR);
     assert!(cached.throughput.points.is_empty());
     let fig = Figure::Throughput(&cached.throughput);
@@ -216,10 +228,17 @@ fn report_lists_every_run_with_its_charts() {
     assert!(md.contains("**(SYNTHETIC)**") && md.contains("**(RANDOM)**"), "{md}");
     assert!(md.contains("84.00%") && md.contains("224 px") && md.contains("| linear-probe |"), "{md}");
     assert!(md.contains("(comparison.svg)") && out.join("comparison.png").is_file());
-    assert_has_text(&std::fs::read_to_string(out.join("comparison.svg")).unwrap(), &[SYNTH, CIFAR, "(64 px) (synthetic)", "(linear-probe, 224 px)"]);
+    assert_has_text(
+        &std::fs::read_to_string(out.join("comparison.svg")).unwrap(),
+        &[SYNTH, CIFAR, "(64 px) (synthetic)", "(linear-probe, 224 px)"],
+    );
     assert!(out.join(format!("{SYNTH}-throughput.svg")).is_file());
     assert!(!out.join(format!("{CIFAR}-throughput.svg")).exists(), "cache hit: no throughput chart");
-    let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
 }
 
@@ -266,4 +285,3 @@ fn chart_displays_inline_in_evcxr() {
     assert!(shown.ends_with("</svg>\nEVCXR_END_CONTENT"));
     assert_well_formed(chart.svg());
 }
-

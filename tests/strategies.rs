@@ -31,7 +31,11 @@ fn image_strategies_lower_the_loss() {
         let out = train_on_images(&mut model, &data, &pre, &cfg, dir.path(), &mut sink).unwrap();
         let losses = step_losses(&sink.0);
         let (first, last) = (mean(&losses[..8]), mean(&losses[losses.len() - 8..]));
-        println!("{}: mean loss of first 8 steps {first:.3}, last 8 steps {last:.3}; best val acc {:.2}", s.name(), out.best_val_acc);
+        println!(
+            "{}: mean loss of first 8 steps {first:.3}, last 8 steps {last:.3}; best val acc {:.2}",
+            s.name(),
+            out.best_val_acc
+        );
         assert!(last < first * 0.9, "{}: loss {first:.3} -> {last:.3}", s.name());
         assert_eq!(out.history.len(), 4);
         assert!(dir.path().join("model-best.safetensors").is_file());
@@ -44,7 +48,8 @@ fn fine_tuning_resumes_from_its_last_epoch_and_stops_on_request() {
     let data = synthetic(64, Split::Train, 6);
     let pre = Preprocess { size: 32, ..Default::default() };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = |epochs| ImageTrainConfig { epochs, batch_size: 16, ..ImageTrainConfig::for_strategy(Strategy::FineTune) };
+    let cfg =
+        |epochs| ImageTrainConfig { epochs, batch_size: 16, ..ImageTrainConfig::for_strategy(Strategy::FineTune) };
     let mut model = ImageModel::new(Arch::ResNet18, 10, 0.3, Device::Cpu);
     let first = train_on_images(&mut model, &data, &pre, &cfg(1), dir.path(), &mut VecSink::default()).unwrap();
     assert_eq!(first.history.len(), 1);
@@ -54,8 +59,11 @@ fn fine_tuning_resumes_from_its_last_epoch_and_stops_on_request() {
     let out = train_on_images(&mut model, &data, &pre, &cfg(2), dir.path(), &mut sink).unwrap();
     assert_eq!(out.history.len(), 2);
     assert_eq!(out.history[0], first.history[0], "epoch 1 comes from the checkpoint, not retrained");
-    let epochs: Vec<u32> =
-        sink.0.iter().filter_map(|e| if let RunEvent::EpochFinished { epoch, .. } = e { Some(*epoch) } else { None }).collect();
+    let epochs: Vec<u32> = sink
+        .0
+        .iter()
+        .filter_map(|e| if let RunEvent::EpochFinished { epoch, .. } = e { Some(*epoch) } else { None })
+        .collect();
     assert_eq!(epochs, [2]);
     // A STOP file ends the next epoch after one batch, with a checkpoint.
     std::fs::write(dir.path().join("STOP"), b"").unwrap();

@@ -99,18 +99,14 @@ fn confirm_stop_and_small_terminal() {
 #[test]
 fn plain_output_when_not_a_terminal() {
     // stdout is a pipe here: no TUI, plain lines, and exit when the run has ended.
-    let out =
-        dash_cmd().arg(fixture("finished")).timeout(Duration::from_secs(60)).output().unwrap();
+    let out = dash_cmd().arg(fixture("finished")).timeout(Duration::from_secs(60)).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains('\x1b'), "no escape codes in plain mode");
     assert!(text.contains("run linear-probe: CIFAR-10; pretrained weights"), "{text}");
     assert!(text.contains("test accuracy: 87.12% on 10000 samples"), "{text}");
     assert!(text.lines().count() < 120, "progress is throttled: {} lines", text.lines().count());
-    let out = dash_cmd()
-        .args([fixture("mid_training").to_str().unwrap(), "--once"])
-        .output()
-        .unwrap();
+    let out = dash_cmd().args([fixture("mid_training").to_str().unwrap(), "--once"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("[SYNTHETIC DATA]"));
 }
 

@@ -218,7 +218,8 @@ fn main() {
 fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()> {
     match cmd {
         Command::Fetch { what: FetchWhat::Cifar10 } => {
-            let dir = fetch::fetch_cifar10(cache, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), console)?;
+            let dir =
+                fetch::fetch_cifar10(cache, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), console)?;
             println!("{}", dir.display());
         }
         Command::Fetch { what: FetchWhat::Weights { arch, variant } } => {
@@ -296,7 +297,12 @@ fn extract_config(m: &ModelArgs) -> Result<ExtractConfig> {
     }
     let normalization: Normalization = m.norm.parse()?;
     let tap: Tap = m.layer.parse()?;
-    Ok(ExtractConfig { preprocess: Preprocess { size: m.size, normalization }, tap, batch_size: m.batch_size, shard_size: m.shard_size })
+    Ok(ExtractConfig {
+        preprocess: Preprocess { size: m.size, normalization },
+        tap,
+        batch_size: m.batch_size,
+        shard_size: m.shard_size,
+    })
 }
 
 fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback: bool) -> Result<RunConfig> {
@@ -335,20 +341,37 @@ fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback:
         arch: m.arch.parse()?,
         weights: weights_choice(&m.weights, d.seed),
         extract: extract_config(m)?,
-        head: HeadConfig { epochs: h.epochs, learning_rate: h.lr, val_split, seed: d.seed as i64, ..Default::default() },
+        head: HeadConfig {
+            epochs: h.epochs,
+            learning_rate: h.lr,
+            val_split,
+            seed: d.seed as i64,
+            ..Default::default()
+        },
         device: m.device.clone(),
         limit: d.limit,
         offline_fallback: fallback,
     })
 }
 
-fn extract(d: &DataArgs, m: &ModelArgs, split: SplitArg, events: Option<PathBuf>, cache: &Path, console: &mut ConsoleSink) -> Result<()> {
+fn extract(
+    d: &DataArgs,
+    m: &ModelArgs,
+    split: SplitArg,
+    events: Option<PathBuf>,
+    cache: &Path,
+    console: &mut ConsoleSink,
+) -> Result<()> {
     let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(Forwarding(console))];
     if let Some(p) = &events {
         sinks.push(Box::new(JsonlSink::append(p)?));
     }
     let mut sink = Tee(sinks);
-    let cfg = RunConfig { limit: d.limit, offline_fallback: false, ..run_config(d, m, &HeadArgs::default(), "extract".into(), false)? };
+    let cfg = RunConfig {
+        limit: d.limit,
+        offline_fallback: false,
+        ..run_config(d, m, &HeadArgs::default(), "extract".into(), false)?
+    };
     let device = run::parse_device(&cfg.device)?;
     let backbone = run::open_backbone(&cfg, cache, device, &mut sink)?;
     let splits: &[Split] = match split {
@@ -357,7 +380,8 @@ fn extract(d: &DataArgs, m: &ModelArgs, split: SplitArg, events: Option<PathBuf>
         SplitArg::Both => &[Split::Train, Split::Test],
     };
     for &s in splits {
-        let mut ds = data::open(&cfg.data, s, cache, &mut sink).with_context(|| format!("opening the {} split", s.as_str()))?;
+        let mut ds =
+            data::open(&cfg.data, s, cache, &mut sink).with_context(|| format!("opening the {} split", s.as_str()))?;
         if let Some(n) = cfg.limit {
             ds = ds.take(n);
         }

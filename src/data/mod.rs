@@ -92,7 +92,10 @@ impl Dataset {
                 Ok((images.index_select(0, &idx), labels.index_select(0, &idx)))
             }
             Source::Files { paths, labels, side } => {
-                let imgs = indices.iter().map(|&i| folder::decode_resized(&paths[i as usize], *side)).collect::<Result<Vec<_>>>()?;
+                let imgs = indices
+                    .iter()
+                    .map(|&i| folder::decode_resized(&paths[i as usize], *side))
+                    .collect::<Result<Vec<_>>>()?;
                 let labels: Vec<i64> = indices.iter().map(|&i| labels[i as usize]).collect();
                 Ok((Tensor::stack(&imgs, 0), Tensor::from_slice(&labels)))
             }
@@ -113,10 +116,9 @@ impl Dataset {
             return self;
         }
         let source = match self.source {
-            Source::Memory { images, labels } => Source::Memory {
-                images: images.narrow(0, 0, n as i64),
-                labels: labels.narrow(0, 0, n as i64),
-            },
+            Source::Memory { images, labels } => {
+                Source::Memory { images: images.narrow(0, 0, n as i64), labels: labels.narrow(0, 0, n as i64) }
+            }
             Source::Files { mut paths, mut labels, side } => {
                 paths.truncate(n);
                 labels.truncate(n);
@@ -161,11 +163,17 @@ impl DataSpec {
 }
 
 /// Opens one split of `spec`. CIFAR-10 not on disk is fetched into `cache_root`.
-pub fn open(spec: &DataSpec, split: Split, cache_root: &std::path::Path, sink: &mut dyn crate::events::EventSink) -> Result<Dataset> {
+pub fn open(
+    spec: &DataSpec,
+    split: Split,
+    cache_root: &std::path::Path,
+    sink: &mut dyn crate::events::EventSink,
+) -> Result<Dataset> {
     match spec {
         DataSpec::Cifar10 { path: Some(p) } => cifar::load_cifar10(p, split),
         DataSpec::Cifar10 { path: None } => {
-            let dir = fetch::fetch_cifar10(cache_root, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), sink)?;
+            let dir =
+                fetch::fetch_cifar10(cache_root, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), sink)?;
             cifar::load_cifar10(&dir, split)
         }
         DataSpec::Synthetic { train, test, seed } => {
@@ -179,7 +187,10 @@ pub fn open(spec: &DataSpec, split: Split, cache_root: &std::path::Path, sink: &
             } else if split == Split::Train {
                 folder::load_image_folder(root, split, *side)
             } else {
-                Err(Error::data(root, format!("no `{}` sub-folder; use root/train/<class>/.. and root/test/<class>/..", split.as_str())))
+                Err(Error::data(
+                    root,
+                    format!("no `{}` sub-folder; use root/train/<class>/.. and root/test/<class>/..", split.as_str()),
+                ))
             }
         }
     }

@@ -65,7 +65,12 @@ impl Backbone {
     }
 
     /// torchvision's ImageNet weights from the cache, downloading them when absent.
-    pub fn pretrained(entry: &WeightsEntry, cache_root: &Path, device: Device, sink: &mut dyn EventSink) -> Result<Backbone> {
+    pub fn pretrained(
+        entry: &WeightsEntry,
+        cache_root: &Path,
+        device: Device,
+        sink: &mut dyn EventSink,
+    ) -> Result<Backbone> {
         let path = fetch_weights(entry, cache_root, &Downloader::default(), sink)?;
         let mut b = Backbone::from_file(entry.arch, &path, device)?;
         b.weights.label = format!("{} {}", entry.arch.name(), entry.variant);
@@ -98,7 +103,12 @@ fn registry_entry_for(path: &Path) -> Option<&'static WeightsEntry> {
 }
 
 /// Downloads (or verifies the cached copy of) `entry` into `<cache>/weights/`.
-pub fn fetch_weights(entry: &WeightsEntry, cache_root: &Path, dl: &Downloader, sink: &mut dyn EventSink) -> Result<PathBuf> {
+pub fn fetch_weights(
+    entry: &WeightsEntry,
+    cache_root: &Path,
+    dl: &Downloader,
+    sink: &mut dyn EventSink,
+) -> Result<PathBuf> {
     let dir = cache_root.join("weights");
     ensure_dir(&dir)?;
     let dest = dir.join(entry.file);

@@ -28,12 +28,7 @@ impl FoldedConv {
         let w = &conv.ws * scale.view([-1, 1, 1, 1]);
         let b = beta - &bn.running_mean * &scale;
         let w = if cl { channels_last(&w) } else { w.contiguous() };
-        FoldedConv {
-            w: w.detach(),
-            b: b.detach(),
-            stride,
-            padding,
-        }
+        FoldedConv { w: w.detach(), b: b.detach(), stride, padding }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -49,7 +44,13 @@ struct FoldedBlock {
 impl FoldedBlock {
     fn new(b: &Block, cl: bool) -> FoldedBlock {
         FoldedBlock {
-            convs: b.convs.iter().zip(&b.bns).zip(&b.geometry).map(|((c, n), g)| FoldedConv::new(c, n, *g, cl)).collect(),
+            convs: b
+                .convs
+                .iter()
+                .zip(&b.bns)
+                .zip(&b.geometry)
+                .map(|((c, n), g)| FoldedConv::new(c, n, *g, cl))
+                .collect(),
             downsample: b.downsample.as_ref().map(|d| FoldedConv::new(&d.conv, &d.bn, (b.stride, 0), cl)),
         }
     }

@@ -20,8 +20,7 @@ pub enum Arch {
 }
 
 impl Arch {
-    pub const ALL: [Arch; 5] =
-        [Arch::ResNet18, Arch::ResNet34, Arch::ResNet50, Arch::ResNet101, Arch::ResNet152];
+    pub const ALL: [Arch; 5] = [Arch::ResNet18, Arch::ResNet34, Arch::ResNet50, Arch::ResNet101, Arch::ResNet152];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -57,10 +56,12 @@ impl Arch {
 impl std::str::FromStr for Arch {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Arch::ALL
-            .into_iter()
-            .find(|a| a.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| Error::invalid("architecture", format!("`{s}`; expected resnet18, resnet34, resnet50, resnet101 or resnet152")))
+        Arch::ALL.into_iter().find(|a| a.name() == s.to_ascii_lowercase()).ok_or_else(|| {
+            Error::invalid(
+                "architecture",
+                format!("`{s}`; expected resnet18, resnet34, resnet50, resnet101 or resnet152"),
+            )
+        })
     }
 }
 
@@ -140,10 +141,8 @@ impl Block {
             ];
             (convs, c_out)
         } else {
-            let convs = vec![
-                conv(&p / "conv1", c_in, planes, 3, stride, 1),
-                conv(&p / "conv2", planes, planes, 3, 1, 1),
-            ];
+            let convs =
+                vec![conv(&p / "conv1", c_in, planes, 3, stride, 1), conv(&p / "conv2", planes, planes, 3, 1, 1)];
             (convs, planes)
         };
         let widths: Vec<i64> = if bottleneck { vec![planes, planes, c_out] } else { vec![planes, planes] };
@@ -221,10 +220,7 @@ impl ResNet {
 
     /// `[N, 3, H, W]` normalised images -> `[N, 64, H/4, W/4]`.
     pub fn stem(&self, xs: &Tensor, train: bool) -> Tensor {
-        xs.apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+        xs.apply(&self.conv1).apply_t(&self.bn1, train).relu().max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
     }
 
     /// Runs stage `i` (0 = layer1).

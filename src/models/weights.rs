@@ -43,7 +43,10 @@ impl WeightsEntry {
         let v = if v.starts_with('V') { format!("IMAGENET1K_{v}") } else { v };
         REGISTRY.iter().find(|e| e.arch == arch && e.variant == v).ok_or_else(|| {
             let have: Vec<_> = REGISTRY.iter().filter(|e| e.arch == arch).map(|e| e.variant).collect();
-            Error::invalid("weights variant", format!("`{variant}` for {}; available: {}", arch.name(), have.join(", ")))
+            Error::invalid(
+                "weights variant",
+                format!("`{variant}` for {}; available: {}", arch.name(), have.join(", ")),
+            )
         })
     }
 
@@ -87,20 +90,17 @@ pub struct LoadReport {
 /// replaced) are left out on both sides: neither loaded nor required.
 pub fn load_weights(vs: &mut VarStore, path: &Path, skip_prefixes: &[&str]) -> Result<LoadReport> {
     let skipped = |k: &str| skip_prefixes.iter().any(|p| k.starts_with(p));
-    let file: BTreeMap<String, Tensor> = load_state_dict(path)?
-        .into_iter()
-        .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
-        .collect();
-    let vars: std::collections::HashMap<String, Tensor> = vs.variables().into_iter().filter(|(k, _)| !skipped(k)).collect();
+    let file: BTreeMap<String, Tensor> =
+        load_state_dict(path)?.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+    let vars: std::collections::HashMap<String, Tensor> =
+        vs.variables().into_iter().filter(|(k, _)| !skipped(k)).collect();
     let mut problems = Vec::new();
     let missing: BTreeSet<_> = vars.keys().filter(|k| !file.contains_key(*k)).collect();
     if !missing.is_empty() {
         problems.push(format!("missing {}", list(missing.iter())));
     }
-    let (ignored, unexpected): (Vec<_>, Vec<_>) = file
-        .keys()
-        .filter(|k| !vars.contains_key(*k))
-        .partition(|k| skipped(k));
+    let (ignored, unexpected): (Vec<_>, Vec<_>) =
+        file.keys().filter(|k| !vars.contains_key(*k)).partition(|k| skipped(k));
     if !unexpected.is_empty() {
         problems.push(format!("unexpected {}", list(unexpected.iter())));
     }
@@ -148,7 +148,10 @@ mod tests {
         let e = WeightsEntry::find(Arch::ResNet50, "v1").unwrap();
         assert_eq!(e.sha256_prefix(), "0676ba61");
         assert_eq!(WeightsEntry::find(Arch::ResNet50, "IMAGENET1K_V2").unwrap().sha256_prefix(), "11ad3fa6");
-        assert_eq!(e.url("https://download.pytorch.org/models/"), "https://download.pytorch.org/models/resnet50-0676ba61.pth");
+        assert_eq!(
+            e.url("https://download.pytorch.org/models/"),
+            "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+        );
         let err = WeightsEntry::find(Arch::ResNet18, "v2").unwrap_err().to_string();
         assert!(err.contains("IMAGENET1K_V1"), "{err}");
     }

@@ -66,7 +66,12 @@ pub fn run_comparison<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &
 }
 
 /// Bars from 0 to 1, first bar at the top, value printed at each bar's end.
-fn hbars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, x_desc: &str, bars: Vec<Bar>) -> Result<(), DrawError> {
+fn hbars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    bars: Vec<Bar>,
+) -> Result<(), DrawError> {
     if bars.is_empty() {
         return draw_empty(root, title, "nothing to compare");
     }
@@ -102,10 +107,17 @@ fn hbars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, x_desc:
     for (i, b) in bars.iter().enumerate() {
         let s = n - 1 - i as i32;
         let Some(v) = b.value else {
-            chart.draw_series([Text::new("no samples".to_string(), (0.01, SegmentValue::CenterOf(s)), value_style.clone())])?;
+            chart.draw_series([Text::new(
+                "no samples".to_string(),
+                (0.01, SegmentValue::CenterOf(s)),
+                value_style.clone(),
+            )])?;
             continue;
         };
-        let mut rect = Rectangle::new([(0.0, SegmentValue::Exact(s)), (v.clamp(0.0, 1.0), SegmentValue::Exact(s + 1))], b.colour.filled());
+        let mut rect = Rectangle::new(
+            [(0.0, SegmentValue::Exact(s)), (v.clamp(0.0, 1.0), SegmentValue::Exact(s + 1))],
+            b.colour.filled(),
+        );
         rect.set_margin(4, 4, 0, 0);
         chart.draw_series([rect])?;
         let text = format!("{:.1}%", v * 100.0);

@@ -3,8 +3,8 @@
 use super::RunLabel;
 use crate::error::IoContext;
 use crate::events::{parse_line, RunEvent};
-use serde::Deserialize;
 use crate::{Error, Result};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// One line of `epochs.csv`; accuracies are fractions in [0, 1].
@@ -116,10 +116,12 @@ impl RunData {
         }
         let summary: RunInfo = crate::fsutil::read_json(&summary_path)?;
         let name = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        let name = name.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
+        let name =
+            name.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
         let run = RunLabel { name: name.clone(), synthetic: summary.synthetic, pretrained: summary.pretrained };
         let epochs = parse_epochs(&dir.join("epochs.csv"), &read_text(&dir.join("epochs.csv"))?)?;
-        let confusion = parse_confusion(&dir.join("confusion.csv"), &read_text(&dir.join("confusion.csv"))?, run.clone())?;
+        let confusion =
+            parse_confusion(&dir.join("confusion.csv"), &read_text(&dir.join("confusion.csv"))?, run.clone())?;
         let events = dir.join("events.jsonl");
         let throughput = if events.is_file() {
             parse_throughput(&read_text(&events)?, run)
@@ -160,7 +162,8 @@ pub(crate) fn parse_epochs(path: &Path, text: &str) -> Result<Vec<EpochRow>> {
         .enumerate()
         .map(|(i, line)| {
             let bad = || Error::data(path, format!("line {}: expected 5 numbers, got `{line}`", i + 2));
-            let f: Vec<f64> = line.split(',').map(|s| unquote(s).parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+            let f: Vec<f64> =
+                line.split(',').map(|s| unquote(s).parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
             match f[..] {
                 [e, tl, ta, vl, va] if e >= 0.0 => {
                     Ok(EpochRow { epoch: e as u32, train_loss: tl, train_acc: ta, val_loss: vl, val_acc: va })
@@ -244,7 +247,11 @@ mod tests {
 
     #[test]
     fn per_class_accuracy_is_row_recall() {
-        let c = Confusion { run: RunLabel::new("r"), classes: vec!["a".into(), "b".into()], counts: vec![vec![3, 1], vec![0, 0]] };
+        let c = Confusion {
+            run: RunLabel::new("r"),
+            classes: vec!["a".into(), "b".into()],
+            counts: vec![vec![3, 1], vec![0, 0]],
+        };
         assert_eq!(c.per_class_accuracy(), vec![Some(0.75), None]);
     }
 }

@@ -65,7 +65,10 @@ pub fn confusion_heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data
             for (j, &count) in row.iter().enumerate().take(k as usize) {
                 let frac = count as f64 / n as f64;
                 let x = j as i32;
-                let cell = [(SegmentValue::Exact(x), SegmentValue::Exact(y)), (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1))];
+                let cell = [
+                    (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                    (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                ];
                 chart.draw_series([Rectangle::new(cell, shade(frac).filled())])?;
                 let ink = if frac > 0.5 { WHITE } else { BLACK };
                 let style = TextStyle::from(("sans-serif", 13)).pos(Pos::new(HPos::Center, VPos::Center)).color(&ink);

@@ -56,7 +56,13 @@ fn accuracy_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, data: &Curv
         .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(x.clone(), lo..1.0)?;
-    chart.configure_mesh().x_desc("epoch").y_desc("accuracy").x_labels(epoch_ticks(data)).x_label_formatter(&whole).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("accuracy")
+        .x_labels(epoch_ticks(data))
+        .x_label_formatter(&whole)
+        .draw()?;
     series(&mut chart, data, "train acc", TRAIN, |e| e.train_acc)?;
     series(&mut chart, data, "val acc", VAL, |e| e.val_acc)?;
     if let Some(best) = data.best_epoch.and_then(|b| data.epochs.iter().find(|e| e.epoch == b)) {
@@ -80,13 +86,20 @@ fn loss_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, data: &Curves) 
         .x_label_area_size(40)
         .y_label_area_size(50)
         .build_cartesian_2d(epoch_range(data), 0.0..hi)?;
-    chart.configure_mesh().x_desc("epoch").y_desc("loss").x_labels(epoch_ticks(data)).x_label_formatter(&whole).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("loss")
+        .x_labels(epoch_ticks(data))
+        .x_label_formatter(&whole)
+        .draw()?;
     series(&mut chart, data, "train loss", TRAIN, |e| e.train_loss)?;
     series(&mut chart, data, "val loss", VAL, |e| e.val_loss)?;
     legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
-type Chart2d<'a, DB> = ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+type Chart2d<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
 
 /// One labelled line with a dot per epoch.
 fn series<'a, DB: DrawingBackend + 'a>(
@@ -147,7 +160,8 @@ pub fn throughput<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &Thro
         }
         for (i, split) in splits.iter().enumerate() {
             let c = colour(i);
-            let pts: Vec<(f64, f64)> = data.points.iter().filter(|p| p.split == *split).map(|p| (p.t_s, p.images_per_s)).collect();
+            let pts: Vec<(f64, f64)> =
+                data.points.iter().filter(|p| p.split == *split).map(|p| (p.t_s, p.images_per_s)).collect();
             let last = pts.last().map(|p| p.1).unwrap_or(0.0);
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))?

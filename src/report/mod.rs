@@ -127,7 +127,10 @@ pub(crate) fn draw_chart<DB: DrawingBackend>(
 }
 
 /// The title font: 20 px, shrunk (down to 11 px) until `title` fits the area's width.
-pub(crate) fn title_font<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str) -> Result<FontDesc<'static>, DrawError> {
+pub(crate) fn title_font<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+) -> Result<FontDesc<'static>, DrawError> {
     let width = area.dim_in_pixel().0.saturating_sub(20);
     let mut size = 20.0;
     while size > 11.0 && area.estimate_text_size(title, &("sans-serif", size).into_font().into())?.0 > width {
@@ -137,7 +140,11 @@ pub(crate) fn title_font<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, titl
 }
 
 /// A "nothing to show" chart: the title, then `message` in the middle.
-pub(crate) fn draw_empty<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, title: &str, message: &str) -> Result<(), DrawError> {
+pub(crate) fn draw_empty<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    message: &str,
+) -> Result<(), DrawError> {
     let area = root.titled(title, title_font(root, title)?)?;
     let (w, h) = area.dim_in_pixel();
     let style = TextStyle::from(("sans-serif", 16)).pos(Pos::new(HPos::Center, VPos::Center));

@@ -7,7 +7,11 @@ use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Draws with `draw` onto an SVG canvas of `w` x `h` pixels; returns the document.
-pub fn render_svg(w: u32, h: u32, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>) -> Result<String> {
+pub fn render_svg(
+    w: u32,
+    h: u32,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
@@ -19,7 +23,11 @@ pub fn render_svg(w: u32, h: u32, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>,
 
 /// Draws with `draw` onto an RGB bitmap of `w` x `h` pixels; returns the PNG bytes.
 /// plotters' own PNG encoder is not enabled; the `image` crate encodes instead.
-pub fn render_png(w: u32, h: u32, draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>) -> Result<Vec<u8>> {
+pub fn render_png(
+    w: u32,
+    h: u32,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
+) -> Result<Vec<u8>> {
     let mut rgb = vec![0u8; w as usize * h as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
@@ -34,12 +42,22 @@ pub fn render_png(w: u32, h: u32, draw: impl FnOnce(&DrawingArea<BitMapBackend<'
 }
 
 /// Writes an SVG chart to `path` atomically (temp file + rename).
-pub fn save_svg(path: &Path, w: u32, h: u32, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>) -> Result<()> {
+pub fn save_svg(
+    path: &Path,
+    w: u32,
+    h: u32,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+) -> Result<()> {
     write_atomic(path, render_svg(w, h, draw)?.as_bytes())
 }
 
 /// Writes a PNG chart to `path` atomically; text uses the shipped font.
-pub fn save_png(path: &Path, w: u32, h: u32, draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>) -> Result<()> {
+pub fn save_png(
+    path: &Path,
+    w: u32,
+    h: u32,
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<()>,
+) -> Result<()> {
     write_atomic(path, &render_png(w, h, draw)?)
 }
 
@@ -51,7 +69,11 @@ pub struct Chart {
 
 impl Chart {
     /// Renders `draw` (any chart function) at `w` x `h` pixels.
-    pub fn render(w: u32, h: u32, draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>) -> Result<Chart> {
+    pub fn render(
+        w: u32,
+        h: u32,
+        draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result<()>,
+    ) -> Result<Chart> {
         Ok(Chart { svg: render_svg(w, h, draw)? })
     }
 

@@ -21,10 +21,19 @@ impl Pca {
     /// Projects `features` `[N, D]` (labels `[N]`, indices into `classes`) on their top two
     /// principal components. At most `max_points` evenly spaced rows are used: enough to
     /// see the structure, and the decomposition stays quick on a CPU.
-    pub fn compute(run: RunLabel, features: &Tensor, labels: &Tensor, classes: &[String], max_points: usize) -> Result<Pca> {
+    pub fn compute(
+        run: RunLabel,
+        features: &Tensor,
+        labels: &Tensor,
+        classes: &[String],
+        max_points: usize,
+    ) -> Result<Pca> {
         let (fs, ls) = (features.size(), labels.size());
         if fs.len() != 2 || ls.len() != 1 || fs[0] != ls[0] {
-            return Err(Error::invalid("PCA input", format!("features {fs:?} and labels {ls:?}; expected [N, D] and [N]")));
+            return Err(Error::invalid(
+                "PCA input",
+                format!("features {fs:?} and labels {ls:?}; expected [N, D] and [N]"),
+            ));
         }
         let n = fs[0] as usize;
         if n < 2 || fs[1] < 1 {
@@ -34,7 +43,8 @@ impl Pca {
         let idx: Vec<i64> = (0..take).map(|i| (i * n / take) as i64).collect();
         let idx = Tensor::from_slice(&idx);
         let x = features.f_to_device(Device::Cpu)?.f_index_select(0, &idx)?.f_to_kind(Kind::Double)?;
-        let y: Vec<i64> = Vec::<i64>::try_from(labels.f_to_device(Device::Cpu)?.f_index_select(0, &idx)?.f_to_kind(Kind::Int64)?)?;
+        let y: Vec<i64> =
+            Vec::<i64>::try_from(labels.f_to_device(Device::Cpu)?.f_index_select(0, &idx)?.f_to_kind(Kind::Int64)?)?;
         let x = x.f_sub(&x.f_mean_dim(0, true, Kind::Double)?)?;
         let (proj, eig) = top2(&x)?;
         let total: f64 = eig.iter().sum::<f64>().max(f64::MIN_POSITIVE);
@@ -44,7 +54,10 @@ impl Pca {
         let mut points = Vec::with_capacity(take);
         for (i, &label) in y.iter().enumerate() {
             if label < 0 || label as usize >= classes.len() {
-                return Err(Error::invalid("PCA labels", format!("label {label} outside the {} classes", classes.len())));
+                return Err(Error::invalid(
+                    "PCA labels",
+                    format!("label {label} outside the {} classes", classes.len()),
+                ));
             }
             points.push((pc1[i], pc2[i], label as usize));
         }
@@ -79,7 +92,8 @@ fn top2(x: &Tensor) -> Result<(Tensor, Vec<f64>)> {
     };
     // Highest component first; a single component gets a zero second axis.
     let proj = proj.f_flip([1])?;
-    let proj = if proj.size()[1] == 1 { Tensor::f_cat(&[proj.shallow_clone(), proj.f_zeros_like()?], 1)? } else { proj };
+    let proj =
+        if proj.size()[1] == 1 { Tensor::f_cat(&[proj.shallow_clone(), proj.f_zeros_like()?], 1)? } else { proj };
     let eig: Vec<f64> = Vec::<f64>::try_from(eig.f_clamp_min(0.0)?)?;
     Ok((proj, eig))
 }
@@ -122,11 +136,9 @@ pub fn pca_scatter<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &Pca
             .draw()?;
         for (c, name) in data.classes.iter().enumerate() {
             let col = colour(c);
-            let pts = data.points.iter().filter(|p| p.2 == c).map(|p| Circle::new((p.0, p.1), 3, col.mix(0.75).filled()));
-            chart
-                .draw_series(pts)?
-                .label(name)
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, col.filled()));
+            let pts =
+                data.points.iter().filter(|p| p.2 == c).map(|p| Circle::new((p.0, p.1), 3, col.mix(0.75).filled()));
+            chart.draw_series(pts)?.label(name).legend(move |(x, y)| Circle::new((x + 8, y), 4, col.filled()));
         }
         chart
             .configure_series_labels()

@@ -46,7 +46,8 @@ pub fn summary_rows(runs: &[RunData]) -> Vec<SummaryRow> {
 
 /// The rows as a Markdown table; synthetic data and random weights are flagged in bold.
 pub fn summary_markdown(rows: &[SummaryRow]) -> String {
-    let mut s = String::from("| run | strategy | dataset | weights | image size | best epoch | best val acc | test acc |\n");
+    let mut s =
+        String::from("| run | strategy | dataset | weights | image size | best epoch | best val acc | test acc |\n");
     s += "|---|---|---|---|---:|---:|---:|---:|\n";
     for r in rows {
         let dataset = if r.synthetic { format!("{} **(SYNTHETIC)**", cell(&r.dataset)) } else { cell(&r.dataset) };
@@ -102,7 +103,14 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
     let stems = stems(&runs);
     for (run, stem) in runs.iter().zip(&stems) {
         let prefix = if runs.len() > 1 { format!("{stem}-") } else { String::new() };
-        let _ = write!(md, "## {}{}\n\n{}\n\nFrom `{}`.\n\n", run.name, run.label().caveats(), run.summary.note, run.dir.display());
+        let _ = write!(
+            md,
+            "## {}{}\n\n{}\n\nFrom `{}`.\n\n",
+            run.name,
+            run.label().caveats(),
+            run.summary.note,
+            run.dir.display()
+        );
         let curves = run.curves();
         let figs = [
             ("Training curves", "curves", Figure::TrainingCurves(&curves)),
@@ -143,7 +151,8 @@ fn comparison(runs: &[RunData]) -> Comparison {
             if by_size {
                 details.extend(size(r));
             }
-            let label = if details.is_empty() { r.name.clone() } else { format!("{} ({})", r.name, details.join(", ")) };
+            let label =
+                if details.is_empty() { r.name.clone() } else { format!("{} ({})", r.name, details.join(", ")) };
             ComparisonBar { label, test_accuracy: r.summary.test_accuracy, synthetic: r.summary.synthetic }
         })
         .collect();
@@ -154,7 +163,8 @@ fn comparison(runs: &[RunData]) -> Comparison {
 fn stems(runs: &[RunData]) -> Vec<String> {
     let mut out: Vec<String> = vec![];
     for r in runs {
-        let base: String = r.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let base: String =
+            r.name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         let mut stem = base.clone();
         let mut i = 2;
         while out.contains(&stem) {

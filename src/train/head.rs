@@ -103,7 +103,10 @@ pub struct TrainOutcome {
 fn validate(features: &Tensor, labels: &Tensor, classes: i64) -> Result<()> {
     let fs = features.size();
     if fs.len() != 2 || labels.size() != [fs[0]] {
-        return Err(Error::invalid("training data", format!("features {fs:?} and labels {:?} do not pair up", labels.size())));
+        return Err(Error::invalid(
+            "training data",
+            format!("features {fs:?} and labels {:?} do not pair up", labels.size()),
+        ));
     }
     if fs[0] < 2 {
         return Err(Error::invalid("training data", format!("{} samples; need at least 2", fs[0])));

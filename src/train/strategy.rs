@@ -29,8 +29,13 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 5] =
-        [Strategy::LinearProbe, Strategy::EarlierLayer, Strategy::FineTune, Strategy::PretrainedInit, Strategy::Scratch];
+    pub const ALL: [Strategy; 5] = [
+        Strategy::LinearProbe,
+        Strategy::EarlierLayer,
+        Strategy::FineTune,
+        Strategy::PretrainedInit,
+        Strategy::Scratch,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -157,7 +162,11 @@ fn augment(x: &Tensor) -> Tensor {
     let crops: Vec<Tensor> = (0..n)
         .map(|i| {
             let c = padded.get(i).narrow(1, offs.int64_value(&[i, 0]), h).narrow(2, offs.int64_value(&[i, 1]), w);
-            if flips.int64_value(&[i]) != 0 { c.flip([2]) } else { c }
+            if flips.int64_value(&[i]) != 0 {
+                c.flip([2])
+            } else {
+                c
+            }
         })
         .collect();
     Tensor::stack(&crops, 0)
@@ -271,7 +280,13 @@ pub fn train_on_images(
 }
 
 /// Loss and accuracy of `model` (eval mode) on `data[indices]`, in batches.
-pub fn evaluate_images(model: &ImageModel, data: &Dataset, indices: &[i64], pre: &Preprocess, batch: i64) -> Result<Evaluation> {
+pub fn evaluate_images(
+    model: &ImageModel,
+    data: &Dataset,
+    indices: &[i64],
+    pre: &Preprocess,
+    batch: i64,
+) -> Result<Evaluation> {
     let device = model.vs.device();
     let (mut loss_sum, mut predictions, mut labels) = (0.0, Vec::new(), Vec::new());
     for idx in indices.chunks(batch.max(1) as usize) {
