@@ -317,6 +317,9 @@ fn probe(
             extract_features(backbone, test, &ecfg, cache_root, s)?,
         ))
     })?;
+    // Lets `tlab report` draw a PCA of the features without re-extracting.
+    let dirs = serde_json::json!({ "train": ftrain.dir, "test": ftest.dir });
+    write_json_atomic(&dir.join("features.json"), &dirs)?;
     let (head, outcome) =
         stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
     let ev = stage(sink, "evaluate", |s| {

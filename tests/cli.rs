@@ -94,6 +94,15 @@ fn run_is_deterministic_and_writes_a_complete_run_dir() {
     let events = std::fs::read_to_string(std::path::Path::new(da).join("events.jsonl")).unwrap();
     assert!(events.lines().all(|l| transfer_lab::events::parse_line(l).is_some()));
     assert!(events.contains("\"kind\":\"run_finished\""));
+    // `tlab report` on the two real runs: charts, the PCA of the cached features, tables.
+    let out = tmp.path().join("report");
+    tlab(tmp.path()).args(["report", da, db, "--out"]).arg(&out).assert().success();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("SYNTHETIC") && md.contains("pca.svg") && md.contains("comparison.svg"), "{md}");
+    for f in ["summary.csv", "summary.parquet", "comparison.png"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("summary.csv")).unwrap().lines().count(), 3, "header + 2 runs");
 }
 
 #[test]

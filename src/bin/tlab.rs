@@ -43,6 +43,12 @@ enum Command {
         /// Also append events (JSON lines) to this file
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Watch in the terminal dashboard (events go to runs/<time>-extract/)
+        #[arg(long)]
+        dash: bool,
+        /// Folder for the dashboard's run directory
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
     },
     /// The whole post: fetch, extract, train the head, evaluate; writes a run directory
     Run {
@@ -109,7 +115,7 @@ enum DatasetArg {
     Folder,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct DataArgs {
     /// Dataset: cifar10 (fetched unless --data), synthetic (generated), folder (--data ROOT)
     #[arg(long, value_enum, default_value = "cifar10")]
@@ -130,7 +136,7 @@ struct DataArgs {
     seed: u64,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ModelArgs {
     #[arg(long, default_value = "resnet50")]
     arch: String,
@@ -227,7 +233,20 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()>
             let path = fetch_weights(entry, cache, &Default::default(), console)?;
             println!("{}", path.display());
         }
-        Command::Extract { data, model, split, events } => extract(&data, &model, split, events, cache, console)?,
+        Command::Extract { data, model, split, events, dash, runs_dir } => {
+            let dirs = if dash && std::io::stdout().is_terminal() {
+                extract_with_dashboard(data, model, split, events, &runs_dir, cache)?
+            } else {
+                let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(Forwarding(console))];
+                if let Some(p) = &events {
+                    sinks.push(Box::new(JsonlSink::append(p)?));
+                }
+                extract(&data, &model, split, cache, &mut Tee(sinks))?
+            };
+            for d in dirs {
+                println!("{}", d.display());
+            }
+        }
         Command::Run { data, model, head, runs_dir, name, no_fallback, dash } => {
             let name = name.unwrap_or_else(|| head.strategy.clone());
             let cfg = run_config(&data, &model, &head, name, !no_fallback)?;
@@ -354,44 +373,71 @@ fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback:
     })
 }
 
+/// Extracts the chosen splits into the cache; returns their cache folders.
 fn extract(
     d: &DataArgs,
     m: &ModelArgs,
     split: SplitArg,
-    events: Option<PathBuf>,
     cache: &Path,
-    console: &mut ConsoleSink,
-) -> Result<()> {
-    let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(Forwarding(console))];
-    if let Some(p) = &events {
-        sinks.push(Box::new(JsonlSink::append(p)?));
-    }
-    let mut sink = Tee(sinks);
+    sink: &mut dyn EventSink,
+) -> Result<Vec<PathBuf>> {
     let cfg = RunConfig {
         limit: d.limit,
         offline_fallback: false,
         ..run_config(d, m, &HeadArgs::default(), "extract".into(), false)?
     };
     let device = run::parse_device(&cfg.device)?;
-    let backbone = run::open_backbone(&cfg, cache, device, &mut sink)?;
+    let backbone = run::open_backbone(&cfg, cache, device, sink)?;
     let splits: &[Split] = match split {
         SplitArg::Train => &[Split::Train],
         SplitArg::Test => &[Split::Test],
         SplitArg::Both => &[Split::Train, Split::Test],
     };
+    let mut dirs = Vec::new();
     for &s in splits {
         let mut ds =
-            data::open(&cfg.data, s, cache, &mut sink).with_context(|| format!("opening the {} split", s.as_str()))?;
+            data::open(&cfg.data, s, cache, sink).with_context(|| format!("opening the {} split", s.as_str()))?;
         if let Some(n) = cfg.limit {
             ds = ds.take(n);
         }
         if ds.synthetic {
             sink.warn(&format!("dataset {}: generated data, not CIFAR-10", ds.describe()));
         }
-        let dir = extract_to_cache(&backbone, &ds, &cfg.extract, cache, &mut sink)?;
-        println!("{}", dir.display());
+        dirs.push(extract_to_cache(&backbone, &ds, &cfg.extract, cache, sink)?);
     }
-    Ok(())
+    Ok(dirs)
+}
+
+/// `extract --dash`: extraction on a worker thread writing a run directory's events.jsonl,
+/// the dashboard on this thread (the same code path as `tlab dash`).
+fn extract_with_dashboard(
+    d: DataArgs,
+    m: ModelArgs,
+    split: SplitArg,
+    events: Option<PathBuf>,
+    runs_dir: &Path,
+    cache: &Path,
+) -> Result<Vec<PathBuf>> {
+    let dir = run::new_run_dir(runs_dir, "extract")?;
+    let (run_dir, cache) = (dir.clone(), cache.to_path_buf());
+    let worker = std::thread::spawn(move || -> Result<Vec<PathBuf>> {
+        let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(JsonlSink::append(&run_dir.join("events.jsonl"))?)];
+        if let Some(p) = &events {
+            sinks.push(Box::new(JsonlSink::append(p)?));
+        }
+        let mut sink = Tee(sinks);
+        let started = std::time::Instant::now();
+        let out = extract(&d, &m, split, &cache, &mut sink);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        sink.emit(&match &out {
+            Ok(_) => transfer_lab::events::RunEvent::RunFinished { elapsed_ms, test_accuracy: None },
+            Err(e) => transfer_lab::events::RunEvent::RunFailed { error: format!("{e:#}") },
+        });
+        out
+    });
+    let opts = transfer_lab::tui::DashOptions { pid: Some(std::process::id()), ..Default::default() };
+    transfer_lab::tui::run_dashboard(&dir, opts)?;
+    worker.join().map_err(|_| anyhow::anyhow!("the extraction thread panicked"))?
 }
 
 struct Forwarding<'a>(&'a mut ConsoleSink);

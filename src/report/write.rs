@@ -68,6 +68,32 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
     s
 }
 
+/// The summary as a polars DataFrame (written as CSV and Parquet beside the report).
+pub fn summary_frame(rows: &[SummaryRow]) -> Result<polars::prelude::DataFrame> {
+    use polars::prelude::*;
+    df!(
+        "run" => rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "strategy" => rows.iter().map(|r| r.strategy.clone()).collect::<Vec<_>>(),
+        "dataset" => rows.iter().map(|r| r.dataset.clone()).collect::<Vec<_>>(),
+        "synthetic" => rows.iter().map(|r| r.synthetic).collect::<Vec<_>>(),
+        "weights" => rows.iter().map(|r| r.weights.clone()).collect::<Vec<_>>(),
+        "pretrained" => rows.iter().map(|r| r.pretrained).collect::<Vec<_>>(),
+        "image_size" => rows.iter().map(|r| r.image_size).collect::<Vec<_>>(),
+        "best_epoch" => rows.iter().map(|r| r.best_epoch).collect::<Vec<_>>(),
+        "stopped" => rows.iter().map(|r| r.stopped).collect::<Vec<_>>(),
+        "best_val_acc" => rows.iter().map(|r| r.best_val_acc).collect::<Vec<_>>(),
+        "test_accuracy" => rows.iter().map(|r| r.test_accuracy).collect::<Vec<_>>(),
+        "test_samples" => rows.iter().map(|r| r.test_samples as u64).collect::<Vec<_>>(),
+    )
+    .map_err(|e| Error::invalid("summary table", e.to_string()))
+}
+
+/// The run's test-split feature cache, when the run recorded one (`features.json`).
+fn test_features(run_dir: &Path) -> Option<crate::features::FeatureSet> {
+    let v: serde_json::Value = crate::fsutil::read_json(&run_dir.join("features.json")).ok()?;
+    crate::features::load_features(Path::new(v["test"].as_str()?)).ok()
+}
+
 /// A table cell: pipes and newlines would break the row.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
@@ -93,7 +119,10 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
     if random {
         md += "> **Random weights**: rows marked RANDOM used a seeded random backbone; they are not transfer learning.\n\n";
     }
-    md += &summary_markdown(&summary_rows(&runs));
+    let rows = summary_rows(&runs);
+    md += &summary_markdown(&rows);
+    crate::tables::write_frame(&mut summary_frame(&rows)?, &out, "summary")?;
+    md += "\nThe same table as data: [summary.csv](summary.csv), `summary.parquet`.\n";
     md += "\n";
     if runs.len() > 1 {
         Figure::Comparison(&comparison(&runs)).save(&out, "comparison")?;
@@ -121,6 +150,12 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
             let stem = format!("{prefix}{name}");
             fig.save(&out, &stem)?;
             md += &image_link(alt, &stem);
+        }
+        if let Some(set) = test_features(&run.dir) {
+            let pca = super::Pca::from_feature_set(run.name.clone(), &set, 2000)?;
+            let stem = format!("{prefix}pca");
+            Figure::Pca(&pca).save(&out, &stem)?;
+            md += &image_link("PCA of the test features", &stem);
         }
         if run.throughput.points.is_empty() {
             md += "No extraction throughput: the run recorded no extraction progress (features from the cache, a strategy trained on images, or no `events.jsonl`).\n\n";
