@@ -67,6 +67,10 @@ fn bad_training_input_is_a_clear_error() {
     assert!(err(&x, &(&y + 5)).contains("outside 0..10"));
     assert!(err(&x, &y.zeros_like()).contains("single class"));
     assert!(err(&x.narrow(0, 0, 50), &y).contains("do not pair up"));
+    // Features of another width (e.g. layer3's 1024 for a layer4 head) are an error, not a panic.
+    let head = Head::new(8, 10, 0.0, Device::Cpu);
+    let e = transfer_lab::train::evaluate(&head, &x.narrow(1, 0, 4), &y).err().unwrap().to_string();
+    assert!(e.contains("[N, 8]") && e.contains("[100, 4]"), "{e}");
     // A NaN loss stops training, names the step, and keeps the best checkpoint whole.
     let bad = x.copy();
     let _ = bad.get(5).fill_(f64::NAN);

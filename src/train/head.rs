@@ -74,6 +74,11 @@ impl Head {
         Head { vs, fc, dropout }
     }
 
+    /// The feature width D the head was built for.
+    pub fn in_dim(&self) -> i64 {
+        self.fc.ws.size()[1]
+    }
+
     /// `[N, D]` features -> `[N, classes]` logits.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.fc.forward(&xs.dropout(self.dropout, train))
@@ -242,7 +247,17 @@ pub struct Evaluation {
 }
 
 pub fn evaluate(head: &Head, features: &Tensor, labels: &Tensor) -> Result<Evaluation> {
-    let n = features.size()[0];
+    let (fs, want) = (features.size(), head.in_dim());
+    if fs.len() != 2 || fs[1] != want || labels.size() != [fs[0]] {
+        return Err(Error::invalid(
+            "features for the head",
+            format!(
+                "features {fs:?} with labels {:?}; the head takes [N, {want}] (a different layer or backbone?)",
+                labels.size()
+            ),
+        ));
+    }
+    let n = fs[0];
     if n == 0 {
         return Ok(Evaluation { loss: f64::NAN, accuracy: f64::NAN, predictions: vec![], labels: vec![] });
     }
