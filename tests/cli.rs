@@ -127,3 +127,51 @@ fn fine_tune_runs_end_to_end_on_images() {
     let epochs = std::fs::read_to_string(dir.join("epochs.csv")).unwrap();
     assert_eq!(epochs.lines().count(), 3, "header + 2 image epochs: {epochs}");
 }
+
+#[test]
+fn train_then_evaluate_in_separate_processes_and_resume() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let args = ["--dataset", "synthetic", "--synthetic-train", "120", "--synthetic-test", "40", "--arch", "resnet18"];
+    let out = tlab(tmp.path())
+        .args(["train", "--strategy", "earlier-layer", "--weights", "random", "--size", "32", "--epochs", "3"])
+        .args(args)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert!(dir.join("trained.json").is_file() && !dir.join("summary.json").exists(), "test split untouched");
+    tlab(tmp.path()).args(["report"]).arg(&dir).assert().failure().stderr(contains("summary.json"));
+    let out = tlab(tmp.path()).arg("evaluate").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((s["strategy"].as_str(), s["test_samples"].as_u64()), (Some("earlier-layer"), Some(40)));
+    let features: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("features.json")).unwrap()).unwrap();
+    assert!(features["train"].as_str().unwrap().contains("layer") || features["test"].is_string());
+    // Layer3 of ResNet18 is 256 wide: the head was trained on it.
+    let head = tch::Tensor::read_safetensors(dir.join("head-best.safetensors")).unwrap();
+    assert!(head.iter().any(|(k, t)| k == "fc.weight" && t.size() == [10, 256]));
+    // An interrupted image run resumes in place from its last epoch.
+    let out = tlab(tmp.path())
+        .args(["train", "--strategy", "scratch", "--size", "32", "--image-epochs", "1", "--no-augment"])
+        .args(args)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    cfg["config"]["images"]["epochs"] = 2.into();
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let out = tlab(tmp.path()).args(["train", "--resume"]).arg(&dir).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && log.contains("resuming after epoch 1"), "{log}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("train-state.json")).unwrap()).unwrap();
+    assert_eq!(state["epoch"], 2);
+}

@@ -71,6 +71,27 @@ enum Command {
         #[arg(long)]
         dash: bool,
     },
+    /// Fetch, extract and train into a run directory, leaving the test split for `evaluate`
+    Train {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        head: HeadArgs,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// Run name (default: the strategy)
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        no_fallback: bool,
+        /// Continue an interrupted run in RUN_DIR with its recorded settings (other flags are ignored)
+        #[arg(long)]
+        resume: Option<PathBuf>,
+    },
+    /// Evaluate a trained run's best checkpoint on the test split (tables, summary.json)
+    Evaluate { run_dir: PathBuf },
     /// Live dashboard of a run: `tlab dash [RUN_DIR] [--runs-dir DIR] [--pid PID] [--plain|--tui] [--once] [--fps N]`
     /// (default: the newest run under runs/). `q` leaves, `s` asks the run to stop, `?` help.
     Dash {
@@ -255,6 +276,24 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()>
             } else {
                 run::run(&cfg, &runs_dir, cache, console)?
             };
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Command::Train { data, model, head, runs_dir, name, no_fallback, resume } => {
+            let (cfg, dir) = match resume {
+                Some(dir) => (run::read_run_config(&dir).context("reading the run to resume")?, dir),
+                None => {
+                    let name = name.unwrap_or_else(|| head.strategy.clone());
+                    let cfg = run_config(&data, &model, &head, name, !no_fallback)?;
+                    let dir = run::new_run_dir(&runs_dir, &cfg.name)?;
+                    (cfg, dir)
+                }
+            };
+            run::train_in_dir(&cfg, &dir, cache, console)?;
+            println!("{}", dir.display());
+            eprintln!("trained; evaluate on the test split with: tlab evaluate {}", dir.display());
+        }
+        Command::Evaluate { run_dir } => {
+            let s = run::evaluate_run(&run_dir, cache, console)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
         Command::Dash { args } => {

@@ -4,20 +4,17 @@
 //! `head-best.safetensors`, `summary.json`. Each file is written atomically.
 use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, JsonlSink, RunEvent, Tee};
-use crate::features::{extract_features, ExtractConfig};
-use crate::fsutil::{ensure_dir, write_atomic, write_json_atomic};
-use crate::metrics::Confusion;
+use crate::features::ExtractConfig;
+use crate::fsutil::{ensure_dir, write_atomic};
 use crate::models::{Arch, Backbone, WeightsEntry};
-use crate::tables;
-use crate::train::{
-    evaluate, evaluate_images, train_head, train_on_images, Evaluation, HeadConfig, ImageModel, ImageTrainConfig,
-    Strategy, TrainOutcome,
-};
+use crate::train::{HeadConfig, ImageTrainConfig, Strategy};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Device;
+
+mod phases;
 
 /// Which weights the backbone starts from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,7 +193,8 @@ pub fn run_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mut 
     write_atomic(&dir.join("pid"), std::process::id().to_string().as_bytes())?;
     let mut sink = Tee(vec![Box::new(JsonlSink::append(&dir.join("events.jsonl"))?), Box::new(Forward(console))]);
     let started = Instant::now();
-    let result = run_in(cfg, &dir, cache_root, &mut sink, started);
+    let result = phases::train_in(cfg, &dir, cache_root, &mut sink)
+        .and_then(|_| phases::evaluate_in(&dir, cache_root, &mut sink));
     match &result {
         Ok(s) => sink.emit(&RunEvent::RunFinished {
             elapsed_ms: started.elapsed().as_millis() as u64,
@@ -205,6 +203,52 @@ pub fn run_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mut 
         Err(e) => sink.emit(&RunEvent::RunFailed { error: e.to_string() }),
     }
     result
+}
+
+/// `tlab train`: fetch, extract and train into `dir`, leaving the test split untouched.
+/// Rerun on the same `dir` to resume (image strategies resume at their last epoch).
+pub fn train_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<()> {
+    write_atomic(&dir.join("pid"), std::process::id().to_string().as_bytes())?;
+    let mut sink = Tee(vec![Box::new(JsonlSink::append(&dir.join("events.jsonl"))?), Box::new(Forward(console))]);
+    let res = phases::train_in(cfg, dir, cache_root, &mut sink);
+    match res {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            sink.emit(&RunEvent::RunFailed { error: e.to_string() });
+            Err(e)
+        }
+    }
+}
+
+/// `tlab evaluate`: the best checkpoint of a trained run on the test split; writes the
+/// per-class and confusion tables and `summary.json`.
+pub fn evaluate_run(dir: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
+    if !dir.join("trained.json").is_file() {
+        return Err(Error::invalid(
+            "run directory",
+            format!("{} holds no trained.json; train it first (`tlab train`)", dir.display()),
+        ));
+    }
+    let mut sink = Tee(vec![Box::new(JsonlSink::append(&dir.join("events.jsonl"))?), Box::new(Forward(console))]);
+    let started = Instant::now();
+    let res = phases::evaluate_in(dir, cache_root, &mut sink);
+    match &res {
+        Ok(s) => sink.emit(&RunEvent::RunFinished {
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            test_accuracy: Some(s.test_accuracy),
+        }),
+        Err(e) => sink.emit(&RunEvent::RunFailed { error: e.to_string() }),
+    }
+    res
+}
+
+/// The `config` part of a run's `config.json`.
+pub fn read_run_config(dir: &Path) -> Result<RunConfig> {
+    #[derive(Deserialize)]
+    struct Recorded {
+        config: RunConfig,
+    }
+    Ok(crate::fsutil::read_json::<Recorded>(&dir.join("config.json"))?.config)
 }
 
 /// Lets a borrowed sink sit in a `Tee`.
@@ -223,164 +267,6 @@ fn stage<T>(sink: &mut dyn EventSink, name: &str, f: impl FnOnce(&mut dyn EventS
     Ok(out)
 }
 
-fn run_in(
-    cfg: &RunConfig,
-    dir: &Path,
-    cache_root: &Path,
-    sink: &mut dyn EventSink,
-    started: Instant,
-) -> Result<RunSummary> {
-    let device = parse_device(&cfg.device)?;
-    let (train, test, backbone) = stage(sink, "fetch", |s| {
-        let (train, test) = open_data(cfg, cache_root, s)?;
-        let backbone = match cfg.strategy {
-            // The control: the same network, never pretrained.
-            Strategy::Scratch => Backbone::random(cfg.arch, cfg.head.seed, device),
-            _ => open_backbone(cfg, cache_root, device, s)?,
-        };
-        Ok((train, test, backbone))
-    })?;
-    let note = run_note(train.synthetic, backbone.weights.pretrained);
-    sink.emit(&RunEvent::RunStarted { name: cfg.name.clone(), synthetic: train.synthetic, note: note.clone() });
-    write_json_atomic(&dir.join("config.json"), &RecordedConfig::new(cfg, &train, &backbone))?;
-    let classes = train.classes.len() as i64;
-    let mut steps = StepLog(Vec::new(), sink);
-    let (outcome, ev) = if cfg.strategy.on_images() {
-        train_images(cfg, &backbone, &train, &test, dir, classes, &mut steps)?
-    } else {
-        probe(cfg, &backbone, &train, &test, dir, cache_root, classes, &mut steps)?
-    };
-    let step_rows = std::mem::take(&mut steps.0);
-
-    let confusion = Confusion::new(&ev.labels, &ev.predictions, &train.classes);
-    tables::write_frame(&mut tables::epochs_frame(&outcome.history)?, dir, "epochs")?;
-    tables::write_frame(&mut tables::steps_frame(&step_rows)?, dir, "steps")?;
-    tables::write_frame(&mut tables::per_class_frame(&confusion)?, dir, "per_class")?;
-    tables::write_frame(&mut tables::confusion_frame(&confusion)?, dir, "confusion")?;
-    let summary = RunSummary {
-        run_dir: dir.to_path_buf(),
-        strategy: cfg.strategy,
-        stopped: outcome.history.len() < expected_epochs(cfg) as usize,
-        dataset: train.describe(),
-        synthetic: train.synthetic,
-        weights: backbone.weights.label.clone(),
-        pretrained: backbone.weights.pretrained,
-        best_epoch: outcome.best_epoch,
-        best_val_acc: outcome.best_val_acc,
-        test_accuracy: ev.accuracy,
-        test_samples: ev.labels.len(),
-        note,
-    };
-    write_json_atomic(&dir.join("summary.json"), &summary)?;
-    let _ = started;
-    Ok(summary)
-}
-
-fn expected_epochs(cfg: &RunConfig) -> u32 {
-    if cfg.strategy.on_images() {
-        cfg.images.epochs
-    } else {
-        cfg.head.epochs
-    }
-}
-
-/// Passes events on and keeps the per-step losses for `steps.csv`.
-struct StepLog<'a>(Vec<(u32, u64, f64)>, &'a mut dyn EventSink);
-impl EventSink for StepLog<'_> {
-    fn emit(&mut self, e: &RunEvent) {
-        if let RunEvent::StepFinished { epoch, step, loss } = e {
-            self.0.push((*epoch, *step, *loss));
-        }
-        self.1.emit(e)
-    }
-}
-
-/// The linear probe (and earlier-layer): features into the cache, head on them.
-#[allow(clippy::too_many_arguments)]
-fn probe(
-    cfg: &RunConfig,
-    backbone: &Backbone,
-    train: &data::Dataset,
-    test: &data::Dataset,
-    dir: &Path,
-    cache_root: &Path,
-    classes: i64,
-    sink: &mut dyn EventSink,
-) -> Result<(TrainOutcome, Evaluation)> {
-    let mut ecfg = cfg.extract.clone();
-    if cfg.strategy == Strategy::EarlierLayer && ecfg.tap == crate::models::Tap::Layer4 {
-        ecfg.tap = crate::models::Tap::Layer3;
-    }
-    let (ftrain, ftest) = stage(sink, "extract", |s| {
-        Ok((
-            extract_features(backbone, train, &ecfg, cache_root, s)?,
-            extract_features(backbone, test, &ecfg, cache_root, s)?,
-        ))
-    })?;
-    // Lets `tlab report` draw a PCA of the features without re-extracting.
-    let dirs = serde_json::json!({ "train": ftrain.dir, "test": ftest.dir });
-    write_json_atomic(&dir.join("features.json"), &dirs)?;
-    let (head, outcome) =
-        stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
-    let ev = stage(sink, "evaluate", |s| {
-        let ev = evaluate(&head, &ftest.features, &ftest.labels)?;
-        s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
-        Ok(ev)
-    })?;
-    Ok((outcome, ev))
-}
-
-/// Fine-tune (after a linear probe), pretrained-init and scratch: trained on images.
-fn train_images(
-    cfg: &RunConfig,
-    backbone: &Backbone,
-    train: &data::Dataset,
-    test: &data::Dataset,
-    dir: &Path,
-    classes: i64,
-    sink: &mut dyn EventSink,
-) -> Result<(TrainOutcome, Evaluation)> {
-    let mut model = ImageModel::new(cfg.arch, classes, cfg.images.dropout, backbone.vs.device());
-    copy_body(&backbone.vs, &model.vs)?;
-    if cfg.strategy == Strategy::FineTune {
-        let probe_dir = dir.join("probe");
-        ensure_dir(&probe_dir)?;
-        sink.info("fine-tune: training the head on frozen features first");
-        let mut ecfg = cfg.extract.clone();
-        ecfg.tap = crate::models::Tap::Layer4;
-        let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, &probe_cache(dir), s))?;
-        let _ = train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, &probe_dir, sink)?;
-        model.load_head(&probe_dir.join("head-best.safetensors"))?;
-    }
-    let pre = cfg.extract.preprocess;
-    let outcome = stage(sink, "train", |s| train_on_images(&mut model, train, &pre, &cfg.images, dir, s))?;
-    let ev = stage(sink, "evaluate", |s| {
-        let idx: Vec<i64> = (0..test.len() as i64).collect();
-        let ev = evaluate_images(&model, test, &idx, &pre, cfg.images.batch_size)?;
-        s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
-        Ok(ev)
-    })?;
-    Ok((outcome, ev))
-}
-
-/// Fine-tuning's own small feature cache lives in the run (the body is about to change).
-fn probe_cache(dir: &Path) -> PathBuf {
-    dir.join("probe")
-}
-
-/// Copies every body tensor of `from` into the same-named variable of `to`.
-fn copy_body(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<()> {
-    let src = from.variables();
-    tch::no_grad(|| {
-        for (name, mut dst) in to.variables() {
-            if let Some(s) = src.get(&name) {
-                dst.f_copy_(s)?;
-            }
-        }
-        Ok(())
-    })
-}
-
 /// The plain statement printed at the start and stored with every result.
 pub fn run_note(synthetic: bool, pretrained: bool) -> String {
     let data = if synthetic { "SYNTHETIC data (generated; not CIFAR-10)" } else { "CIFAR-10" };
@@ -394,7 +280,7 @@ pub fn run_note(synthetic: bool, pretrained: bool) -> String {
 
 /// `config.json`: every setting plus what the run actually used.
 #[derive(Serialize)]
-struct RecordedConfig<'a> {
+pub(crate) struct RecordedConfig<'a> {
     config: &'a RunConfig,
     dataset: String,
     dataset_digest: String,
@@ -405,7 +291,7 @@ struct RecordedConfig<'a> {
 }
 
 impl<'a> RecordedConfig<'a> {
-    fn new(config: &'a RunConfig, train: &data::Dataset, b: &'a Backbone) -> Self {
+    pub(crate) fn new(config: &'a RunConfig, train: &data::Dataset, b: &'a Backbone) -> Self {
         RecordedConfig {
             config,
             dataset: train.describe(),
