@@ -53,20 +53,7 @@ enum Command {
     /// The whole post: fetch, extract, train the head, evaluate; writes a run directory
     Run {
         #[command(flatten)]
-        data: DataArgs,
-        #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        head: HeadArgs,
-        /// Folder that holds run directories
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-        /// Run name (part of the run directory's name; default: the strategy)
-        #[arg(long)]
-        name: Option<String>,
-        /// Fail instead of falling back to synthetic data / random weights when offline
-        #[arg(long)]
-        no_fallback: bool,
+        args: RunArgs,
         /// Watch the run in the terminal dashboard (plain lines when not a terminal)
         #[arg(long)]
         dash: bool,
@@ -74,18 +61,7 @@ enum Command {
     /// Fetch, extract and train into a run directory, leaving the test split for `evaluate`
     Train {
         #[command(flatten)]
-        data: DataArgs,
-        #[command(flatten)]
-        model: ModelArgs,
-        #[command(flatten)]
-        head: HeadArgs,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-        /// Run name (default: the strategy)
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        no_fallback: bool,
+        args: RunArgs,
         /// Continue an interrupted run in RUN_DIR with its recorded settings (other flags are ignored)
         #[arg(long)]
         resume: Option<PathBuf>,
@@ -108,6 +84,33 @@ enum Command {
     },
     /// Versions, device and cache location
     Info,
+}
+
+/// What `run` and `train` share: data, model, head, and where the run directory goes.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    head: HeadArgs,
+    /// Folder that holds run directories
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Run name (part of the run directory's name; default: the strategy)
+    #[arg(long)]
+    name: Option<String>,
+    /// Fail instead of falling back to synthetic data / random weights when offline
+    #[arg(long)]
+    no_fallback: bool,
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<RunConfig> {
+        let name = self.name.clone().unwrap_or_else(|| self.head.strategy.clone());
+        run_config(&self.data, &self.model, &self.head, name, !self.no_fallback)
+    }
 }
 
 #[derive(Subcommand)]
@@ -268,23 +271,21 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()>
                 println!("{}", d.display());
             }
         }
-        Command::Run { data, model, head, runs_dir, name, no_fallback, dash } => {
-            let name = name.unwrap_or_else(|| head.strategy.clone());
-            let cfg = run_config(&data, &model, &head, name, !no_fallback)?;
+        Command::Run { args, dash } => {
+            let cfg = args.config()?;
             let s = if dash && std::io::stdout().is_terminal() {
-                run_with_dashboard(cfg, &runs_dir, cache)?
+                run_with_dashboard(cfg, &args.runs_dir, cache)?
             } else {
-                run::run(&cfg, &runs_dir, cache, console)?
+                run::run(&cfg, &args.runs_dir, cache, console)?
             };
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
-        Command::Train { data, model, head, runs_dir, name, no_fallback, resume } => {
+        Command::Train { args, resume } => {
             let (cfg, dir) = match resume {
                 Some(dir) => (run::read_run_config(&dir).context("reading the run to resume")?, dir),
                 None => {
-                    let name = name.unwrap_or_else(|| head.strategy.clone());
-                    let cfg = run_config(&data, &model, &head, name, !no_fallback)?;
-                    let dir = run::new_run_dir(&runs_dir, &cfg.name)?;
+                    let cfg = args.config()?;
+                    let dir = run::new_run_dir(&args.runs_dir, &cfg.name)?;
                     (cfg, dir)
                 }
             };
