@@ -9,6 +9,8 @@ use crate::data::Dataset;
 use crate::error::IoContext;
 use crate::events::{EventSink, RunEvent};
 use crate::fsutil::{ensure_dir, read_json, temp_path, write_json_atomic};
+use crate::models::folded::FoldedResNet;
+pub use crate::models::folded::Precision;
 use crate::models::{Arch, Backbone, Tap};
 use crate::preprocess::Preprocess;
 use crate::{Error, Result};
@@ -34,7 +36,9 @@ pub struct CacheKey {
     pub image_size: i64,
     pub normalization: crate::preprocess::Normalization,
     pub tap: Tap,
-    pub precision: String,
+    /// Serialises as "fp32" / "bf16" / "fp16": fp32 keys (and cache folders) are the
+    /// same as before precision was a choice.
+    pub precision: Precision,
 }
 
 impl CacheKey {
@@ -134,6 +138,20 @@ pub fn extract_features(
     load_features(&dir)
 }
 
+/// [`extract_features`] computing in `precision` (its own cache entry); features come back
+/// as fp32. fp16 is an error off CUDA.
+pub fn extract_features_as(
+    backbone: &Backbone,
+    data: &Dataset,
+    cfg: &ExtractConfig,
+    precision: Precision,
+    cache_root: &Path,
+    sink: &mut dyn EventSink,
+) -> Result<FeatureSet> {
+    let dir = extract_to_cache_as(backbone, data, cfg, precision, cache_root, sink)?;
+    load_features(&dir)
+}
+
 /// Like [`extract_features`] but leaves the features on disk; returns the cache folder.
 /// Memory stays flat whatever the dataset's size.
 pub fn extract_to_cache(
@@ -143,9 +161,24 @@ pub fn extract_to_cache(
     cache_root: &Path,
     sink: &mut dyn EventSink,
 ) -> Result<PathBuf> {
+    extract_to_cache_as(backbone, data, cfg, Precision::Fp32, cache_root, sink)
+}
+
+/// [`extract_to_cache`] computing in `precision`. fp32 runs the backbone's own folded net
+/// (bit-for-bit as before); bf16 / fp16 run a copy of it rounded once to that kind.
+pub fn extract_to_cache_as(
+    backbone: &Backbone,
+    data: &Dataset,
+    cfg: &ExtractConfig,
+    precision: Precision,
+    cache_root: &Path,
+    sink: &mut dyn EventSink,
+) -> Result<PathBuf> {
     if data.is_empty() {
         return Err(Error::invalid("dataset", format!("{} ({}) has no images", data.name, data.split.as_str())));
     }
+    let device = backbone.vs.device();
+    precision.check_device(device)?;
     backbone.check_normalization(cfg.preprocess.normalization, sink);
     let key = CacheKey {
         format: CACHE_FORMAT,
@@ -158,7 +191,7 @@ pub fn extract_to_cache(
         image_size: cfg.preprocess.size,
         normalization: cfg.preprocess.normalization,
         tap: cfg.tap,
-        precision: "fp32".into(),
+        precision,
     };
     let dir = cache_folder(cache_root, &key);
     ensure_dir(&dir)?;
@@ -186,7 +219,9 @@ pub fn extract_to_cache(
             done_images: manifest.rows_done() as u64,
             cache_dir: dir.display().to_string(),
         });
-        let device = backbone.vs.device();
+        // Built from the backbone's weights as they are now, once per extraction.
+        let reduced =
+            (precision != Precision::Fp32).then(|| FoldedResNet::with_precision(&backbone.net, true, precision));
         let mut done_here = 0usize;
         while manifest.rows_done() < total {
             let start = manifest.rows_done();
@@ -196,7 +231,11 @@ pub fn extract_to_cache(
             for b in (start..end).step_by(batch) {
                 let (imgs, lab) = data.batch(b..(b + batch).min(end))?;
                 let x = cfg.preprocess.apply(&imgs, device)?;
-                feats.push(backbone.features(&x, cfg.tap).to_device(Device::Cpu));
+                let f = match &reduced {
+                    Some(net) => net.features(&x, cfg.tap),
+                    None => backbone.features(&x, cfg.tap),
+                };
+                feats.push(f.to_device(Device::Cpu));
                 labels.push(lab);
                 done_here += (b + batch).min(end) - b;
                 let rate = done_here as f64 / started.elapsed().as_secs_f64().max(1e-9);

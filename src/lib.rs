@@ -2,6 +2,7 @@
 //!
 //! The pipeline of the 2018 post, as library calls that read well in a notebook:
 //! fetch data and weights, extract features into a cache, train a head, evaluate.
+pub mod bench;
 pub mod cache;
 pub mod data;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod features;
 pub mod fsutil;
 pub mod metrics;
 pub mod models;
+pub mod notebook;
 pub mod preprocess;
 pub mod report;
 pub mod run;
@@ -18,6 +20,9 @@ pub mod train;
 pub mod tui;
 
 pub use error::{Error, Result};
+// Re-exported so notebooks need one `:dep` and get matching versions.
+pub use polars;
+pub use tch;
 
 /// The libtorch release this build is pinned to (tch 0.24).
 pub const LIBTORCH_VERSION: &str = "2.11.0";

@@ -54,6 +54,24 @@ pub fn confusion_frame(c: &Confusion) -> Result<DataFrame> {
     DataFrame::new(c.classes.len(), cols).map_err(|e| polars_err("confusion table", e))
 }
 
+/// One row per class of `data`: class, images, share (of the split).
+pub fn class_balance(data: &crate::data::Dataset) -> Result<DataFrame> {
+    let labels = Vec::<i64>::try_from(&data.labels()).map_err(|e| Error::invalid("labels", e.to_string()))?;
+    let mut counts = vec![0u64; data.classes.len()];
+    for &l in &labels {
+        if let Some(c) = usize::try_from(l).ok().and_then(|i| counts.get_mut(i)) {
+            *c += 1;
+        }
+    }
+    let n = labels.len().max(1) as f64;
+    df!(
+        "class" => data.classes.clone(),
+        "images" => counts.clone(),
+        "share" => counts.iter().map(|&c| c as f64 / n).collect::<Vec<_>>(),
+    )
+    .map_err(|e| polars_err("class balance", e))
+}
+
 /// Writes `<stem>.csv` and `<stem>.parquet` into `dir`, each through a temp file.
 pub fn write_frame(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<()> {
     let csv = dir.join(format!("{stem}.csv"));

@@ -131,13 +131,15 @@ fn a_killed_extraction_resumes_to_identical_bytes() {
     assert!(leftovers.is_empty());
 }
 
-/// Peak RSS reported by `tlab extract` for `n` synthetic images at 200x200.
+/// Peak RSS reported by `tlab extract` for `n` synthetic images at 64x64. A small side
+/// keeps the test quick; what would grow with `n` (held batches, upscaled copies, the
+/// post's whole-array approach: 49 KB per image here) still shows.
 fn peak_rss_mb(n: usize) -> f64 {
     let cache = tempfile::tempdir().unwrap();
     let events = cache.path().join("events.jsonl");
     let out = tlab()
         .args(["--cache-dir", cache.path().to_str().unwrap(), "extract", "--dataset", "synthetic"])
-        .args(["--synthetic-train", &n.to_string(), "--arch", "resnet18", "--weights", "random", "--size", "200"])
+        .args(["--synthetic-train", &n.to_string(), "--arch", "resnet18", "--weights", "random", "--size", "64"])
         .args(["--split", "train", "--events", events.to_str().unwrap()])
         .output()
         .unwrap();

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use transfer_lab::data::{self, fetch, DataSpec, Split};
 use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, Tee};
-use transfer_lab::features::{extract_to_cache, ExtractConfig};
+use transfer_lab::features::{extract_to_cache_as, ExtractConfig, Precision};
 use transfer_lab::models::{backbone::fetch_weights, Arch, Tap, WeightsEntry};
 use transfer_lab::preprocess::{Normalization, Preprocess};
 use transfer_lab::run::{self, RunConfig, WeightsChoice};
@@ -40,6 +40,9 @@ enum Command {
         /// Which split(s) to extract
         #[arg(long, value_enum, default_value = "both")]
         split: SplitArg,
+        /// Arithmetic of the backbone: fp32, bf16 (CPU or CUDA), fp16 (CUDA only); features are stored as fp32
+        #[arg(long, default_value = "fp32")]
+        precision: Precision,
         /// Also append events (JSON lines) to this file
         #[arg(long)]
         events: Option<PathBuf>,
@@ -84,6 +87,68 @@ enum Command {
     },
     /// Versions, device and cache location
     Info,
+    /// Extraction speed against PyTorch and Keras, measured side by side in one run (a
+    /// benchmark, not a test; threads: the global --threads, default all cores)
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Two rounds and smaller side runs (same model, size and batch)
+    #[arg(long)]
+    quick: bool,
+    /// Only these sections: ours,torch,keras,ceiling,e2e,head,accuracy (default: all)
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+    /// Precisions of the throughput candidates and the ceiling: fp32,bf16 (default both)
+    #[arg(long, value_delimiter = ',')]
+    precisions: Option<Vec<Precision>>,
+    /// Interleaved rounds (default 5, --quick 2)
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Image side
+    #[arg(long, default_value_t = 200)]
+    size: i64,
+    /// Images per batch, for every framework
+    #[arg(long, default_value_t = 32)]
+    batch: i64,
+    /// cpu | cuda | cuda:N (CUDA: bf16 and fp32 on the GPU; Keras is skipped there)
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// End to end / peak RSS: the two dataset sizes, e.g. 128,384
+    #[arg(long, value_delimiter = ',')]
+    e2e_images: Option<Vec<usize>>,
+    /// Head training epochs (default 10, --quick 2)
+    #[arg(long)]
+    head_epochs: Option<u32>,
+    /// Each run writes bench.json and bench.csv into a new folder here
+    #[arg(long, default_value = "bench/results")]
+    results_dir: PathBuf,
+}
+
+impl BenchArgs {
+    fn config(self, threads: Option<i32>) -> Result<transfer_lab::bench::BenchConfig> {
+        let mut c = transfer_lab::bench::BenchConfig::default();
+        if self.quick {
+            c = c.quick();
+        }
+        if let Some(only) = self.only {
+            c.sections = only.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(e) = self.e2e_images {
+            let [a, b] = e[..] else { bail!("--e2e-images takes two sizes, e.g. 128,384") };
+            if a < 5 || b <= a {
+                bail!("--e2e-images {a},{b}: need 5 <= first < second");
+            }
+            c.e2e_images = [a, b];
+        }
+        c.precisions = self.precisions.unwrap_or(c.precisions);
+        c.reps = self.reps.unwrap_or(c.reps);
+        c.head_epochs = self.head_epochs.unwrap_or(c.head_epochs);
+        c.threads = threads.unwrap_or(c.threads);
+        (c.size, c.batch, c.device, c.results_dir) = (self.size, self.batch, self.device, self.results_dir);
+        Ok(c)
+    }
 }
 
 /// What `run` and `train` share: data, model, head, and where the run directory goes.
@@ -239,13 +304,13 @@ fn main() {
     }
     let cache = transfer_lab::cache::cache_dir(cli.cache_dir.as_deref());
     let mut console = ConsoleSink::default();
-    if let Err(e) = dispatch(cli.command, &cache, &mut console) {
+    if let Err(e) = dispatch(cli.command, &cache, &mut console, cli.threads) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()> {
+fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Option<i32>) -> Result<()> {
     match cmd {
         Command::Fetch { what: FetchWhat::Cifar10 } => {
             let dir =
@@ -257,15 +322,15 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()>
             let path = fetch_weights(entry, cache, &Default::default(), console)?;
             println!("{}", path.display());
         }
-        Command::Extract { data, model, split, events, dash, runs_dir } => {
+        Command::Extract { data, model, split, precision, events, dash, runs_dir } => {
             let dirs = if dash && std::io::stdout().is_terminal() {
-                extract_with_dashboard(data, model, split, events, &runs_dir, cache)?
+                extract_with_dashboard(data, model, (split, precision), events, &runs_dir, cache)?
             } else {
                 let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(Forwarding(console))];
                 if let Some(p) = &events {
                     sinks.push(Box::new(JsonlSink::append(p)?));
                 }
-                extract(&data, &model, split, cache, &mut Tee(sinks))?
+                extract(&data, &model, (split, precision), cache, &mut Tee(sinks))?
             };
             for d in dirs {
                 println!("{}", d.display());
@@ -308,6 +373,9 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink) -> Result<()>
             println!("{}", transfer_lab::report::write_report(&runs, out.as_deref())?.display());
         }
         Command::Info => info(cache),
+        Command::Bench(args) => {
+            transfer_lab::bench::run_bench(&args.config(threads)?)?;
+        }
     }
     Ok(())
 }
@@ -413,11 +481,11 @@ fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback:
     })
 }
 
-/// Extracts the chosen splits into the cache; returns their cache folders.
+/// Extracts the chosen splits into the cache in `precision`; returns their cache folders.
 fn extract(
     d: &DataArgs,
     m: &ModelArgs,
-    split: SplitArg,
+    (split, precision): (SplitArg, Precision),
     cache: &Path,
     sink: &mut dyn EventSink,
 ) -> Result<Vec<PathBuf>> {
@@ -427,6 +495,7 @@ fn extract(
         ..run_config(d, m, &HeadArgs::default(), "extract".into(), false)?
     };
     let device = run::parse_device(&cfg.device)?;
+    precision.check_device(device)?;
     let backbone = run::open_backbone(&cfg, cache, device, sink)?;
     let splits: &[Split] = match split {
         SplitArg::Train => &[Split::Train],
@@ -443,7 +512,7 @@ fn extract(
         if ds.synthetic {
             sink.warn(&format!("dataset {}: generated data, not CIFAR-10", ds.describe()));
         }
-        dirs.push(extract_to_cache(&backbone, &ds, &cfg.extract, cache, sink)?);
+        dirs.push(extract_to_cache_as(&backbone, &ds, &cfg.extract, precision, cache, sink)?);
     }
     Ok(dirs)
 }
@@ -453,7 +522,7 @@ fn extract(
 fn extract_with_dashboard(
     d: DataArgs,
     m: ModelArgs,
-    split: SplitArg,
+    split: (SplitArg, Precision),
     events: Option<PathBuf>,
     runs_dir: &Path,
     cache: &Path,

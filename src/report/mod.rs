@@ -30,7 +30,7 @@ pub use heatmap::confusion_heatmap;
 pub use lines::{throughput, training_curves};
 pub use output::{render_png, render_svg, save_png, save_svg, Chart, Figure};
 pub use pca::{pca_scatter, Pca};
-pub use write::{summary_markdown, summary_rows, write_report, SummaryRow};
+pub use write::{comparison, summary_markdown, summary_rows, write_report, SummaryRow};
 
 /// Which run a chart shows, and the caveats its title must carry.
 #[derive(Debug, Clone, PartialEq)]

@@ -171,7 +171,7 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
 }
 
 /// Test accuracy by run; labels add the strategy and image size where runs differ in them.
-fn comparison(runs: &[RunData]) -> Comparison {
+pub fn comparison(runs: &[RunData]) -> Comparison {
     let differ = |f: &dyn Fn(&RunData) -> Option<String>| runs.iter().any(|r| f(r) != f(&runs[0]));
     let strategy = |r: &RunData| r.summary.strategy.clone();
     let size = |r: &RunData| r.image_size.map(|s| format!("{s} px"));

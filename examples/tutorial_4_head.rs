@@ -1,0 +1,47 @@
+//! # 4. The head: the post's model, trained on cached features
+//!
+//! The post trains `GlobalAveragePooling2D -> Dropout(0.3) -> Dense(10, softmax)` with
+//! Adam, batch 32, for 10 epochs, keeping the last 20% of the training set for
+//! validation and checkpointing the best epoch. The pooling is already in the cache
+//! (notebook 3), so the head here is dropout + one dense layer on 2048 features.
+use transfer_lab::data::{Dataset, Split};
+use transfer_lab::features::FeatureSet;
+use transfer_lab::models::Backbone;
+use transfer_lab::notebook::{show, Table, TrainedHead, Tutorial};
+use transfer_lab::report::{Chart, Curves, Figure};
+
+fn main() -> transfer_lab::Result<()> {
+    //: Features come from the cache notebook 3 filled (or are extracted now).
+    // ANCHOR: features
+    let tutorial: Tutorial = Tutorial::detect()?;
+    let train: Dataset = tutorial.dataset(Split::Train)?;
+    let backbone: Backbone = tutorial.backbone()?;
+    let train_features: FeatureSet = tutorial.features(&backbone, &train)?;
+    // ANCHOR_END: features
+
+    //: ## Train
+    //: Adam with Keras' defaults (learning rate 1e-3, epsilon 1e-7), so the numbers
+    //: compare with the post's. The best epoch's weights are saved for notebook 5.
+    // ANCHOR: train
+    let trained: TrainedHead = tutorial.train_head(&train_features, &train.classes)?;
+    println!(
+        "best epoch {} with validation accuracy {:.3} ({} training, {} validation samples)",
+        trained.outcome.best_epoch,
+        trained.outcome.best_val_acc,
+        trained.outcome.train_samples,
+        trained.outcome.val_samples
+    );
+    // ANCHOR_END: train
+
+    //: ## Curves
+    // ANCHOR: history
+    show(&Table::new(&trained.history()?, "Per-epoch history"));
+    // ANCHOR_END: history
+
+    // ANCHOR: curves
+    let curves: Curves = trained.curves(None);
+    let chart: Chart = Figure::TrainingCurves(&curves).chart()?;
+    show(&chart);
+    // ANCHOR_END: curves
+    Ok(())
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the book into book/build, with results from real runs.
+#   scripts/book.sh          quick runs on SYNTHETIC data with random weights (labelled as such)
+#   scripts/book.sh --real   the post's settings on CIFAR-10 with ImageNet weights (GPU advised)
+# BOOK_BROWSER=1 also opens the built book in headless Chromium and checks its images.
+# Steps: the runs (`tlab run`, one per strategy), `tlab report` into
+# book/src/generated/results, a real capture of `tlab dash`, `mdbook build`, and a check
+# that every internal link and image of the built book resolves.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ "${BOOK_BROWSER:-0}" = 1 ]; then scripts/setup-docs.sh --book --browser; else scripts/setup-docs.sh --book; fi
+export PATH="$root/.tlab/tools/bin:$PATH"
+cargo build --locked --bin tlab --example capture_dashboard
+tlab="$root/target/debug/tlab"
+gen="$root/book/src/generated"
+runs="$root/target/book/runs"
+rm -rf "$runs" && mkdir -p "$runs"
+
+if [ "${1:-}" = "--real" ]; then
+  common=(--dataset cifar10 --weights v1 --no-fallback)
+  image=()
+else
+  # The notebooks' quick set-up, sharing their feature cache: the linear probe and the
+  # earlier-layer run are cache hits after `scripts/notebooks.sh --execute`.
+  export TLAB_CACHE_DIR="${TLAB_CACHE_DIR:-$root/target/tutorial/cache}"
+  common=(--dataset synthetic --synthetic-train 320 --synthetic-test 160 --weights random --no-fallback)
+  image=(--size 64 --image-epochs 1)
+fi
+for s in linear-probe earlier-layer fine-tune pretrained-init scratch; do
+  extra=()
+  case $s in fine-tune|pretrained-init|scratch) extra=("${image[@]}") ;; esac
+  "$tlab" run "${common[@]}" "${extra[@]}" --strategy "$s" --name "$s" --runs-dir "$runs" 2> "$runs/$s.log" ||
+    { cat "$runs/$s.log"; exit 1; }
+  echo "book: ran $s"
+done
+
+rm -rf "$gen.tmp" && mkdir -p "$gen.tmp/results"
+"$tlab" report --out "$gen.tmp/results" "$runs"/*/
+probe=$(ls -d "$runs"/*linear-probe*/ | head -1)
+cargo run --quiet --locked --example capture_dashboard -- "$tlab" "$probe" "$gen.tmp/dashboard.txt" 100x32
+rm -rf "$gen" && mv "$gen.tmp" "$gen"
+
+rm -rf book/build
+# mdbook logs a failed include or a missing file and still exits 0: treat any as fatal.
+mdbook build book 2>&1 | tee target/book/mdbook.log
+if grep -E "\[(ERROR|WARN)" target/book/mdbook.log; then echo "book: mdbook reported problems"; exit 1; fi
+.tlab/venv/bin/python scripts/check_book.py book/build
+if [ "${BOOK_BROWSER:-0}" = 1 ]; then
+  node scripts/book_browser.mjs book/build target/book/screenshot.png
+fi

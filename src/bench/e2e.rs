@@ -1,0 +1,187 @@
+//! End to end: raw CIFAR-format bytes -> features on disk, as whole processes timed by the
+//! wall clock (start-up and imports included): `tlab extract` on a generated CIFAR-format
+//! set, against the usual PyTorch script (`bench/e2e_torch.py`: torchvision CIFAR10 +
+//! DataLoader + Resize/ToTensor/Normalize -> ResNet50 -> np.save). Both runs at two
+//! dataset sizes give peak RSS at each, projected linearly to 60,000 images.
+use super::{BenchConfig, BenchError, Env, Result};
+use crate::data::synthetic::write_synthetic_cifar;
+use crate::events::{parse_line, RunEvent};
+use serde::Serialize;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+/// One process run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub images: usize,
+    pub seconds: f64,
+    pub images_per_s: f64,
+    pub peak_rss_mb: f64,
+    /// The PyTorch script's DataLoader workers (largest one); none for ours.
+    pub workers_peak_rss_mb: Option<f64>,
+}
+
+/// Peak RSS at two dataset sizes and its straight-line extension.
+#[derive(Debug, Clone, Serialize)]
+pub struct Projection {
+    pub name: String,
+    pub images: [usize; 2],
+    pub peak_rss_mb: [f64; 2],
+    pub mb_per_1000_images: f64,
+    pub projected_60000_mb: f64,
+    /// False when the two peaks differ by less than allocator noise ([`NOISE_MB`]): the
+    /// slope then says nothing; larger `--e2e-images` fix it.
+    pub resolved: bool,
+}
+
+/// Peak RSS differences below this are noise (allocator arenas, page granularity, and
+/// for ours the one feature shard held before it is written, at most 2,048 x 2,048 x 4 B
+/// twice over).
+pub const NOISE_MB: f64 = 32.0;
+
+#[derive(Debug, Serialize)]
+pub struct EndToEnd {
+    pub size: i64,
+    pub rows: Vec<Row>,
+    pub projections: Vec<Projection>,
+}
+
+pub const PROJECT_TO: f64 = 60_000.0;
+
+/// Generates the data sets, then runs ours and the script alternately at each size.
+pub fn run(cfg: &BenchConfig, env: &Env) -> Result<EndToEnd> {
+    let work = env.out.join("e2e-work");
+    let io = |context: String| move |source| BenchError::Io { context, source };
+    let mut rows = Vec::new();
+    for &n in &cfg.e2e_images {
+        let data = work.join(format!("cifar-{n}"));
+        write_synthetic_cifar(&data, n, 10, 0)?;
+        let prep = Command::new(&env.torch_python)
+            .arg(env.script("e2e_torch.py"))
+            .arg("prepare")
+            .arg(&data)
+            .status()
+            .map_err(io("running e2e_torch.py prepare".into()))?;
+        if !prep.success() {
+            return Err(BenchError::Setup(format!("e2e_torch.py prepare {} failed", data.display())));
+        }
+        eprintln!("bench: end to end, {n} images: ours");
+        rows.push(ours(cfg, env, &data, n)?);
+        eprintln!("bench: end to end, {n} images: PyTorch script");
+        rows.push(torch_script(cfg, env, &data, n)?);
+        std::fs::remove_dir_all(&data).map_err(io(format!("removing {}", data.display())))?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let projections = ["ours", "pytorch"]
+        .iter()
+        .filter_map(|g| {
+            let r: Vec<&Row> = rows.iter().filter(|r| r.name.starts_with(g)).collect();
+            (r.len() == 2).then(|| project(&r[0].name, [r[0], r[1]]))
+        })
+        .collect();
+    Ok(EndToEnd { size: cfg.size, rows, projections })
+}
+
+fn project(name: &str, r: [&Row; 2]) -> Projection {
+    let (n0, n1) = (r[0].images as f64, r[1].images as f64);
+    let slope = (r[1].peak_rss_mb - r[0].peak_rss_mb) / (n1 - n0);
+    Projection {
+        name: name.split(':').next().unwrap_or(name).to_string(),
+        images: [r[0].images, r[1].images],
+        peak_rss_mb: [r[0].peak_rss_mb, r[1].peak_rss_mb],
+        mb_per_1000_images: slope * 1000.0,
+        projected_60000_mb: r[1].peak_rss_mb + slope * (PROJECT_TO - n1),
+        resolved: (r[1].peak_rss_mb - r[0].peak_rss_mb).abs() >= NOISE_MB,
+    }
+}
+
+/// Runs `cmd`, timing it; returns the wall seconds and its stdout, or an error with its stderr.
+fn timed(mut cmd: Command, what: &str) -> Result<(f64, String)> {
+    let t = Instant::now();
+    let out = cmd.output().map_err(|source| BenchError::Io { context: format!("running {what}"), source })?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: String =
+            err.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        return Err(BenchError::Setup(format!("{what} failed ({}):\n{tail}", out.status)));
+    }
+    Ok((secs, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// `tlab extract` (this very binary when it is `tlab`) into a fresh cache.
+fn ours(cfg: &BenchConfig, env: &Env, data: &Path, n: usize) -> Result<Row> {
+    let cache = data.with_extension("cache");
+    let events = data.with_extension("events.jsonl");
+    let exe = tlab_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["--threads", &cfg.threads.to_string(), "--cache-dir"])
+        .arg(&cache)
+        .args(["extract", "--dataset", "cifar10", "--data"])
+        .arg(data)
+        .args(["--arch", "resnet50", "--weights", "random", "--split", "train"])
+        .args(["--size", &cfg.size.to_string(), "--batch-size", &cfg.batch.to_string()])
+        .args(["--device", &crate::models::folded::device_name(env.device), "--events"])
+        .arg(&events);
+    let (seconds, _) = timed(cmd, "tlab extract")?;
+    let text = std::fs::read_to_string(&events)
+        .map_err(|source| BenchError::Io { context: format!("reading {}", events.display()), source })?;
+    let rss = text.lines().filter_map(parse_line).find_map(|e| match e.event {
+        RunEvent::ExtractionFinished { peak_rss_bytes, .. } => Some(peak_rss_bytes),
+        _ => None,
+    });
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(Row {
+        name: "ours: tlab extract (CIFAR bytes -> safetensors shards)".into(),
+        images: n,
+        seconds,
+        images_per_s: n as f64 / seconds,
+        peak_rss_mb: rss.unwrap_or(0) as f64 / 1e6,
+        workers_peak_rss_mb: None,
+    })
+}
+
+/// The `tlab` binary: this process when it is `tlab`, else `target/<profile>/tlab` beside it.
+fn tlab_exe() -> Result<std::path::PathBuf> {
+    let me = std::env::current_exe().map_err(|source| BenchError::Io { context: "current exe".into(), source })?;
+    if me.file_stem().is_some_and(|s| s == "tlab") {
+        return Ok(me);
+    }
+    let beside = me.parent().and_then(|p| p.parent()).map(|p| p.join("tlab")).filter(|p| p.is_file());
+    beside.ok_or_else(|| BenchError::Setup("the tlab binary was not found; run `cargo build` first".into()))
+}
+
+#[derive(serde::Deserialize)]
+struct ScriptInfo {
+    peak_rss_bytes: u64,
+    workers_peak_rss_bytes: u64,
+}
+
+fn torch_script(cfg: &BenchConfig, env: &Env, data: &Path, n: usize) -> Result<Row> {
+    let out = data.with_extension("npy");
+    let mut cmd = Command::new(&env.torch_python);
+    cmd.arg(env.script("e2e_torch.py"))
+        .arg("run")
+        .arg(data)
+        .arg(&out)
+        .args(["--size", &cfg.size.to_string(), "--batch", &cfg.batch.to_string()])
+        .args(["--threads", &cfg.threads.to_string(), "--workers", &cfg.torch_workers.to_string()])
+        .args(["--device", &crate::models::folded::device_name(env.device)]);
+    let (seconds, stdout) = timed(cmd, "bench/e2e_torch.py")?;
+    let info: ScriptInfo = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("@tlab e2e "))
+        .and_then(|j| serde_json::from_str(j).ok())
+        .ok_or_else(|| BenchError::Setup("e2e_torch.py printed no `@tlab e2e` line".into()))?;
+    let _ = std::fs::remove_file(&out);
+    Ok(Row {
+        name: format!("pytorch: usual script (DataLoader, {} workers)", cfg.torch_workers),
+        images: n,
+        seconds,
+        images_per_s: n as f64 / seconds,
+        peak_rss_mb: info.peak_rss_bytes as f64 / 1e6,
+        workers_peak_rss_mb: (cfg.torch_workers > 0).then_some(info.workers_peak_rss_bytes as f64 / 1e6),
+    })
+}

@@ -1,0 +1,240 @@
+//! `tlab bench`: extraction speed against PyTorch and Keras, measured side by side in one
+//! run, plus end to end (raw CIFAR bytes -> features on disk), head training, peak memory
+//! and the accuracy cost of bf16. A benchmark, not a test: nothing here asserts on time.
+//!
+//! Peers are long-lived Python processes (`bench/peer.py`, one per framework) driven over
+//! stdin/stdout, so repetitions interleave round-robin with ours and medians compare
+//! like with like. PyTorch comes from `.tlab/venv` (`scripts/setup.sh --test`); TensorFlow
+//! is installed on first use by `bench/setup.sh` into `.tlab/bench-venv`, which also sees
+//! `.tlab/venv`'s torch through a `.pth` file.
+pub mod e2e;
+pub mod head;
+pub mod peer;
+pub mod report;
+pub mod throughput;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// Errors of the benchmark (the library's own errors pass through).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Lib(#[from] crate::Error),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{framework} peer: {reason}")]
+    Peer { framework: String, reason: String },
+    #[error("bench set-up: {0}")]
+    Setup(String),
+    #[error("{what}: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+/// The parts of a bench run, selectable with `--only`.
+pub const SECTIONS: [&str; 7] = ["ours", "torch", "keras", "ceiling", "e2e", "head", "accuracy"];
+
+/// Every setting of one bench run; saved with the results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchConfig {
+    pub batch: i64,
+    pub size: i64,
+    /// Intra-op threads for every framework.
+    pub threads: i32,
+    /// Interleaved rounds; each reports a median.
+    pub reps: usize,
+    pub sections: Vec<String>,
+    /// Precisions of the throughput candidates and the ceiling.
+    pub precisions: Vec<crate::features::Precision>,
+    /// "cpu" or "cuda[:N]".
+    pub device: String,
+    /// End to end and peak RSS: images of the two runs.
+    pub e2e_images: [usize; 2],
+    /// DataLoader workers of the PyTorch script.
+    pub torch_workers: usize,
+    pub head_rows: i64,
+    pub head_epochs: u32,
+    /// bf16 vs fp32 accuracy: synthetic train / test images, and their side.
+    pub accuracy_images: [usize; 2],
+    pub accuracy_size: i64,
+    pub results_dir: PathBuf,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            batch: 32,
+            size: 200,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
+            reps: 5,
+            sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
+            precisions: vec![crate::features::Precision::Fp32, crate::features::Precision::Bf16],
+            device: "cpu".into(),
+            e2e_images: [128, 384],
+            torch_workers: 2,
+            head_rows: 50_000,
+            head_epochs: 10,
+            accuracy_images: [600, 300],
+            accuracy_size: 64,
+            results_dir: PathBuf::from("bench/results"),
+        }
+    }
+}
+
+impl BenchConfig {
+    /// Fewer repetitions and smaller side runs; same model, size and batch.
+    pub fn quick(mut self) -> Self {
+        self.reps = 2;
+        self.e2e_images = [64, 160];
+        self.head_epochs = 2;
+        self.accuracy_images = [300, 150];
+        self
+    }
+
+    pub fn has(&self, section: &str) -> bool {
+        self.sections.iter().any(|s| s == section)
+    }
+
+    /// Checks the settings; returns the device.
+    pub fn validate(&self) -> Result<Device> {
+        let bad = |what: &str, reason: String| Err(BenchError::Invalid { what: what.into(), reason });
+        if let Some(s) = self.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+            return bad("--only", format!("`{s}`; expected some of {}", SECTIONS.join(",")));
+        }
+        if self.batch < 1 || self.reps < 1 || self.threads < 1 || !(32..=1024).contains(&self.size) {
+            return bad("settings", "batch, reps and threads must be >= 1 and size in 32..=1024".into());
+        }
+        if self.precisions.is_empty() || self.precisions.contains(&crate::features::Precision::Fp16) {
+            return bad("--precisions", "expected fp32 and/or bf16".into());
+        }
+        let device = crate::run::parse_device(&self.device)?;
+        if device.is_cuda() && !tch::Cuda::is_available() {
+            return bad(
+                "--device",
+                format!(
+                    "`{}`: CUDA is not available (tch::Cuda::is_available() = false, {} devices seen by libtorch)",
+                    self.device,
+                    tch::Cuda::device_count()
+                ),
+            );
+        }
+        Ok(device)
+    }
+}
+
+/// Where things are: the repository (for `bench/*.py`), the Pythons, the results.
+pub struct Env {
+    pub root: PathBuf,
+    pub torch_python: PathBuf,
+    /// The bench venv's Python (TensorFlow + torch), once set up.
+    pub keras_python: Option<PathBuf>,
+    pub out: PathBuf,
+    pub device: Device,
+}
+
+impl Env {
+    /// Finds the repository, checks the torch venv and sets up TensorFlow when `keras` runs.
+    pub fn prepare(cfg: &BenchConfig, device: Device) -> Result<Env> {
+        let root = repo_root()?;
+        let torch_python = root.join(".tlab/venv/bin/python");
+        let needs_python = ["torch", "keras", "e2e", "head"].iter().any(|s| cfg.has(s));
+        if needs_python && !torch_python.exists() {
+            return Err(BenchError::Setup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
+        }
+        let keras_python = if cfg.has("keras") { Some(setup_bench_venv(&root)?) } else { None };
+        let stamp = crate::run::new_run_dir(&cfg.results_dir, "bench")?;
+        Ok(Env { root, torch_python, keras_python, out: stamp, device })
+    }
+
+    pub fn script(&self, name: &str) -> PathBuf {
+        self.root.join("bench").join(name)
+    }
+}
+
+/// The repository root: the working directory when it holds `bench/peer.py`, else the
+/// folder this crate was built from.
+fn repo_root() -> Result<PathBuf> {
+    let cwd = std::env::current_dir().map_err(|e| BenchError::Io { context: "current dir".into(), source: e })?;
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [cwd, built]
+        .into_iter()
+        .find(|d| d.join("bench/peer.py").is_file())
+        .ok_or_else(|| BenchError::Setup("bench/peer.py not found: run `tlab bench` from the repository".into()))
+}
+
+/// Runs `bench/setup.sh` (idempotent); returns the bench venv's Python.
+fn setup_bench_venv(root: &Path) -> Result<PathBuf> {
+    let script = root.join("bench/setup.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| BenchError::Io { context: format!("running {}", script.display()), source: e })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().last() {
+        Some(p) if out.status.success() => Ok(PathBuf::from(p.trim())),
+        _ => Err(BenchError::Setup(format!("{} failed ({})", script.display(), out.status))),
+    }
+}
+
+/// Everything one bench run measured.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub config: BenchConfig,
+    pub machine: report::Machine,
+    pub throughput: Option<throughput::Throughput>,
+    pub end_to_end: Option<e2e::EndToEnd>,
+    pub head: Option<head::HeadTiming>,
+    pub accuracy: Option<head::PrecisionAccuracy>,
+    pub results_dir: PathBuf,
+}
+
+/// Runs the selected sections in order, printing each as it finishes; writes
+/// `bench.json` and `bench.csv` into a new folder under `cfg.results_dir`.
+pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
+    let device = cfg.validate()?;
+    tch::set_num_threads(cfg.threads);
+    let env = Env::prepare(cfg, device)?;
+    let mut machine = report::Machine::probe(cfg, device);
+    machine.print();
+    let throughput = if ["ours", "torch", "keras", "ceiling"].iter().any(|s| cfg.has(s)) {
+        let t = throughput::run(cfg, &env)?;
+        t.print();
+        Some(t)
+    } else {
+        None
+    };
+    let end_to_end = cfg.has("e2e").then(|| e2e::run(cfg, &env)).transpose()?;
+    if let Some(e) = &end_to_end {
+        e.print();
+    }
+    let head = cfg.has("head").then(|| head::run_timing(cfg, &env)).transpose()?;
+    if let Some(h) = &head {
+        h.print();
+    }
+    let accuracy = cfg.has("accuracy").then(|| head::run_accuracy(cfg, &env)).transpose()?;
+    if let Some(a) = &accuracy {
+        a.print();
+    }
+    machine.finish();
+    let report = BenchReport {
+        config: cfg.clone(),
+        machine,
+        throughput,
+        end_to_end,
+        head,
+        accuracy,
+        results_dir: env.out.clone(),
+    };
+    report::write(&report, &env.out)?;
+    Ok(report)
+}
