@@ -28,6 +28,8 @@ try {
     for (const b of bad) console.log(`  not loaded: ${b.src}`);
     if (bad.length > 0 || (rel.startsWith("generated/") && imgs.length < 4)) failed = true;
     if (rel === pages[0]) {
+      // The evidence is a chart on screen, not the table above it.
+      if (imgs.length > 0) await page.locator("main img").first().scrollIntoViewIfNeeded();
       await page.screenshot({ path: shot, fullPage: false });
       console.log(`book_browser: screenshot of ${rel} in ${shot}`);
     }
