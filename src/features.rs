@@ -83,11 +83,21 @@ pub struct ExtractConfig {
     pub batch_size: usize,
     /// Rows per shard; rounded up to a multiple of `batch_size`.
     pub shard_size: usize,
+    /// The backbone's arithmetic; features are stored as fp32 whatever it is. Absent in
+    /// configs written before it was a choice: fp32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for ExtractConfig {
     fn default() -> Self {
-        ExtractConfig { preprocess: Preprocess::default(), tap: Tap::Layer4, batch_size: 32, shard_size: 2048 }
+        ExtractConfig {
+            preprocess: Preprocess::default(),
+            tap: Tap::Layer4,
+            batch_size: 32,
+            shard_size: 2048,
+            precision: Precision::Fp32,
+        }
     }
 }
 
@@ -138,22 +148,10 @@ pub fn extract_features(
     load_features(&dir)
 }
 
-/// [`extract_features`] computing in `precision` (its own cache entry); features come back
-/// as fp32. fp16 is an error off CUDA.
-pub fn extract_features_as(
-    backbone: &Backbone,
-    data: &Dataset,
-    cfg: &ExtractConfig,
-    precision: Precision,
-    cache_root: &Path,
-    sink: &mut dyn EventSink,
-) -> Result<FeatureSet> {
-    let dir = extract_to_cache_as(backbone, data, cfg, precision, cache_root, sink)?;
-    load_features(&dir)
-}
-
 /// Like [`extract_features`] but leaves the features on disk; returns the cache folder.
-/// Memory stays flat whatever the dataset's size.
+/// Memory stays flat whatever the dataset's size. `cfg.precision` fp32 runs the backbone's
+/// own folded net; bf16 / fp16 (CUDA only) run a copy rounded once to that kind, into
+/// their own cache entry.
 pub fn extract_to_cache(
     backbone: &Backbone,
     data: &Dataset,
@@ -161,19 +159,7 @@ pub fn extract_to_cache(
     cache_root: &Path,
     sink: &mut dyn EventSink,
 ) -> Result<PathBuf> {
-    extract_to_cache_as(backbone, data, cfg, Precision::Fp32, cache_root, sink)
-}
-
-/// [`extract_to_cache`] computing in `precision`. fp32 runs the backbone's own folded net
-/// (bit-for-bit as before); bf16 / fp16 run a copy of it rounded once to that kind.
-pub fn extract_to_cache_as(
-    backbone: &Backbone,
-    data: &Dataset,
-    cfg: &ExtractConfig,
-    precision: Precision,
-    cache_root: &Path,
-    sink: &mut dyn EventSink,
-) -> Result<PathBuf> {
+    let precision = cfg.precision;
     if data.is_empty() {
         return Err(Error::invalid("dataset", format!("{} ({}) has no images", data.name, data.split.as_str())));
     }

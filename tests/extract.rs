@@ -23,6 +23,7 @@ fn small_cfg(tap: Tap) -> ExtractConfig {
         tap,
         batch_size: 16,
         shard_size: 32,
+        ..Default::default()
     }
 }
 

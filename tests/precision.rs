@@ -6,7 +6,7 @@ use std::process::Command;
 use tch::{Device, Kind, Tensor};
 use transfer_lab::data::{synthetic::synthetic, Split};
 use transfer_lab::events::VecSink;
-use transfer_lab::features::{extract_features, extract_features_as, ExtractConfig, Precision};
+use transfer_lab::features::{extract_features, ExtractConfig, Precision};
 use transfer_lab::models::folded::FoldedResNet;
 use transfer_lab::models::{Arch, Backbone, Tap};
 use transfer_lab::preprocess::{Normalization, Preprocess};
@@ -17,7 +17,12 @@ fn cfg() -> ExtractConfig {
         tap: Tap::Layer4,
         batch_size: 16,
         shard_size: 32,
+        precision: Precision::Fp32,
     }
+}
+
+fn with(precision: Precision) -> ExtractConfig {
+    ExtractConfig { precision, ..cfg() }
 }
 
 /// Per-row cosine similarity of `[N, D]` matrices: `[N]`.
@@ -35,7 +40,7 @@ fn bf16_features_match_fp32_in_their_own_cache_entry() {
     let data = synthetic(48, Split::Train, 3);
     let fp32 = extract_features(&backbone, &data, &cfg(), cache.path(), &mut VecSink::default()).unwrap();
     let bf16 =
-        extract_features_as(&backbone, &data, &cfg(), Precision::Bf16, cache.path(), &mut VecSink::default()).unwrap();
+        extract_features(&backbone, &data, &with(Precision::Bf16), cache.path(), &mut VecSink::default()).unwrap();
     assert_eq!(bf16.features.size(), [48, 2048]);
     assert_eq!(bf16.features.kind(), Kind::Float, "stored as fp32 whatever the arithmetic");
     assert_ne!(bf16.dir, fp32.dir, "another precision is another cache entry");
@@ -74,7 +79,7 @@ fn fp16_on_the_cpu_is_an_error_naming_the_device() {
     let cache = tempfile::tempdir().unwrap();
     let backbone = Backbone::random(Arch::ResNet18, 0, Device::Cpu);
     let data = synthetic(8, Split::Train, 3);
-    let err = extract_features_as(&backbone, &data, &cfg(), Precision::Fp16, cache.path(), &mut VecSink::default())
+    let err = extract_features(&backbone, &data, &with(Precision::Fp16), cache.path(), &mut VecSink::default())
         .err()
         .expect("fp16 on the CPU must fail")
         .to_string();
@@ -114,7 +119,7 @@ fn bf16_and_fp16_on_cuda_match_fp32() {
     let data = synthetic(32, Split::Train, 3);
     let fp32 = extract_features(&backbone, &data, &cfg(), cache.path(), &mut VecSink::default()).unwrap();
     for p in [Precision::Bf16, Precision::Fp16] {
-        let f = extract_features_as(&backbone, &data, &cfg(), p, cache.path(), &mut VecSink::default()).unwrap();
+        let f = extract_features(&backbone, &data, &with(p), cache.path(), &mut VecSink::default()).unwrap();
         let min = row_cosine(&f.features, &fp32.features).min().double_value(&[]);
         println!("{p} vs fp32 on cuda: cosine min {min:.6}");
         assert!(min >= 0.999, "{p}: cosine {min}");

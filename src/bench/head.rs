@@ -4,7 +4,7 @@
 use super::{BenchConfig, BenchError, Env, Result};
 use crate::data::{synthetic::synthetic, Split};
 use crate::events::NullSink;
-use crate::features::{extract_features_as, ExtractConfig, Precision};
+use crate::features::{extract_features, ExtractConfig, Precision};
 use crate::models::{Arch, Backbone, Tap};
 use crate::preprocess::{Normalization, Preprocess};
 use crate::train::{evaluate, train_head, HeadConfig};
@@ -91,6 +91,7 @@ pub fn run_accuracy(cfg: &BenchConfig, env: &Env) -> Result<PrecisionAccuracy> {
         tap: Tap::Layer4,
         batch_size: cfg.batch as usize,
         shard_size: 4096,
+        precision: Precision::Fp32,
     };
     let cache = env.out.join("accuracy-work");
     let mut rows = Vec::new();
@@ -99,8 +100,9 @@ pub fn run_accuracy(cfg: &BenchConfig, env: &Env) -> Result<PrecisionAccuracy> {
     for p in [Precision::Fp32, Precision::Bf16] {
         eprintln!("bench: accuracy, {p}: extracting {n_train} + {n_test} synthetic images at {}", cfg.accuracy_size);
         let t = Instant::now();
-        let tr = extract_features_as(&backbone, &train, &ex, p, &cache, &mut NullSink)?;
-        let te = extract_features_as(&backbone, &test, &ex, p, &cache, &mut NullSink)?;
+        let ex = ExtractConfig { precision: p, ..ex.clone() };
+        let tr = extract_features(&backbone, &train, &ex, &cache, &mut NullSink)?;
+        let te = extract_features(&backbone, &test, &ex, &cache, &mut NullSink)?;
         let extract_seconds = t.elapsed().as_secs_f64();
         let head_cfg = HeadConfig::default();
         let out = cache.join(format!("head-{p}"));

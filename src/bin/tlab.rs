@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use transfer_lab::data::{self, fetch, DataSpec, Split};
 use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, Tee};
-use transfer_lab::features::{extract_to_cache_as, ExtractConfig, Precision};
+use transfer_lab::features::{extract_to_cache, ExtractConfig, Precision};
 use transfer_lab::models::{backbone::fetch_weights, Arch, Tap, WeightsEntry};
 use transfer_lab::preprocess::{Normalization, Preprocess};
 use transfer_lab::run::{self, RunConfig, WeightsChoice};
@@ -40,9 +40,6 @@ enum Command {
         /// Which split(s) to extract
         #[arg(long, value_enum, default_value = "both")]
         split: SplitArg,
-        /// Arithmetic of the backbone: fp32, bf16 (CPU or CUDA), fp16 (CUDA only); features are stored as fp32
-        #[arg(long, default_value = "fp32")]
-        precision: Precision,
         /// Also append events (JSON lines) to this file
         #[arg(long)]
         events: Option<PathBuf>,
@@ -249,6 +246,10 @@ struct ModelArgs {
     /// Rows per feature-cache shard (rounded up to a multiple of the batch size)
     #[arg(long, default_value_t = 2048)]
     shard_size: usize,
+    /// Arithmetic of the backbone when extracting: fp32, bf16 (CPU or CUDA), fp16 (CUDA
+    /// only); features are stored as fp32, each precision in its own cache entry
+    #[arg(long, default_value = "fp32")]
+    precision: Precision,
 }
 
 #[derive(Args)]
@@ -322,15 +323,15 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Opti
             let path = fetch_weights(entry, cache, &Default::default(), console)?;
             println!("{}", path.display());
         }
-        Command::Extract { data, model, split, precision, events, dash, runs_dir } => {
+        Command::Extract { data, model, split, events, dash, runs_dir } => {
             let dirs = if dash && std::io::stdout().is_terminal() {
-                extract_with_dashboard(data, model, (split, precision), events, &runs_dir, cache)?
+                extract_with_dashboard(data, model, split, events, &runs_dir, cache)?
             } else {
                 let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(Forwarding(console))];
                 if let Some(p) = &events {
                     sinks.push(Box::new(JsonlSink::append(p)?));
                 }
-                extract(&data, &model, (split, precision), cache, &mut Tee(sinks))?
+                extract(&data, &model, split, cache, &mut Tee(sinks))?
             };
             for d in dirs {
                 println!("{}", d.display());
@@ -429,6 +430,7 @@ fn extract_config(m: &ModelArgs) -> Result<ExtractConfig> {
         tap,
         batch_size: m.batch_size,
         shard_size: m.shard_size,
+        precision: m.precision,
     })
 }
 
@@ -481,11 +483,11 @@ fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback:
     })
 }
 
-/// Extracts the chosen splits into the cache in `precision`; returns their cache folders.
+/// Extracts the chosen splits into the cache; returns their cache folders.
 fn extract(
     d: &DataArgs,
     m: &ModelArgs,
-    (split, precision): (SplitArg, Precision),
+    split: SplitArg,
     cache: &Path,
     sink: &mut dyn EventSink,
 ) -> Result<Vec<PathBuf>> {
@@ -495,7 +497,7 @@ fn extract(
         ..run_config(d, m, &HeadArgs::default(), "extract".into(), false)?
     };
     let device = run::parse_device(&cfg.device)?;
-    precision.check_device(device)?;
+    cfg.extract.precision.check_device(device)?;
     let backbone = run::open_backbone(&cfg, cache, device, sink)?;
     let splits: &[Split] = match split {
         SplitArg::Train => &[Split::Train],
@@ -512,7 +514,7 @@ fn extract(
         if ds.synthetic {
             sink.warn(&format!("dataset {}: generated data, not CIFAR-10", ds.describe()));
         }
-        dirs.push(extract_to_cache_as(&backbone, &ds, &cfg.extract, precision, cache, sink)?);
+        dirs.push(extract_to_cache(&backbone, &ds, &cfg.extract, cache, sink)?);
     }
     Ok(dirs)
 }
@@ -522,7 +524,7 @@ fn extract(
 fn extract_with_dashboard(
     d: DataArgs,
     m: ModelArgs,
-    split: (SplitArg, Precision),
+    split: SplitArg,
     events: Option<PathBuf>,
     runs_dir: &Path,
     cache: &Path,

@@ -56,18 +56,35 @@ impl Rich for Chart {
     }
 }
 
-/// A polars DataFrame as an HTML table (all rows up to `max_rows`), with a caption.
-pub struct Table {
+/// HTML for a notebook with its plain-text twin for a terminal: what [`Table`] and
+/// [`ImageGrid`] make.
+pub struct Html {
     html: String,
     plain: String,
 }
 
+impl Rich for Html {
+    fn mime(&self) -> &'static str {
+        "text/html"
+    }
+    fn rich(&self) -> String {
+        self.html.clone()
+    }
+    fn plain(&self) -> String {
+        self.plain.clone()
+    }
+}
+
+/// A polars DataFrame as an HTML table (all rows up to `max_rows`), with a caption.
+pub struct Table;
+
 impl Table {
-    pub fn new(df: &DataFrame, caption: &str) -> Table {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(df: &DataFrame, caption: &str) -> Html {
         Table::with_max_rows(df, caption, 50)
     }
 
-    pub fn with_max_rows(df: &DataFrame, caption: &str, max_rows: usize) -> Table {
+    pub fn with_max_rows(df: &DataFrame, caption: &str, max_rows: usize) -> Html {
         let mut html = String::from("<table>\n");
         let _ = writeln!(html, "<caption>{} ({} rows)</caption>", escape(caption), df.height());
         html += "<thead><tr>";
@@ -88,19 +105,7 @@ impl Table {
         if df.height() > max_rows {
             let _ = write!(html, "<p>... {} more rows</p>", df.height() - max_rows);
         }
-        Table { html, plain: format!("{caption}\n{df}") }
-    }
-}
-
-impl Rich for Table {
-    fn mime(&self) -> &'static str {
-        "text/html"
-    }
-    fn rich(&self) -> String {
-        self.html.clone()
-    }
-    fn plain(&self) -> String {
-        self.plain.clone()
+        Html { html, plain: format!("{caption}\n{df}") }
     }
 }
 
@@ -120,15 +125,13 @@ fn escape(s: &str) -> String {
 }
 
 /// Pictures with captions in a grid: inline PNGs in a notebook, a caption list elsewhere.
-pub struct ImageGrid {
-    html: String,
-    plain: String,
-}
+pub struct ImageGrid;
 
 impl ImageGrid {
     /// `images` `[N, 3, H, W]` u8 (a dataset batch); each is enlarged `scale` times with
     /// nearest-neighbour so 32x32 pictures stay legible. `captions` pairs up with images.
-    pub fn new(images: &Tensor, captions: &[String], columns: usize, scale: i64) -> Result<ImageGrid> {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(images: &Tensor, captions: &[String], columns: usize, scale: i64) -> Result<Html> {
         let s = images.size();
         if s.len() != 4 || s[1] != 3 || s[0] as usize != captions.len() || images.kind() != Kind::Uint8 {
             return Err(Error::invalid(
@@ -157,19 +160,19 @@ impl ImageGrid {
         }
         html += "</div>";
         let plain = format!("[{} images, {}x{} each: {}]", captions.len(), s[3], s[2], captions.join(", "));
-        Ok(ImageGrid { html, plain })
+        Ok(Html { html, plain })
     }
 }
 
 impl ImageGrid {
     /// The first `max` items of `data` whose prediction is wrong, captioned
     /// `true -> predicted`; says so when there are none.
-    pub fn mistakes(data: &crate::data::Dataset, labels: &[i64], predictions: &[i64], max: usize) -> Result<ImageGrid> {
+    pub fn mistakes(data: &crate::data::Dataset, labels: &[i64], predictions: &[i64], max: usize) -> Result<Html> {
         let wrong: Vec<i64> =
             (0..labels.len()).filter(|&i| labels[i] != predictions[i]).map(|i| i as i64).take(max).collect();
         if wrong.is_empty() {
             let text = format!("No mistakes among {} images.", labels.len());
-            return Ok(ImageGrid { html: format!("<p>{text}</p>"), plain: text });
+            return Ok(Html { html: format!("<p>{text}</p>"), plain: text });
         }
         let name = |c: i64| data.classes.get(c as usize).map_or("?", String::as_str).to_string();
         let captions: Vec<String> = wrong
@@ -178,18 +181,6 @@ impl ImageGrid {
             .collect();
         let (images, _) = data.gather(&wrong)?;
         ImageGrid::new(&images, &captions, 8, 3)
-    }
-}
-
-impl Rich for ImageGrid {
-    fn mime(&self) -> &'static str {
-        "text/html"
-    }
-    fn rich(&self) -> String {
-        self.html.clone()
-    }
-    fn plain(&self) -> String {
-        self.plain.clone()
     }
 }
 
