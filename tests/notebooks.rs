@@ -41,7 +41,7 @@ enum Cell {
 /// - `//:` lines in `main`: markdown.
 ///
 /// Anything else in `main` is an error, so no code is shown in one place and not the other.
-fn cells(src: &str, file: &Path) -> Vec<Cell> {
+fn cells(src: &str, file: &Path) -> Result<Vec<Cell>, String> {
     let mut cells = vec![];
     let mut title = vec![];
     let mut uses = vec![];
@@ -60,10 +60,13 @@ fn cells(src: &str, file: &Path) -> Vec<Cell> {
         if let Some((_, body)) = code.as_mut() {
             if let Some(name) = t.strip_prefix("// ANCHOR_END:") {
                 let (open, body) = code.take().unwrap();
-                assert_eq!(open, name.trim(), "{}: ANCHOR_END does not match ANCHOR {open}", at());
+                if open != name.trim() {
+                    return Err(format!("{}: ANCHOR_END does not match ANCHOR {open}", at()));
+                }
                 cells.push(Cell::Code(body.join("\n")));
+            } else if t.starts_with("// ANCHOR:") {
+                return Err(format!("{}: nested anchor", at()));
             } else {
-                assert!(!t.starts_with("// ANCHOR:"), "{}: nested anchor", at());
                 body.push(line.strip_prefix("    ").unwrap_or(line).to_string());
             }
             continue;
@@ -80,8 +83,8 @@ fn cells(src: &str, file: &Path) -> Vec<Cell> {
                 cells.push(Cell::Markdown(title.join("\n")));
                 cells.push(Cell::Code(":dep transfer-lab = { path = \"..\" }".into()));
                 cells.push(Cell::Code(uses.join("\n")));
-            } else {
-                assert!(t.is_empty(), "{}: unexpected item outside main: {t}", at());
+            } else if !t.is_empty() {
+                return Err(format!("{}: unexpected item outside main: {t}", at()));
             }
             continue;
         }
@@ -92,16 +95,18 @@ fn cells(src: &str, file: &Path) -> Vec<Cell> {
             code = Some((name.trim().to_string(), vec![]));
         } else {
             flush_md(&mut md, &mut cells);
-            assert!(
-                t.is_empty() || t == "Ok(())" || t == "}",
-                "{}: code outside an anchor would be missing from the notebook: {t}",
-                at()
-            );
+            if !(t.is_empty() || t == "Ok(())" || t == "}") {
+                return Err(format!("{}: code outside an anchor would be missing from the notebook: {t}", at()));
+            }
         }
     }
-    assert!(code.is_none(), "{}: unclosed anchor", file.display());
-    assert!(in_main, "{}: no fn main", file.display());
-    cells
+    if code.is_some() {
+        return Err(format!("{}: unclosed anchor", file.display()));
+    }
+    if !in_main {
+        return Err(format!("{}: no fn main", file.display()));
+    }
+    Ok(cells)
 }
 
 fn lines(text: &str) -> Value {
@@ -160,7 +165,7 @@ fn notebooks_match_their_tutorial_sources() {
     assert_eq!(examples.len(), 6, "six tutorial programs expected: {examples:?}");
     let mut stale = vec![];
     for ex in &examples {
-        let want = notebook(&cells(&fs::read_to_string(ex).unwrap(), ex));
+        let want = notebook(&cells(&fs::read_to_string(ex).unwrap(), ex).unwrap_or_else(|e| panic!("{e}")));
         let path = notebook_path(ex);
         if bless {
             fs::write(&path, serde_json::to_string_pretty(&want).unwrap() + "\n").unwrap();
@@ -195,7 +200,7 @@ fn notebooks_match_their_tutorial_sources() {
 #[test]
 fn cell_splitting_rejects_code_outside_anchors() {
     let ok = "//! # T\nuse a::b;\n\nfn main() {\n    //: text\n    // ANCHOR: x\n    let y = 1;\n    // ANCHOR_END: x\n    Ok(())\n}\n";
-    let c = cells(ok, Path::new("t.rs"));
+    let c = cells(ok, Path::new("t.rs")).unwrap();
     assert_eq!(
         c,
         vec![
@@ -207,7 +212,10 @@ fn cell_splitting_rejects_code_outside_anchors() {
         ]
     );
     let stray = ok.replace("    Ok(())", "    let z = 2;\n    Ok(())");
-    assert!(std::panic::catch_unwind(|| cells(&stray, Path::new("t.rs"))).is_err());
+    let err = cells(&stray, Path::new("t.rs")).unwrap_err();
+    assert!(err.contains("t.rs:9: code outside an anchor") && err.contains("let z = 2;"), "{err}");
+    let unclosed = ok.replace("    // ANCHOR_END: x\n", "");
+    assert!(cells(&unclosed, Path::new("t.rs")).unwrap_err().contains("unclosed anchor"));
 }
 
 /// Every `{{#include file:anchor}}` in the book names a file that exists and an anchor in it.

@@ -34,7 +34,7 @@ test_features = np.concatenate([base.predict(b, verbose=0) for b in upscaled_bat
 # ANCHOR_END: extract
 
 # ANCHOR: head
-# One name for the head model (the post builds `model_tl` but later uses `model`), and
+# One name for the head model (the post mixes `model` and `model_tl`), and
 # the feature arrays spelt as defined (not `train_featues` / `test_featues`).
 model_tl = Sequential()
 model_tl.add(GlobalAveragePooling2D(input_shape=train_features.shape[1:]))
