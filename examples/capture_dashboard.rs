@@ -2,9 +2,11 @@
 //! pseudo-terminal, waits for it to draw, quits with `q`, and writes the screen as text.
 //!
 //! `cargo run --example capture_dashboard -- TLAB_BIN RUN_DIR OUT.txt [COLSxROWS]`
+#[path = "../tests/common/pty_screen.rs"]
+mod pty_screen;
+
 use portable_pty::{native_pty_system, CommandBuilder, PtySize};
-use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,23 +21,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => (100u16, 32u16),
     };
     let pair = native_pty_system().openpty(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })?;
+    // A relative program path means ours too (portable-pty would search PATH for it).
+    let bin = if bin.contains('/') { std::fs::canonicalize(bin)? } else { bin.into() };
     let mut cmd = CommandBuilder::new(bin);
     cmd.args(["dash", run_dir.as_str()]);
     cmd.env("TERM", "xterm-256color");
+    // portable-pty starts children in the home folder; relative paths mean ours.
+    cmd.cwd(std::env::current_dir()?);
     let mut child = pair.slave.spawn_command(cmd)?;
     drop(pair.slave);
-    let parser = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
-    let mut reader = pair.master.try_clone_reader()?;
-    let p = parser.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            p.lock().unwrap().process(&buf[..n]);
-        }
-    });
+    let parser = pty_screen::screen_of(pair.master.try_clone_reader()?, rows, cols);
     // A finished run's screen is complete once the footer and the final accuracy show.
     let deadline = Instant::now() + Duration::from_secs(30);
     let screen = loop {

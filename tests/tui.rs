@@ -1,8 +1,11 @@
 //! The dashboard: whole-screen snapshots from recorded runs, plain output without a
 //! terminal, and the real binary in a pseudo-terminal (screen advances, `q` restores).
+#[path = "common/pty_screen.rs"]
+mod pty_screen;
+
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -181,19 +184,7 @@ impl Pty {
         }
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
-        let parser = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
-        let mut reader = pair.master.try_clone_reader().unwrap();
-        let p = parser.clone();
-        // Drains the pty so the dashboard never blocks on a full buffer.
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                p.lock().unwrap().process(&buf[..n]);
-            }
-        });
+        let parser = pty_screen::screen_of(pair.master.try_clone_reader().unwrap(), 24, 80);
         let keys = pair.master.take_writer().unwrap();
         Pty { child, parser, keys, master: pair.master }
     }
