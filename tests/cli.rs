@@ -134,15 +134,13 @@ fn train_then_evaluate_in_separate_processes_and_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let args = ["--dataset", "synthetic", "--synthetic-train", "120", "--synthetic-test", "40", "--arch", "resnet18"];
-    let out = tlab(tmp.path())
-        .args(["train", "--strategy", "earlier-layer", "--weights", "random", "--size", "32", "--epochs", "3"])
-        .args(args)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    // `tlab train` with `flags` on the small synthetic set; returns the run directory it printed.
+    let train = |flags: &[&str]| {
+        let out = tlab(tmp.path()).arg("train").args(flags).args(args).arg("--runs-dir").arg(&runs).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    };
+    let dir = train(&["--strategy", "earlier-layer", "--weights", "random", "--size", "32", "--epochs", "3"]);
     assert!(dir.join("trained.json").is_file() && !dir.join("summary.json").exists(), "test split untouched");
     tlab(tmp.path()).args(["report"]).arg(&dir).assert().failure().stderr(contains("summary.json"));
     let out = tlab(tmp.path()).arg("evaluate").arg(&dir).output().unwrap();
@@ -156,15 +154,7 @@ fn train_then_evaluate_in_separate_processes_and_resume() {
     let head = tch::Tensor::read_safetensors(dir.join("head-best.safetensors")).unwrap();
     assert!(head.iter().any(|(k, t)| k == "fc.weight" && t.size() == [10, 256]));
     // An interrupted image run resumes in place from its last epoch.
-    let out = tlab(tmp.path())
-        .args(["train", "--strategy", "scratch", "--size", "32", "--image-epochs", "1", "--no-augment"])
-        .args(args)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let dir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let dir = train(&["--strategy", "scratch", "--size", "32", "--image-epochs", "1", "--no-augment"]);
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     cfg["config"]["images"]["epochs"] = 2.into();
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
