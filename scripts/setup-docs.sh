@@ -23,13 +23,20 @@ for a in "$@"; do
 done
 [ $tools_only = 1 ] || "$root/scripts/setup.sh" >/dev/null
 
+# Tools build at opt-level 1: minutes less CPU than release's 3 (evcxr_jupyter is mostly
+# rust-analyzer), and what they do at run time (parse a cell, render a book) stays quick.
+lean_install() { # crate [cargo install flags...]
+  local t0=$SECONDS
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --quiet --locked --root "$tools" "$@"
+  echo "setup-docs: built $1 in $((SECONDS - t0)) s"
+}
 install_crate() { # name version [cargo install flags...]
   local name=$1 version=$2
   shift 2
   if [ "$("$tools/bin/$name" --version 2>/dev/null | awk '{print $NF}')" != "v$version" ] &&
      [ "$("$tools/bin/$name" --version 2>/dev/null | awk '{print $NF}')" != "$version" ]; then
     echo "setup-docs: building $name $version (a few minutes, once)"
-    cargo install --quiet --locked --root "$tools" "$name" --version "$version" "$@"
+    lean_install "$name" --version "$version" "$@"
   fi
 }
 [ $want_book = 1 ] && install_crate mdbook 0.4.52 --no-default-features
@@ -37,7 +44,7 @@ if [ $want_notebooks = 1 ]; then
 # evcxr_jupyter has no --version flag; its binary's presence and a version stamp decide.
 if [ "$(cat "$tools/evcxr_jupyter.version" 2>/dev/null)" != 0.22.0 ] || [ ! -x "$tools/bin/evcxr_jupyter" ]; then
   echo "setup-docs: building evcxr_jupyter 0.22.0 (about 10 CPU-minutes, once)"
-  cargo install --quiet --locked --root "$tools" evcxr_jupyter --version 0.22.0
+  lean_install evcxr_jupyter --version 0.22.0
   echo 0.22.0 > "$tools/evcxr_jupyter.version"
 fi
 fi

@@ -27,10 +27,14 @@ step() { # name command...: runs one step, records its time and status, carries 
 summary=()
 status=0
 # --nocapture: tests print their figures (errors vs PyTorch, RSS, accuracy).
-tests() { cargo test --locked --all-targets --no-fail-fast -- --nocapture 2>&1 | tee target/test.log; return "${PIPESTATUS[0]}"; }
+# --timings: where the build's time went, in target/cargo-timings/cargo-timing.html.
+tests() {
+  cargo test --locked --all-targets --no-fail-fast --timings -- --nocapture 2>&1 | tee target/test.log
+  return "${PIPESTATUS[0]}"
+}
 step tests tests
 step tools wait "$tools_pid"
-[ $status = 0 ] || cat target/setup-docs.log
+if [ $status = 0 ]; then grep "setup-docs: built" target/setup-docs.log || true; else cat target/setup-docs.log; fi
 step notebooks scripts/notebooks.sh --execute
 step book env BOOK_BROWSER=1 scripts/book.sh
 printf '%s\n' "${summary[@]}"

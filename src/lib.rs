@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod features;
 pub mod fsutil;
+pub mod heap;
 pub mod metrics;
 pub mod models;
 pub mod notebook;

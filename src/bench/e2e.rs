@@ -31,9 +31,11 @@ pub struct Projection {
     pub peak_rss_mb: [f64; 2],
     pub mb_per_1000_images: f64,
     pub projected_60000_mb: f64,
-    /// False when the two peaks differ by less than allocator noise ([`NOISE_MB`]): the
-    /// slope then says nothing; larger `--e2e-images` fix it.
+    /// False when the two sizes cannot give a slope: the peaks differ by less than
+    /// allocator noise ([`NOISE_MB`]), or the first run is below the size where memory stops
+    /// growing (one shard for ours). The projection is then an upper bound; `caveat` says why.
     pub resolved: bool,
+    pub caveat: Option<String>,
 }
 
 /// Peak RSS differences below this are noise (allocator arenas, page granularity, and
@@ -55,9 +57,17 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<EndToEnd> {
     let work = env.out.join("e2e-work");
     let io = |context: String| move |source| BenchError::Io { context, source };
     let mut rows = Vec::new();
+    // Section `e2e-ours` alone: our side only (peak RSS at large sizes in minutes).
+    let with_torch = cfg.has("e2e");
     for &n in &cfg.e2e_images {
         let data = work.join(format!("cifar-{n}"));
         write_synthetic_cifar(&data, n, 10, 0)?;
+        eprintln!("bench: end to end, {n} images: ours");
+        rows.push(ours(cfg, env, &data, n)?);
+        if !with_torch {
+            std::fs::remove_dir_all(&data).map_err(io(format!("removing {}", data.display())))?;
+            continue;
+        }
         let prep = Command::new(&env.torch_python)
             .arg(env.script("e2e_torch.py"))
             .arg("prepare")
@@ -67,8 +77,6 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<EndToEnd> {
         if !prep.success() {
             return Err(BenchError::Setup(format!("e2e_torch.py prepare {} failed", data.display())));
         }
-        eprintln!("bench: end to end, {n} images: ours");
-        rows.push(ours(cfg, env, &data, n)?);
         eprintln!("bench: end to end, {n} images: PyTorch script");
         rows.push(torch_script(cfg, env, &data, n)?);
         std::fs::remove_dir_all(&data).map_err(io(format!("removing {}", data.display())))?;
@@ -78,22 +86,37 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<EndToEnd> {
         .iter()
         .filter_map(|g| {
             let r: Vec<&Row> = rows.iter().filter(|r| r.name.starts_with(g)).collect();
-            (r.len() == 2).then(|| project(&r[0].name, [r[0], r[1]]))
+            // Ours holds one shard of features at most: below a full shard, a run has not
+            // reached its plateau yet and the slope between the two sizes overstates growth.
+            let plateau = if *g == "ours" { crate::features::ExtractConfig::default().shard_size } else { 0 };
+            (r.len() == 2).then(|| project(&r[0].name, [r[0], r[1]], plateau))
         })
         .collect();
     Ok(EndToEnd { size: cfg.size, rows, projections })
 }
 
-fn project(name: &str, r: [&Row; 2]) -> Projection {
+/// Linear projection to [`PROJECT_TO`] images; `plateau`: the size from which memory is
+/// expected to stay flat (one shard for ours), which both runs must reach.
+fn project(name: &str, r: [&Row; 2], plateau: usize) -> Projection {
     let (n0, n1) = (r[0].images as f64, r[1].images as f64);
-    let slope = (r[1].peak_rss_mb - r[0].peak_rss_mb) / (n1 - n0);
+    let growth = r[1].peak_rss_mb - r[0].peak_rss_mb;
+    let caveat = if r[0].images < plateau {
+        Some(format!("upper bound: {} images is below one shard ({plateau} rows), where growth stops", r[0].images))
+    } else if growth.abs() < NOISE_MB {
+        Some(format!("upper bound: flat within allocator noise ({NOISE_MB} MB)"))
+    } else {
+        None
+    };
+    // Unresolved: as if it grew by at least the noise, all the way: an upper bound.
+    let slope = if caveat.is_some() { growth.max(NOISE_MB) } else { growth } / (n1 - n0);
     Projection {
         name: name.split(':').next().unwrap_or(name).to_string(),
         images: [r[0].images, r[1].images],
         peak_rss_mb: [r[0].peak_rss_mb, r[1].peak_rss_mb],
         mb_per_1000_images: slope * 1000.0,
         projected_60000_mb: r[1].peak_rss_mb + slope * (PROJECT_TO - n1),
-        resolved: (r[1].peak_rss_mb - r[0].peak_rss_mb).abs() >= NOISE_MB,
+        resolved: caveat.is_none(),
+        caveat,
     }
 }
 
@@ -184,4 +207,36 @@ fn torch_script(cfg: &BenchConfig, env: &Env, data: &Path, n: usize) -> Result<R
         peak_rss_mb: info.peak_rss_bytes as f64 / 1e6,
         workers_peak_rss_mb: (cfg.torch_workers > 0).then_some(info.workers_peak_rss_bytes as f64 / 1e6),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(images: usize, peak_rss_mb: f64) -> Row {
+        Row { name: "ours: x".into(), images, seconds: 1.0, images_per_s: 1.0, peak_rss_mb, workers_peak_rss_mb: None }
+    }
+
+    #[test]
+    fn projection_extends_a_measured_slope() {
+        let p = project("pytorch: script", [&row(2000, 1000.0), &row(4000, 1100.0)], 0);
+        assert!(p.resolved && p.caveat.is_none());
+        assert!((p.mb_per_1000_images - 50.0).abs() < 1e-9);
+        assert!((p.projected_60000_mb - (1100.0 + 50.0 * 56.0)).abs() < 1e-6);
+        assert_eq!(p.name, "pytorch");
+    }
+
+    #[test]
+    fn flat_or_below_the_plateau_is_an_upper_bound_with_its_reason() {
+        let flat = project("ours", [&row(2048, 1200.0), &row(6144, 1210.0)], 2048);
+        assert!(!flat.resolved);
+        assert!(flat.caveat.as_deref().unwrap().contains("noise"));
+        // As if it grew by the whole noise between the two sizes.
+        assert!((flat.mb_per_1000_images - NOISE_MB / 4096.0 * 1000.0).abs() < 1e-9);
+        assert!(flat.projected_60000_mb > 1210.0);
+        let below = project("ours", [&row(1024, 1180.0), &row(4096, 1235.0)], 2048);
+        assert!(!below.resolved);
+        assert!(below.caveat.as_deref().unwrap().contains("below one shard"));
+        assert!((below.mb_per_1000_images - 55.0 / 3072.0 * 1000.0).abs() < 1e-9);
+    }
 }

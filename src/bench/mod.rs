@@ -41,7 +41,8 @@ pub enum BenchError {
 pub type Result<T, E = BenchError> = std::result::Result<T, E>;
 
 /// The parts of a bench run, selectable with `--only`.
-pub const SECTIONS: [&str; 7] = ["ours", "torch", "keras", "ceiling", "e2e", "head", "accuracy"];
+/// `e2e-ours`: the end-to-end runs of ours alone (peak RSS at large sizes, quickly).
+pub const SECTIONS: [&str; 8] = ["ours", "torch", "keras", "ceiling", "e2e", "e2e-ours", "head", "accuracy"];
 
 /// Every setting of one bench run; saved with the results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,7 +214,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     } else {
         None
     };
-    let end_to_end = cfg.has("e2e").then(|| e2e::run(cfg, &env)).transpose()?;
+    let end_to_end = (cfg.has("e2e") || cfg.has("e2e-ours")).then(|| e2e::run(cfg, &env)).transpose()?;
     if let Some(e) = &end_to_end {
         e.print();
     }

@@ -130,7 +130,7 @@ impl EndToEnd {
             );
         }
         for p in &self.projections {
-            let caveat = if p.resolved { "" } else { " (difference below allocator noise: not a measured slope)" };
+            let caveat = p.caveat.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
             println!(
                 "peak RSS {}: {:.0} MB at {} images, {:.0} MB at {}: {:+.1} MB per 1,000 images -> {:.0} MB projected at {}{caveat}",
                 p.name, p.peak_rss_mb[0], p.images[0], p.peak_rss_mb[1], p.images[1], p.mb_per_1000_images,

@@ -54,9 +54,20 @@ const CONV: [i64; 4] = [8, 256, 56, 56];
 const CONV_CALLS: usize = 2;
 
 enum Runner {
-    Ours { net: FoldedResNet, x: Tensor },
-    Peer { peer: usize, variant: &'static str },
-    Conv { x: Tensor, w: Tensor },
+    /// `heap_reuse`: [`crate::heap`]'s setting while this candidate runs.
+    Ours {
+        net: FoldedResNet,
+        x: Tensor,
+        heap_reuse: bool,
+    },
+    Peer {
+        peer: usize,
+        variant: &'static str,
+    },
+    Conv {
+        x: Tensor,
+        w: Tensor,
+    },
 }
 
 struct Candidate {
@@ -72,7 +83,8 @@ impl Candidate {
         let t = Instant::now();
         match &self.runner {
             Runner::Peer { peer, variant } => return peers[*peer].run(variant, 1),
-            Runner::Ours { net, x } => {
+            Runner::Ours { net, x, heap_reuse } => {
+                crate::heap::set_reuse(*heap_reuse);
                 let _ = net.features(x, Tap::Layer4);
             }
             Runner::Conv { x, w } => {
@@ -114,7 +126,15 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
         for &p in precisions {
             let net = FoldedResNet::with_precision(&backbone.net, true, p);
             let name = format!("ours: folded channels-last {p}");
-            cands.push(Candidate { name, group: "ours", precision: p, runner: Runner::Ours { net, x: x.copy() } });
+            let runner = Runner::Ours { net, x: x.copy(), heap_reuse: true };
+            cands.push(Candidate { name, group: "ours", precision: p, runner });
+        }
+        // The same net under glibc's default malloc: what heap reuse is worth.
+        if crate::heap::set_reuse(true) {
+            let net = FoldedResNet::new(&backbone.net, true);
+            let name = "ours: same, default malloc fp32".to_string();
+            let runner = Runner::Ours { net, x: x.copy(), heap_reuse: false };
+            cands.push(Candidate { name, group: "ours-heap", precision: Precision::Fp32, runner });
         }
     }
     let mut peer_groups: Vec<(&str, &std::path::Path, [&str; 2])> = Vec::new();

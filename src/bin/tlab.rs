@@ -94,7 +94,7 @@ struct BenchArgs {
     /// Two rounds and smaller side runs (same model, size and batch)
     #[arg(long)]
     quick: bool,
-    /// Only these sections: ours,torch,keras,ceiling,e2e,head,accuracy (default: all)
+    /// Only these sections: ours,torch,keras,ceiling,e2e,e2e-ours,head,accuracy (default: all; e2e includes e2e-ours)
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Precisions of the throughput candidates and the ceiling: fp32,bf16 (default both)
@@ -299,6 +299,8 @@ impl Default for HeadArgs {
 }
 
 fn main() {
+    // Before any thread starts, so that every thread shares the reused heap.
+    transfer_lab::heap::reuse_freed_memory();
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
         tch::set_num_threads(t);

@@ -190,6 +190,7 @@ pub fn train_on_images(
         return Err(Error::invalid("training data", format!("{n} images; need more to train and validate")));
     }
     model.set_trainable(cfg.unfreeze);
+    crate::heap::reuse_freed_memory();
     let adam = nn::Adam { eps: 1e-7, ..Default::default() };
     let mut opt = adam.build(&model.vs, cfg.head_lr)?;
     opt.set_lr_group(0, cfg.body_lr);
@@ -269,6 +270,7 @@ pub fn train_on_images(
     if best.exists() {
         model.vs.load(&best)?;
     }
+    crate::heap::release_free_pages();
     Ok(TrainOutcome {
         history: state.history,
         best_epoch: state.best_epoch,
