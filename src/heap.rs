@@ -5,21 +5,23 @@
 //! 200x200 allocates activations of up to ~330 MB, so every pass page-faults them in again
 //! (a PyTorch script spent 7.1 s of a 20.9 s run in the kernel; 1.5 s of 17.2 s with these
 //! settings). With mmap off and trimming off, the second pass reuses the first one's pages.
-//! `tlab bench` measures both settings side by side: 1.06x for our net on 2 cores.
+//! `tlab bench` measures both settings side by side: 1.06x for our net on 2 cores. Opt-in
+//! (see [`reuse_freed_memory`]) because the reused heap fragments.
 //! TensorFlow avoids the cost with its own allocator; PyTorch users get it from tcmalloc or
 //! jemalloc via `LD_PRELOAD`.
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static REUSING: AtomicBool = AtomicBool::new(false);
 
-/// Turns heap reuse on (once per process; cheap to call again). Best called before other
-/// threads start (`tlab` does, first thing). The environment variable `TLAB_HEAP=system`
-/// leaves malloc's own settings alone.
+/// Turns heap reuse on when the environment says `TLAB_HEAP=reuse` (once per process;
+/// cheap to call again). Best called before other threads start (`tlab` does, first
+/// thing). Off by default: it is ~1.07x faster, but the reused heap fragments and peak RSS
+/// grew 15.7 MB per 1,000 images at 200x200 (2.1 GB projected at 60,000) against 4.9 MB
+/// (1.4 GB) under glibc's defaults (`tlab bench --only e2e-ours --e2e-images 2048,10240`).
 pub fn reuse_freed_memory() {
-    if std::env::var("TLAB_HEAP").is_ok_and(|v| v == "system") || REUSING.load(Ordering::Relaxed) {
-        return;
+    if std::env::var("TLAB_HEAP").is_ok_and(|v| v == "reuse") && !REUSING.load(Ordering::Relaxed) {
+        set_reuse(true);
     }
-    set_reuse(true);
 }
 
 /// Switches between reuse (`true`) and glibc's defaults (`false`); returns whether the
