@@ -234,9 +234,6 @@ pub fn extract_to_cache(
                     images_per_s: rate,
                 });
             }
-            // The reused heap still holds the last pass's activations: give them back before
-            // the shard's buffers come on top (once per shard; costs one pass's page faults).
-            crate::heap::release_free_pages();
             let index = manifest.shards.len();
             let info = write_shard(&dir, index, &Tensor::cat(&feats, 0), &Tensor::cat(&labels, 0))?;
             manifest.shards.push(info);

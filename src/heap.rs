@@ -39,10 +39,13 @@ pub fn reusing() -> bool {
     REUSING.load(Ordering::Relaxed)
 }
 
-/// Gives the heap's free pages back to the kernel, for the end of a long job in a
-/// long-lived process (a notebook kernel).
+/// With reuse on, gives the heap's free pages back to the kernel: at the start and end of
+/// a long job in a long-lived process (a notebook kernel). Nothing to give under glibc's
+/// defaults, which trim by themselves.
 pub fn release_free_pages() {
-    platform::trim();
+    if reusing() {
+        platform::trim();
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

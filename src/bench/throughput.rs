@@ -126,14 +126,14 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
         for &p in precisions {
             let net = FoldedResNet::with_precision(&backbone.net, true, p);
             let name = format!("ours: folded channels-last {p}");
-            let runner = Runner::Ours { net, x: x.copy(), heap_reuse: true };
+            let runner = Runner::Ours { net, x: x.copy(), heap_reuse: false };
             cands.push(Candidate { name, group: "ours", precision: p, runner });
         }
-        // The same net under glibc's default malloc: what heap reuse is worth.
-        if crate::heap::set_reuse(true) {
+        // The same net with heap reuse (opt-in, `TLAB_HEAP=reuse`): what it is worth.
+        if crate::heap::set_reuse(false) {
             let net = FoldedResNet::new(&backbone.net, true);
-            let name = "ours: same, default malloc fp32".to_string();
-            let runner = Runner::Ours { net, x: x.copy(), heap_reuse: false };
+            let name = "ours: same, heap reuse fp32".to_string();
+            let runner = Runner::Ours { net, x: x.copy(), heap_reuse: true };
             cands.push(Candidate { name, group: "ours-heap", precision: Precision::Fp32, runner });
         }
     }

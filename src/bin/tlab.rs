@@ -299,7 +299,7 @@ impl Default for HeadArgs {
 }
 
 fn main() {
-    // Before any thread starts, so that every thread shares the reused heap.
+    // With TLAB_HEAP=reuse: before any thread starts, so that every thread shares the heap.
     transfer_lab::heap::reuse_freed_memory();
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
