@@ -211,11 +211,14 @@ pub fn extract_to_cache(
         let reduced =
             (precision != Precision::Fp32).then(|| FoldedResNet::with_precision(&backbone.net, true, precision));
         let mut done_here = 0usize;
+        // One shard's rows, allocated before the first pass and reused: no per-batch
+        // feature tensors living between a pass's large blocks (they fragment the heap).
+        let rows = manifest.shard_size.min(total) as i64;
+        let shard_feats = Tensor::zeros([rows, manifest.dim], (Kind::Float, Device::Cpu));
+        let shard_labels = Tensor::zeros([rows], (Kind::Int64, Device::Cpu));
         while manifest.rows_done() < total {
             let start = manifest.rows_done();
             let end = (start + manifest.shard_size).min(total);
-            let mut feats = Vec::new();
-            let mut labels = Vec::new();
             for b in (start..end).step_by(batch) {
                 let (imgs, lab) = data.batch(b..(b + batch).min(end))?;
                 let x = cfg.preprocess.apply(&imgs, device)?;
@@ -223,8 +226,9 @@ pub fn extract_to_cache(
                     Some(net) => net.features(&x, cfg.tap),
                     None => backbone.features(&x, cfg.tap),
                 };
-                feats.push(f.to_device(Device::Cpu));
-                labels.push(lab);
+                let (row, n) = ((b - start) as i64, lab.size()[0]);
+                shard_feats.narrow(0, row, n).copy_(&f);
+                shard_labels.narrow(0, row, n).copy_(&lab);
                 done_here += (b + batch).min(end) - b;
                 let rate = done_here as f64 / started.elapsed().as_secs_f64().max(1e-9);
                 sink.emit(&RunEvent::ExtractionProgressed {
@@ -235,7 +239,8 @@ pub fn extract_to_cache(
                 });
             }
             let index = manifest.shards.len();
-            let info = write_shard(&dir, index, &Tensor::cat(&feats, 0), &Tensor::cat(&labels, 0))?;
+            let n = (end - start) as i64;
+            let info = write_shard(&dir, index, &shard_feats.narrow(0, 0, n), &shard_labels.narrow(0, 0, n))?;
             manifest.shards.push(info);
             write_json_atomic(&dir.join("manifest.json"), &manifest)?;
             sink.emit(&RunEvent::ShardWritten {

@@ -1,47 +1,139 @@
-//! Keeps freed memory in the process's heap instead of handing it back to the kernel.
+//! How the process's heap serves a forward pass's large blocks.
 //!
-//! glibc's malloc serves every block over its mmap threshold (at most 32 MiB) with a fresh
-//! `mmap` and returns it with `munmap` on free. A ResNet50 forward pass at batch 32 and
-//! 200x200 allocates activations of up to ~330 MB, so every pass page-faults them in again
-//! (a PyTorch script spent 7.1 s of a 20.9 s run in the kernel; 1.5 s of 17.2 s with these
-//! settings). With mmap off and trimming off, the second pass reuses the first one's pages.
-//! `tlab bench` measures both settings side by side: 1.06x for our net on 2 cores. Opt-in
-//! (see [`reuse_freed_memory`]) because the reused heap fragments.
+//! A ResNet50 pass at batch 32 and 200x200 allocates activations of up to ~330 MB. glibc's
+//! malloc `mmap`s blocks over its threshold and `munmap`s them on free, so every pass
+//! page-faults its activations in again, 4 KiB at a time (a PyTorch script spent 7.1 s of
+//! a 20.9 s run in the kernel). Its threshold also rises with each freed block, up to
+//! 32 MiB, and blocks under it stay in the heap, which fragments and grows. Three modes
+//! (`TLAB_HEAP`, read by [`configure_process`]):
+//!
+//! - `reuse` (default): mmap and trimming off, so the next pass reuses the last one's
+//!   pages. End to end on 3,072 images (`tlab extract`, 200x200): 211 s and 1,121 MB peak
+//!   RSS, against 260 s and 1,111 MB under `system`.
+//! - `huge`: libtorch backs tensors of 2 MiB and more with transparent huge pages (faults
+//!   2 MiB at a time), and the mmap threshold is fixed at 1 MiB, so large blocks always go
+//!   back to the kernel: the least memory (239 s, 906 MB).
+//! - `system`: glibc's and libtorch's defaults.
+//!
 //! TensorFlow avoids the cost with its own allocator; PyTorch users get it from tcmalloc or
-//! jemalloc via `LD_PRELOAD`.
-use std::sync::atomic::{AtomicBool, Ordering};
+//! jemalloc via `LD_PRELOAD`, or from `THP_MEM_ALLOC_ENABLE=1`.
+use crate::{Error, Result};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-static REUSING: AtomicBool = AtomicBool::new(false);
+/// See the module's documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    System,
+    Huge,
+    Reuse,
+}
 
-/// Turns heap reuse on when the environment says `TLAB_HEAP=reuse` (once per process;
-/// cheap to call again). Best called before other threads start (`tlab` does, first
-/// thing). Off by default: it is ~1.07x faster, but the reused heap fragments and peak RSS
-/// grew 15.7 MB per 1,000 images at 200x200 (2.1 GB projected at 60,000) against 4.9 MB
-/// (1.4 GB) under glibc's defaults (`tlab bench --only e2e-ours --e2e-images 2048,10240`).
-pub fn reuse_freed_memory() {
-    if std::env::var("TLAB_HEAP").is_ok_and(|v| v == "reuse") && !REUSING.load(Ordering::Relaxed) {
-        set_reuse(true);
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::System => "system",
+            Mode::Huge => "huge",
+            Mode::Reuse => "reuse",
+        }
+    }
+
+    /// `TLAB_HEAP`'s value; unset means `reuse`.
+    pub fn from_env() -> Result<Mode> {
+        match std::env::var("TLAB_HEAP").as_deref() {
+            Err(_) | Ok("reuse") => Ok(Mode::Reuse),
+            Ok("huge") => Ok(Mode::Huge),
+            Ok("system") => Ok(Mode::System),
+            Ok(other) => Err(Error::invalid("TLAB_HEAP", format!("`{other}`; expected huge, reuse or system"))),
+        }
     }
 }
 
-/// Switches between reuse (`true`) and glibc's defaults (`false`); returns whether the
-/// platform honoured it. Blocks already in the heap stay there until freed and trimmed.
-pub fn set_reuse(on: bool) -> bool {
-    let ok = platform::set(on);
+static MODE: AtomicU8 = AtomicU8::new(0);
+static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
+
+/// Applies `TLAB_HEAP`'s mode to this process. Call it first thing, before any tensor
+/// exists and any thread starts (`tlab` does): c10 reads its huge-page setting once, at
+/// its first CPU allocation, and threads started later share the settings.
+pub fn configure_process() -> Result<Mode> {
+    let mode = Mode::from_env()?;
+    if mode == Mode::Huge {
+        huge_pages_for_tensors();
+    }
+    set_mode(mode);
+    Ok(mode)
+}
+
+/// For library users (a notebook kernel), at the start of extraction or training: turns
+/// reuse on unless `TLAB_HEAP` says otherwise (`huge` needs [`configure_process`] before
+/// any tensor exists, so it is left alone here).
+pub fn reuse_freed_memory() {
+    if matches!(Mode::from_env(), Ok(Mode::Reuse)) && !reusing() {
+        set_mode(Mode::Reuse);
+    }
+}
+
+/// Switches malloc's settings to `mode`'s; returns whether the platform honoured them.
+/// `huge` without huge pages (the kernel's THP is `never`, or the user set
+/// `THP_MEM_ALLOC_ENABLE=0`) is `system`: a fixed threshold only pays with huge pages.
+/// Blocks already in the heap stay there until freed and trimmed.
+pub fn set_mode(mode: Mode) -> bool {
+    let effective = if mode == Mode::Huge && !huge_pages().0 { Mode::System } else { mode };
+    let ok = platform::set(effective);
     if ok {
-        REUSING.store(on, Ordering::Relaxed);
+        MODE.store(effective as u8, Ordering::Relaxed);
     }
     ok
 }
 
+/// The mode in effect.
+pub fn mode() -> Mode {
+    match MODE.load(Ordering::Relaxed) {
+        x if x == Mode::Reuse as u8 => Mode::Reuse,
+        x if x == Mode::Huge as u8 => Mode::Huge,
+        _ => Mode::System,
+    }
+}
+
 /// Whether reuse is on.
 pub fn reusing() -> bool {
-    REUSING.load(Ordering::Relaxed)
+    mode() == Mode::Reuse
+}
+
+/// Asks libtorch to back CPU tensors of 2 MiB and more with transparent huge pages
+/// (`THP_MEM_ALLOC_ENABLE`). A value already in the environment is the user's and wins
+/// (`0` turns it off). The variable is set only while c10 reads it, so child processes
+/// (the bench's Python peers) see the user's environment. Returns whether huge pages are
+/// on: asked for, and the kernel's THP mode allows them.
+fn huge_pages_for_tensors() -> bool {
+    let asked = match std::env::var("THP_MEM_ALLOC_ENABLE") {
+        Ok(v) => v == "1",
+        Err(_) => {
+            std::env::set_var("THP_MEM_ALLOC_ENABLE", "1");
+            // The first CPU allocation latches c10's setting.
+            drop(tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cpu)));
+            std::env::remove_var("THP_MEM_ALLOC_ENABLE");
+            true
+        }
+    };
+    let on = asked && matches!(kernel_thp().as_deref(), Some("always" | "madvise"));
+    HUGE_PAGES.store(on, Ordering::Relaxed);
+    on
+}
+
+/// Whether libtorch's tensors are on huge pages, and the kernel's THP mode (`always`,
+/// `madvise` or `never`; `None` where the kernel has no THP).
+pub fn huge_pages() -> (bool, Option<String>) {
+    (HUGE_PAGES.load(Ordering::Relaxed), kernel_thp())
+}
+
+fn kernel_thp() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+    text.split_whitespace().find(|w| w.starts_with('[')).map(|w| w.trim_matches(['[', ']']).to_string())
 }
 
 /// With reuse on, gives the heap's free pages back to the kernel: at the start and end of
-/// a long job in a long-lived process (a notebook kernel). Nothing to give under glibc's
-/// defaults, which trim by themselves.
+/// a long job in a long-lived process (a notebook kernel). The other modes trim by
+/// themselves.
 pub fn release_free_pages() {
     if reusing() {
         platform::trim();
@@ -50,18 +142,29 @@ pub fn release_free_pages() {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod platform {
-    // glibc's defaults: 65536 mmapped blocks at most, trim above 128 KiB.
+    use super::Mode;
+    // glibc's defaults: 65536 mmapped blocks at most, trim above 128 KiB, mmap from 128 KiB
+    // (glibc then raises that threshold as blocks are freed; once set, it stays fixed).
     const DEFAULT_MMAP_MAX: i32 = 65536;
     const DEFAULT_TRIM: i32 = 128 * 1024;
+    const DEFAULT_MMAP_THRESHOLD: i32 = 128 * 1024;
+    // Under the 2 MiB of a huge page, over the small tensors and buffers that churn.
+    const HUGE_MMAP_THRESHOLD: i32 = 1 << 20;
 
-    pub fn set(on: bool) -> bool {
-        // One arena: a thread's own arena maps any block over 64 MiB whatever M_MMAP_MAX
-        // says, so threads started after this share the main heap (0: glibc's default count).
-        let (mmap_max, trim, arenas) = if on { (0, i32::MAX, 1) } else { (DEFAULT_MMAP_MAX, DEFAULT_TRIM, 0) };
+    pub fn set(mode: Mode) -> bool {
+        // Arenas stay at glibc's count (0): with one, the worker threads' small blocks land
+        // between the pass's large ones and the heap fragments (1,349 vs 1,121 MB peak on
+        // 3,072 images, same speed). The pass's large blocks come from the calling thread.
+        let (mmap_max, trim, threshold, arenas) = match mode {
+            Mode::Reuse => (0, i32::MAX, DEFAULT_MMAP_THRESHOLD, 0),
+            Mode::Huge => (DEFAULT_MMAP_MAX, DEFAULT_TRIM, HUGE_MMAP_THRESHOLD, 0),
+            Mode::System => (DEFAULT_MMAP_MAX, DEFAULT_TRIM, DEFAULT_MMAP_THRESHOLD, 0),
+        };
         // SAFETY: mallopt only changes malloc's tunables; it is thread-safe in glibc.
         unsafe {
             libc::mallopt(libc::M_MMAP_MAX, mmap_max) == 1
                 && libc::mallopt(libc::M_TRIM_THRESHOLD, trim) == 1
+                && libc::mallopt(libc::M_MMAP_THRESHOLD, threshold) == 1
                 && libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
         }
     }
@@ -76,7 +179,7 @@ mod platform {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod platform {
-    pub fn set(_on: bool) -> bool {
+    pub fn set(_mode: super::Mode) -> bool {
         false
     }
 

@@ -21,6 +21,8 @@ pub struct Machine {
     pub libtorch: String,
     pub cuda_available: bool,
     pub cuda_device: Option<String>,
+    /// Ours' heap mode (`TLAB_HEAP`), whether tensors are on huge pages, the kernel's THP mode.
+    pub heap: String,
     pub load_average_before: String,
     pub load_average_after: String,
 }
@@ -28,6 +30,17 @@ pub struct Machine {
 fn cpuinfo(key: &str) -> Option<String> {
     let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
     text.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string())
+}
+
+/// Ours' heap mode, and whether tensors are on huge pages (only `huge` asks for them).
+fn heap_line() -> String {
+    let (on, thp) = crate::heap::huge_pages();
+    let thp = thp.as_deref().unwrap_or("absent");
+    format!(
+        "{}, tensors on huge pages: {} (kernel THP: {thp})",
+        crate::heap::mode().name(),
+        if on { "yes" } else { "no" }
+    )
 }
 
 fn load_average() -> String {
@@ -55,6 +68,7 @@ impl Machine {
             libtorch: crate::LIBTORCH_VERSION.into(),
             cuda_available: tch::Cuda::is_available(),
             cuda_device: cuda_device_name(device),
+            heap: heap_line(),
             load_average_before: load_average(),
             load_average_after: String::new(),
         }
@@ -66,13 +80,14 @@ impl Machine {
 
     pub fn print(&self) {
         println!(
-            "machine: {} ({} cores, native bf16: {}), libtorch {}, tch::Cuda::is_available() = {}{}; load average {}",
+            "machine: {} ({} cores, native bf16: {}), libtorch {}, tch::Cuda::is_available() = {}{}; ours' heap: {}; load average {}",
             self.cpu,
             self.cores,
             if self.native_bf16 { "yes" } else { "no" },
             self.libtorch,
             self.cuda_available,
             self.cuda_device.as_ref().map(|d| format!(", device {d}")).unwrap_or_default(),
+            self.heap,
             self.load_average_before
         );
     }

@@ -54,11 +54,11 @@ const CONV: [i64; 4] = [8, 256, 56, 56];
 const CONV_CALLS: usize = 2;
 
 enum Runner {
-    /// `heap_reuse`: [`crate::heap`]'s setting while this candidate runs.
+    /// `heap`: [`crate::heap`]'s mode while this candidate runs.
     Ours {
         net: FoldedResNet,
         x: Tensor,
-        heap_reuse: bool,
+        heap: crate::heap::Mode,
     },
     Peer {
         peer: usize,
@@ -83,8 +83,8 @@ impl Candidate {
         let t = Instant::now();
         match &self.runner {
             Runner::Peer { peer, variant } => return peers[*peer].run(variant, 1),
-            Runner::Ours { net, x, heap_reuse } => {
-                crate::heap::set_reuse(*heap_reuse);
+            Runner::Ours { net, x, heap } => {
+                crate::heap::set_mode(*heap);
                 let _ = net.features(x, Tap::Layer4);
             }
             Runner::Conv { x, w } => {
@@ -123,17 +123,22 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
     let mut cands = Vec::new();
     let mut peers = Vec::new();
     if cfg.has("ours") {
+        // The process's heap mode (`TLAB_HEAP`; `huge` by default), as `tlab extract` runs.
+        let heap = crate::heap::mode();
         for &p in precisions {
             let net = FoldedResNet::with_precision(&backbone.net, true, p);
             let name = format!("ours: folded channels-last {p}");
-            let runner = Runner::Ours { net, x: x.copy(), heap_reuse: false };
+            let runner = Runner::Ours { net, x: x.copy(), heap };
             cands.push(Candidate { name, group: "ours", precision: p, runner });
         }
-        // The same net with heap reuse (opt-in, `TLAB_HEAP=reuse`): what it is worth.
-        if crate::heap::set_reuse(false) {
+        // The same net under glibc's malloc settings (or with reuse, when the process runs
+        // another mode): what heap reuse is worth.
+        use crate::heap::Mode;
+        let other = if heap == Mode::Reuse { Mode::System } else { Mode::Reuse };
+        if crate::heap::set_mode(heap) {
             let net = FoldedResNet::new(&backbone.net, true);
-            let name = "ours: same, heap reuse fp32".to_string();
-            let runner = Runner::Ours { net, x: x.copy(), heap_reuse: true };
+            let name = format!("ours: same, heap {} fp32", other.name());
+            let runner = Runner::Ours { net, x: x.copy(), heap: other };
             cands.push(Candidate { name, group: "ours-heap", precision: Precision::Fp32, runner });
         }
     }
@@ -192,6 +197,9 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
         for rep in 0..cfg.reps {
             for k in 0..n {
                 let i = (k + rep) % n;
+                // One untimed batch first: the previous candidate's threads may still
+                // spin and its pages be warm; the timed batch starts settled.
+                cands[i].measure(&mut peers, cfg.batch, device)?;
                 let v = cands[i].measure(&mut peers, cfg.batch, device)?;
                 samples[i].push(v);
             }

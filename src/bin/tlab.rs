@@ -299,8 +299,11 @@ impl Default for HeadArgs {
 }
 
 fn main() {
-    // With TLAB_HEAP=reuse: before any thread starts, so that every thread shares the heap.
-    transfer_lab::heap::reuse_freed_memory();
+    // Before any tensor exists and any thread starts: c10 reads its huge-page setting once.
+    if let Err(e) = transfer_lab::heap::configure_process() {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
         tch::set_num_threads(t);
