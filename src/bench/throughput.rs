@@ -123,7 +123,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
     let mut cands = Vec::new();
     let mut peers = Vec::new();
     if cfg.has("ours") {
-        // The process's heap mode (`TLAB_HEAP`; `huge` by default), as `tlab extract` runs.
+        // The process's heap mode (`TLAB_HEAP`; `reuse` by default), as `tlab extract` runs.
         let heap = crate::heap::mode();
         for &p in precisions {
             let net = FoldedResNet::with_precision(&backbone.net, true, p);
