@@ -4,15 +4,20 @@
 //! malloc `mmap`s blocks over its threshold and `munmap`s them on free, so every pass
 //! page-faults its activations in again, 4 KiB at a time (a PyTorch script spent 7.1 s of
 //! a 20.9 s run in the kernel). Its threshold also rises with each freed block, up to
-//! 32 MiB, and blocks under it stay in the heap, which fragments and grows. Three modes
-//! (`TLAB_HEAP`, read by [`configure_process`]):
+//! 32 MiB, and blocks under it stay in the heap, which fragments and grows. Four modes
+//! (`TLAB_HEAP`, read by [`configure_process`]); figures from `tlab bench` and `tlab
+//! extract` on this project's 2-core build machine, in the README's Speed section:
 //!
-//! - `reuse` (default): mmap and trimming off, so the next pass reuses the last one's
-//!   pages. End to end on 3,072 images (`tlab extract`, 200x200): 211 s and 1,121 MB peak
-//!   RSS, against 260 s and 1,111 MB under `system`.
+//! - `pool` (default): libtorch's CPU allocator is replaced by a size-keyed cache of
+//!   blocks of 1 MiB and more (`src/heap_pool.cpp`). Each block is its own mapping, on
+//!   transparent huge pages where the kernel allows, and goes back to its size's free list,
+//!   so the next pass finds its blocks faulted in and nothing fragments; the cache never
+//!   maps more than twice the peak of live bytes. As fast as `reuse`, with flat memory.
+//! - `reuse`: glibc's mmap and trimming off, so the next pass reuses the last one's pages
+//!   in the heap. Fast, but the heap fragments: peak RSS grows with the dataset.
 //! - `huge`: libtorch backs tensors of 2 MiB and more with transparent huge pages (faults
 //!   2 MiB at a time), and the mmap threshold is fixed at 1 MiB, so large blocks always go
-//!   back to the kernel: the least memory (239 s, 906 MB).
+//!   back to the kernel: little memory, slower.
 //! - `system`: glibc's and libtorch's defaults.
 //!
 //! TensorFlow avoids the cost with its own allocator; PyTorch users get it from tcmalloc or
@@ -26,6 +31,7 @@ pub enum Mode {
     System,
     Huge,
     Reuse,
+    Pool,
 }
 
 impl Mode {
@@ -34,16 +40,18 @@ impl Mode {
             Mode::System => "system",
             Mode::Huge => "huge",
             Mode::Reuse => "reuse",
+            Mode::Pool => "pool",
         }
     }
 
-    /// `TLAB_HEAP`'s value; unset means `reuse`.
+    /// `TLAB_HEAP`'s value; unset means `pool`.
     pub fn from_env() -> Result<Mode> {
         match std::env::var("TLAB_HEAP").as_deref() {
-            Err(_) | Ok("reuse") => Ok(Mode::Reuse),
+            Err(_) | Ok("pool") => Ok(Mode::Pool),
+            Ok("reuse") => Ok(Mode::Reuse),
             Ok("huge") => Ok(Mode::Huge),
             Ok("system") => Ok(Mode::System),
-            Ok(other) => Err(Error::invalid("TLAB_HEAP", format!("`{other}`; expected huge, reuse or system"))),
+            Ok(other) => Err(Error::invalid("TLAB_HEAP", format!("`{other}`; expected pool, huge, reuse or system"))),
         }
     }
 }
@@ -64,21 +72,30 @@ pub fn configure_process() -> Result<Mode> {
 }
 
 /// For library users (a notebook kernel), at the start of extraction or training: turns
-/// reuse on unless `TLAB_HEAP` says otherwise (`huge` needs [`configure_process`] before
-/// any tensor exists, so it is left alone here).
+/// on `pool` (or `reuse`) unless `TLAB_HEAP` says otherwise (`huge` needs
+/// [`configure_process`] before any tensor exists, so it is left alone here).
 pub fn reuse_freed_memory() {
-    if matches!(Mode::from_env(), Ok(Mode::Reuse)) && !reusing() {
-        set_mode(Mode::Reuse);
+    if let Ok(m @ (Mode::Pool | Mode::Reuse)) = Mode::from_env() {
+        if mode() != m {
+            set_mode(m);
+        }
     }
 }
 
-/// Switches malloc's settings to `mode`'s; returns whether the platform honoured them.
-/// `huge` without huge pages (the kernel's THP is `never`, or the user set
-/// `THP_MEM_ALLOC_ENABLE=0`) is `system`: a fixed threshold only pays with huge pages.
-/// Blocks already in the heap stay there until freed and trimmed.
+/// Switches malloc's settings and libtorch's CPU allocator to `mode`'s; returns whether
+/// the platform honoured them. `huge` without huge pages (the kernel's THP is `never`, or
+/// the user set `THP_MEM_ALLOC_ENABLE=0`) is `system`: a fixed threshold only pays with
+/// huge pages. Blocks already allocated go back to the allocator that made them.
 pub fn set_mode(mode: Mode) -> bool {
-    let effective = if mode == Mode::Huge && !huge_pages().0 { Mode::System } else { mode };
-    let ok = platform::set(effective);
+    let effective = match mode {
+        Mode::Huge if !HUGE_PAGES.load(Ordering::Relaxed) => Mode::System,
+        Mode::Pool if !pool::BUILT => Mode::Reuse,
+        m => m,
+    };
+    let ok = match effective {
+        Mode::Pool => platform::set(Mode::System) && pool::install(true),
+        m => platform::set(m) && pool::install(false),
+    };
     if ok {
         MODE.store(effective as u8, Ordering::Relaxed);
     }
@@ -88,6 +105,7 @@ pub fn set_mode(mode: Mode) -> bool {
 /// The mode in effect.
 pub fn mode() -> Mode {
     match MODE.load(Ordering::Relaxed) {
+        x if x == Mode::Pool as u8 => Mode::Pool,
         x if x == Mode::Reuse as u8 => Mode::Reuse,
         x if x == Mode::Huge as u8 => Mode::Huge,
         _ => Mode::System,
@@ -120,10 +138,16 @@ fn huge_pages_for_tensors() -> bool {
     on
 }
 
-/// Whether libtorch's tensors are on huge pages, and the kernel's THP mode (`always`,
-/// `madvise` or `never`; `None` where the kernel has no THP).
+/// Whether libtorch's large tensors are on huge pages (`huge` and `pool` ask for them),
+/// and the kernel's THP mode (`always`, `madvise` or `never`; `None` where the kernel has
+/// no THP).
 pub fn huge_pages() -> (bool, Option<String>) {
-    (HUGE_PAGES.load(Ordering::Relaxed), kernel_thp())
+    let on = match mode() {
+        Mode::Huge => HUGE_PAGES.load(Ordering::Relaxed),
+        Mode::Pool => pool::huge_pages(),
+        _ => false,
+    };
+    (on, kernel_thp())
 }
 
 fn kernel_thp() -> Option<String> {
@@ -131,12 +155,104 @@ fn kernel_thp() -> Option<String> {
     text.split_whitespace().find(|w| w.starts_with('[')).map(|w| w.trim_matches(['[', ']']).to_string())
 }
 
-/// With reuse on, gives the heap's free pages back to the kernel: at the start and end of
-/// a long job in a long-lived process (a notebook kernel). The other modes trim by
-/// themselves.
+/// With `pool` or `reuse` on, gives cached blocks and the heap's free pages back to the
+/// kernel: at the start and end of a long job in a long-lived process (a notebook kernel).
+/// The other modes trim by themselves.
 pub fn release_free_pages() {
-    if reusing() {
-        platform::trim();
+    match mode() {
+        Mode::Pool => {
+            pool::trim();
+            platform::trim();
+        }
+        Mode::Reuse => platform::trim(),
+        _ => {}
+    }
+}
+
+/// The pool's state, for tests and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Bytes mapped for tensors in use.
+    pub live: u64,
+    /// Bytes mapped and free, kept for the next request of the same size.
+    pub cached: u64,
+    /// The most bytes live at once since the last trim; `live + cached` never exceeds
+    /// twice it.
+    pub peak: u64,
+    pub hits: u64,
+    pub misses: u64,
+    /// Cached blocks given back to the kernel.
+    pub unmapped: u64,
+}
+
+/// The pool's counters; `None` where it is not built (not Linux).
+pub fn pool_stats() -> Option<PoolStats> {
+    pool::stats()
+}
+
+/// The pool: libtorch's CPU allocator replaced by an exact-size cache of large blocks, in
+/// `src/heap_pool.cpp` (C++, since c10's allocator interface is a C++ class).
+#[cfg(tlab_pool)]
+mod pool {
+    use super::PoolStats;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    extern "C" {
+        fn tlab_pool_install(on: i32, min_block: usize, huge_pages: i32);
+        fn tlab_pool_trim();
+        fn tlab_pool_stats(out: *mut u64);
+    }
+
+    pub const BUILT: bool = true;
+    // Under the 2 MiB of a huge page, over the small tensors and buffers that churn.
+    const MIN_BLOCK: usize = 1 << 20;
+    static HUGE: AtomicBool = AtomicBool::new(false);
+
+    pub fn install(on: bool) -> bool {
+        // The user's `THP_MEM_ALLOC_ENABLE=0` turns huge pages off here too.
+        let huge = on
+            && std::env::var("THP_MEM_ALLOC_ENABLE").map_or(true, |v| v != "0")
+            && matches!(super::kernel_thp().as_deref(), Some("always" | "madvise"));
+        HUGE.store(huge, Ordering::Relaxed);
+        // SAFETY: plain C calls; the pool locks its own state.
+        unsafe { tlab_pool_install(on as i32, MIN_BLOCK, huge as i32) };
+        true
+    }
+
+    pub fn huge_pages() -> bool {
+        HUGE.load(Ordering::Relaxed)
+    }
+
+    pub fn trim() {
+        // SAFETY: as above.
+        unsafe { tlab_pool_trim() }
+    }
+
+    pub fn stats() -> Option<PoolStats> {
+        let mut v = [0u64; 6];
+        // SAFETY: writes six u64s into `v`.
+        unsafe { tlab_pool_stats(v.as_mut_ptr()) };
+        let [live, cached, peak, hits, misses, unmapped] = v;
+        Some(PoolStats { live, cached, peak, hits, misses, unmapped })
+    }
+}
+
+#[cfg(not(tlab_pool))]
+mod pool {
+    pub const BUILT: bool = false;
+
+    pub fn install(on: bool) -> bool {
+        !on
+    }
+
+    pub fn huge_pages() -> bool {
+        false
+    }
+
+    pub fn trim() {}
+
+    pub fn stats() -> Option<super::PoolStats> {
+        None
     }
 }
 
@@ -158,7 +274,7 @@ mod platform {
         let (mmap_max, trim, threshold, arenas) = match mode {
             Mode::Reuse => (0, i32::MAX, DEFAULT_MMAP_THRESHOLD, 0),
             Mode::Huge => (DEFAULT_MMAP_MAX, DEFAULT_TRIM, HUGE_MMAP_THRESHOLD, 0),
-            Mode::System => (DEFAULT_MMAP_MAX, DEFAULT_TRIM, DEFAULT_MMAP_THRESHOLD, 0),
+            Mode::System | Mode::Pool => (DEFAULT_MMAP_MAX, DEFAULT_TRIM, DEFAULT_MMAP_THRESHOLD, 0),
         };
         // SAFETY: mallopt only changes malloc's tunables; it is thread-safe in glibc.
         unsafe {

@@ -218,7 +218,11 @@ impl Pty {
         self.expect_restored_exit();
     }
 
-    fn expect_restored_exit(mut self) {
+    fn expect_restored_exit(self) {
+        self.expect_restored_exit_status(|s| s.success(), "success");
+    }
+
+    fn expect_restored_exit_status(mut self, ok: impl Fn(&portable_pty::ExitStatus) -> bool, want: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -227,7 +231,7 @@ impl Pty {
             assert!(Instant::now() < deadline, "the dashboard did not exit");
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(status.success(), "exit status {status:?}");
+        assert!(ok(&status), "exit status {status:?}, expected {want}");
         // The last bytes may still be on their way through the reader thread.
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.parser.lock().unwrap().screen().alternate_screen() && Instant::now() < deadline {
@@ -301,6 +305,18 @@ fn pty_panic_restores_the_terminal() {
     pty.expect_restored_exit();
     let screen = parser.lock().unwrap().screen().contents();
     assert!(screen.contains("test panic while the dashboard is up"), "panic message on the normal screen:\n{screen}");
+}
+
+#[test]
+#[cfg(unix)]
+fn pty_sigterm_restores_the_terminal_then_ends_by_the_signal() {
+    let dir = run_dir_with_start();
+    let pty = Pty::spawn(dir.path());
+    pty.wait_for("the dashboard", |s| s.contains("RUNNING").then_some(()));
+    let pid = pty.child.process_id().expect("the dashboard's pid") as libc::pid_t;
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    pty.expect_restored_exit_status(|s| !s.success() && s.signal().is_some(), "death by SIGTERM");
 }
 
 /// The dashboard's own CPU use while a writer appends thousands of events per second.

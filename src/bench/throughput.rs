@@ -131,15 +131,16 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
             let runner = Runner::Ours { net, x: x.copy(), heap };
             cands.push(Candidate { name, group: "ours", precision: p, runner });
         }
-        // The same net under glibc's malloc settings (or with reuse, when the process runs
-        // another mode): what heap reuse is worth.
+        // The same net under the other heap modes a running process can switch to (`huge`
+        // needs setting before the first tensor): what the default mode is worth.
         use crate::heap::Mode;
-        let other = if heap == Mode::Reuse { Mode::System } else { Mode::Reuse };
         if crate::heap::set_mode(heap) {
-            let net = FoldedResNet::new(&backbone.net, true);
-            let name = format!("ours: same, heap {} fp32", other.name());
-            let runner = Runner::Ours { net, x: x.copy(), heap: other };
-            cands.push(Candidate { name, group: "ours-heap", precision: Precision::Fp32, runner });
+            for other in [Mode::Pool, Mode::Reuse, Mode::System].into_iter().filter(|&m| m != heap) {
+                let net = FoldedResNet::new(&backbone.net, true);
+                let name = format!("ours: same, heap {} fp32", other.name());
+                let runner = Runner::Ours { net, x: x.copy(), heap: other };
+                cands.push(Candidate { name, group: "ours-heap", precision: Precision::Fp32, runner });
+            }
         }
     }
     let mut peer_groups: Vec<(&str, &std::path::Path, [&str; 2])> = Vec::new();

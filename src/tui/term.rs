@@ -1,8 +1,10 @@
 //! The terminal loop: raw mode and the alternate screen, tailing, keys, capped redraws.
 //!
 //! The terminal is restored on every way out: return, error (a guard's `Drop`), panic
-//! (a hook, also for panics on other threads while the dashboard is up) and Ctrl-C
-//! (a key in raw mode).
+//! (a hook, also for panics on other threads while the dashboard is up), Ctrl-C (a key in
+//! raw mode), and SIGTERM or SIGHUP (noted by a handler, acted on within a tick: the
+//! terminal is restored, then the signal's default action ends the process as it would
+//! have without the dashboard).
 use super::app::{Action, App};
 use super::device::{watched_pid, Sampler};
 use super::tail::Tail;
@@ -15,7 +17,7 @@ use ratatui::crossterm::event::{self, Event};
 use ratatui::crossterm::{cursor, execute, terminal};
 use ratatui::Terminal;
 use std::io::Stdout;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -42,11 +44,51 @@ fn install_panic_hook() {
     });
 }
 
+/// The terminating signal received while the dashboard is up; 0 for none.
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+#[cfg(unix)]
+extern "C" fn note_signal(sig: libc::c_int) {
+    // Only an atomic store: the handler may run between any two instructions.
+    SIGNALLED.store(sig, Ordering::SeqCst);
+}
+
+#[cfg(unix)]
+fn install_signal_handlers() {
+    static HANDLERS: Once = Once::new();
+    HANDLERS.call_once(|| {
+        for sig in [libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+            unsafe { libc::signal(sig, note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn install_signal_handlers() {}
+
+/// After a terminating signal: restores the terminal, then lets the signal's default
+/// action end the process (exit status "killed by SIGTERM", as without the dashboard).
+fn end_by_signal() {
+    let sig = SIGNALLED.load(Ordering::SeqCst);
+    if sig == 0 {
+        return;
+    }
+    restore();
+    #[cfg(unix)]
+    // SAFETY: resetting a handler and raising a signal are plain libc calls.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
 struct Guard;
 
 impl Guard {
     fn enter() -> Result<(Guard, Terminal<CrosstermBackend<Stdout>>)> {
         install_panic_hook();
+        install_signal_handlers();
         terminal::enable_raw_mode().ctx(|| "entering raw mode".into())?;
         ACTIVE.store(true, Ordering::SeqCst);
         let guard = Guard; // from here on, any early return restores
@@ -77,6 +119,7 @@ pub fn run(files: &RunFiles, opts: &DashOptions) -> Result<DashExit> {
     let mut dirty = true;
     let mut next_tick = Instant::now();
     loop {
+        end_by_signal();
         if !ACTIVE.load(Ordering::SeqCst) || opts.close.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
             // A panic elsewhere restored the terminal, or the owner closed us.
             return Ok(DashExit::Closed);
