@@ -1,10 +1,10 @@
 //! Makes the binaries find libtorch at run time, keeps CUDA linked, and compiles the heap
-//! pool (src/heap_pool.cpp) against libtorch's headers.
+//! pool (src/heap/pool.cpp) against libtorch's headers.
 use std::path::Path;
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tlab_pool)");
-    println!("cargo:rerun-if-changed=src/heap_pool.cpp");
+    println!("cargo:rerun-if-changed=src/heap/pool.cpp");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     // torch-sys (links = "tch") exports the libtorch lib folder it built against.
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
@@ -25,7 +25,7 @@ fn main() {
             .flag("-std=c++17")
             // The ABI of the pip wheels since torch 2.7; nothing crosses it but C calls.
             .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-            .file("src/heap_pool.cpp")
+            .file("src/heap/pool.cpp")
             .compile("tlab_heap_pool");
         println!("cargo:rustc-link-lib=c10");
         println!("cargo:rustc-cfg=tlab_pool");

@@ -9,7 +9,7 @@
 //! extract` on this project's 2-core build machine, in the README's Speed section:
 //!
 //! - `pool` (default): libtorch's CPU allocator is replaced by a size-keyed cache of
-//!   blocks of 1 MiB and more (`src/heap_pool.cpp`). Each block is its own mapping, on
+//!   blocks of 1 MiB and more (`src/heap/pool.cpp`). Each block is its own mapping, on
 //!   transparent huge pages where the kernel allows, and goes back to its size's free list,
 //!   so the next pass finds its blocks faulted in and nothing fragments; the cache never
 //!   maps more than twice the peak of live bytes. As fast as `reuse`, with flat memory.
@@ -22,7 +22,10 @@
 //!
 //! TensorFlow avoids the cost with its own allocator; PyTorch users get it from tcmalloc or
 //! jemalloc via `LD_PRELOAD`, or from `THP_MEM_ALLOC_ENABLE=1`.
+mod pool;
+
 use crate::{Error, Result};
+pub use pool::PoolStats;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// See the module's documentation.
@@ -58,6 +61,11 @@ impl Mode {
 
 static MODE: AtomicU8 = AtomicU8::new(0);
 static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
+
+/// The pool's counters; `None` where it is not built (not Linux).
+pub fn pool_stats() -> Option<PoolStats> {
+    pool::stats()
+}
 
 /// Applies `TLAB_HEAP`'s mode to this process. Call it first thing, before any tensor
 /// exists and any thread starts (`tlab` does): c10 reads its huge-page setting once, at
@@ -166,93 +174,6 @@ pub fn release_free_pages() {
         }
         Mode::Reuse => platform::trim(),
         _ => {}
-    }
-}
-
-/// The pool's state, for tests and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Bytes mapped for tensors in use.
-    pub live: u64,
-    /// Bytes mapped and free, kept for the next request of the same size.
-    pub cached: u64,
-    /// The most bytes live at once since the last trim; `live + cached` never exceeds
-    /// twice it.
-    pub peak: u64,
-    pub hits: u64,
-    pub misses: u64,
-    /// Cached blocks given back to the kernel.
-    pub unmapped: u64,
-}
-
-/// The pool's counters; `None` where it is not built (not Linux).
-pub fn pool_stats() -> Option<PoolStats> {
-    pool::stats()
-}
-
-/// The pool: libtorch's CPU allocator replaced by an exact-size cache of large blocks, in
-/// `src/heap_pool.cpp` (C++, since c10's allocator interface is a C++ class).
-#[cfg(tlab_pool)]
-mod pool {
-    use super::PoolStats;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    extern "C" {
-        fn tlab_pool_install(on: i32, min_block: usize, huge_pages: i32);
-        fn tlab_pool_trim();
-        fn tlab_pool_stats(out: *mut u64);
-    }
-
-    pub const BUILT: bool = true;
-    // Under the 2 MiB of a huge page, over the small tensors and buffers that churn.
-    const MIN_BLOCK: usize = 1 << 20;
-    static HUGE: AtomicBool = AtomicBool::new(false);
-
-    pub fn install(on: bool) -> bool {
-        // The user's `THP_MEM_ALLOC_ENABLE=0` turns huge pages off here too.
-        let huge = on
-            && std::env::var("THP_MEM_ALLOC_ENABLE").map_or(true, |v| v != "0")
-            && matches!(super::kernel_thp().as_deref(), Some("always" | "madvise"));
-        HUGE.store(huge, Ordering::Relaxed);
-        // SAFETY: plain C calls; the pool locks its own state.
-        unsafe { tlab_pool_install(on as i32, MIN_BLOCK, huge as i32) };
-        true
-    }
-
-    pub fn huge_pages() -> bool {
-        HUGE.load(Ordering::Relaxed)
-    }
-
-    pub fn trim() {
-        // SAFETY: as above.
-        unsafe { tlab_pool_trim() }
-    }
-
-    pub fn stats() -> Option<PoolStats> {
-        let mut v = [0u64; 6];
-        // SAFETY: writes six u64s into `v`.
-        unsafe { tlab_pool_stats(v.as_mut_ptr()) };
-        let [live, cached, peak, hits, misses, unmapped] = v;
-        Some(PoolStats { live, cached, peak, hits, misses, unmapped })
-    }
-}
-
-#[cfg(not(tlab_pool))]
-mod pool {
-    pub const BUILT: bool = false;
-
-    pub fn install(on: bool) -> bool {
-        !on
-    }
-
-    pub fn huge_pages() -> bool {
-        false
-    }
-
-    pub fn trim() {}
-
-    pub fn stats() -> Option<super::PoolStats> {
-        None
     }
 }
 

@@ -1,5 +1,5 @@
 // A size-keyed cache of large CPU tensor blocks, installed as c10's CPU allocator
-// (`TLAB_HEAP=pool`; see src/heap.rs for why and for the figures).
+// (`TLAB_HEAP=pool`; see src/heap/mod.rs for why and for the figures).
 //
 // A forward pass allocates the same sizes in the same order every batch. Blocks of
 // `min_block` bytes and more get their own anonymous mapping and go back to a free list
@@ -25,6 +25,7 @@
 
 namespace {
 
+// The bound on mapped bytes, in peaks of live bytes (see the top).
 constexpr size_t kSlack = 2;
 // Holds the mapping's length in front of the data (0: from alloc_cpu) and keeps c10's
 // 64-byte alignment.
@@ -108,6 +109,7 @@ char* Pool::take(size_t& len) {
       it->second.last_use = tick;
       cached -= len;
       live += len;
+      peak = live > peak ? live : peak;
       ++hits;
       return base;
     }
@@ -133,9 +135,7 @@ char* Pool::take(size_t& len) {
     }
     ++misses;
     live += len;
-    if (live > peak) {
-      peak = live;
-    }
+    peak = live > peak ? live : peak;
     // Stay within the bound: drop cached blocks, least recently used sizes first.
     while (cached > 0 && live + cached > kSlack * peak) {
       auto victim = free.end();
