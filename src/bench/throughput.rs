@@ -80,11 +80,14 @@ struct Candidate {
 impl Candidate {
     /// images/s for models, GFLOP/s for the ceiling.
     fn measure(&self, peers: &mut [Peer], batch: i64, device: Device) -> Result<f64> {
+        // Switching heap modes (mallopt, the allocator, a trim) is not part of the pass.
+        if let Runner::Ours { heap, .. } = &self.runner {
+            crate::heap::set_mode(*heap);
+        }
         let t = Instant::now();
         match &self.runner {
             Runner::Peer { peer, variant } => return peers[*peer].run(variant, 1),
-            Runner::Ours { net, x, heap } => {
-                crate::heap::set_mode(*heap);
+            Runner::Ours { net, x, .. } => {
                 let _ = net.features(x, Tap::Layer4);
             }
             Runner::Conv { x, w } => {
@@ -123,7 +126,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
     let mut cands = Vec::new();
     let mut peers = Vec::new();
     if cfg.has("ours") {
-        // The process's heap mode (`TLAB_HEAP`; `reuse` by default), as `tlab extract` runs.
+        // The process's heap mode (`TLAB_HEAP`; `pool` by default), as `tlab extract` runs.
         let heap = crate::heap::mode();
         for &p in precisions {
             let net = FoldedResNet::with_precision(&backbone.net, true, p);

@@ -158,9 +158,14 @@ pub fn huge_pages() -> (bool, Option<String>) {
     (on, kernel_thp())
 }
 
+/// Read once: `set_mode` runs per bench batch, and the setting is the administrator's.
 fn kernel_thp() -> Option<String> {
-    let text = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
-    text.split_whitespace().find(|w| w.starts_with('[')).map(|w| w.trim_matches(['[', ']']).to_string())
+    static THP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    THP.get_or_init(|| {
+        let text = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+        text.split_whitespace().find(|w| w.starts_with('[')).map(|w| w.trim_matches(['[', ']']).to_string())
+    })
+    .clone()
 }
 
 /// With `pool` or `reuse` on, gives cached blocks and the heap's free pages back to the
