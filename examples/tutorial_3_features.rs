@@ -11,6 +11,8 @@ use transfer_lab::notebook::{PoolingCheck, Tutorial};
 
 fn main() -> transfer_lab::Result<()> {
     // ANCHOR: setup
+    // The process's allocator (see `heap`), chosen once, before any tensor: what `tlab` does.
+    transfer_lab::heap::configure_process()?;
     let tutorial: Tutorial = Tutorial::detect()?;
     let train: Dataset = tutorial.dataset(Split::Train)?;
     let test: Dataset = tutorial.dataset(Split::Test)?;

@@ -13,6 +13,8 @@ use transfer_lab::report::{Chart, Curves, Figure};
 fn main() -> transfer_lab::Result<()> {
     //: Features come from the cache notebook 3 filled (or are extracted now).
     // ANCHOR: features
+    // The process's allocator (see `heap`), chosen once, before any tensor: what `tlab` does.
+    transfer_lab::heap::configure_process()?;
     let tutorial: Tutorial = Tutorial::detect()?;
     let train: Dataset = tutorial.dataset(Split::Train)?;
     let backbone: Backbone = tutorial.backbone()?;

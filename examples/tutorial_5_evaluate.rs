@@ -7,12 +7,14 @@ use transfer_lab::features::FeatureSet;
 use transfer_lab::metrics;
 use transfer_lab::models::Backbone;
 use transfer_lab::notebook::{show, ImageGrid, Table, TrainedHead, Tutorial};
-use transfer_lab::report::{self, Chart, Figure};
+use transfer_lab::report::{Chart, ConfusionChart, Figure};
 use transfer_lab::tables::{confusion_frame, per_class_frame};
 use transfer_lab::train::Evaluation;
 
 fn main() -> transfer_lab::Result<()> {
     // ANCHOR: load
+    // The process's allocator (see `heap`), chosen once, before any tensor: what `tlab` does.
+    transfer_lab::heap::configure_process()?;
     let tutorial: Tutorial = Tutorial::detect()?;
     let test: Dataset = tutorial.dataset(Split::Test)?;
     let backbone: Backbone = tutorial.backbone()?;
@@ -29,12 +31,13 @@ fn main() -> transfer_lab::Result<()> {
     //: ## Where it goes wrong
     //: Rows are the true classes, columns the predictions.
     // ANCHOR: per_class
-    let (counts, heat): (metrics::Confusion, report::Confusion) = trained.confusion(&eval);
-    show(&Table::new(&per_class_frame(&counts)?, "Per-class precision, recall and F1"));
+    let heat: ConfusionChart = trained.confusion(&eval);
+    let counts: &metrics::Confusion = &heat.matrix;
+    show(&Table::new(&per_class_frame(counts)?, "Per-class precision, recall and F1"));
     // ANCHOR_END: per_class
 
     // ANCHOR: confusion
-    show(&Table::new(&confusion_frame(&counts)?, "Confusion matrix (rows: true class)"));
+    show(&Table::new(&confusion_frame(counts)?, "Confusion matrix (rows: true class)"));
     // ANCHOR_END: confusion
 
     // ANCHOR: heatmap

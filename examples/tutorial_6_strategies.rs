@@ -12,9 +12,11 @@ use transfer_lab::train::Strategy;
 
 fn main() -> transfer_lab::Result<()> {
     // ANCHOR: runs
+    // The process's allocator (see `heap`), chosen once, before any tensor: what `tlab` does.
+    transfer_lab::heap::configure_process()?;
     let tutorial: Tutorial = Tutorial::detect()?;
     let mut runs: Vec<RunData> = Vec::new();
-    for strategy in Strategy::ALL {
+    for &strategy in Strategy::all() {
         let run: RunData = tutorial.run(strategy)?;
         println!("{:>16}: test accuracy {:.4}  ({})", strategy.name(), run.summary.test_accuracy, run.dir.display());
         runs.push(run);

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the notebooks and the book need into .tlab/ (git-ignored). Idempotent.
-#   --notebooks  evcxr_jupyter 0.22.0 (cargo install --locked, into .tlab/tools), nbconvert +
+# Installs what the notebooks and the book need. Idempotent.
+#   --notebooks  evcxr_jupyter 0.22.0 (cargo install --locked, into the tools folder), nbconvert +
 #                nbclient (pip, into .tlab/venv), the `rust` kernelspec (.tlab/jupyter, with
 #                libtorch on the kernel's LD_LIBRARY_PATH)
-#   --book       mdbook 0.4.52 (cargo install --locked, into .tlab/tools)
+#   --book       mdbook 0.4.52 (cargo install --locked, into the tools folder)
 #   --browser    Debian's chromium + playwright-core 1.65 (the book's browser check)
 #   --tools-only with the above: only what is built or installed outside .tlab/venv (cargo
 #                install, apt, npm), so it can run beside scripts/setup.sh (CI does)
+#   --print-tools prints the tools folder and exits
+# The tools folder is per user and machine, not per clone, so every clone and CI reuse one
+# build: $TLAB_TOOLS_DIR, else $XDG_DATA_HOME/transfer-lab/tools (~/.local/share/...). Each
+# tool lives in <name>-<version>/, rebuilt only when missing or when it no longer runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 home="$root/.tlab"
-tools="$home/tools"
+tools_root=${TLAB_TOOLS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/transfer-lab/tools}
 want_notebooks=0 want_book=0 want_browser=0 tools_only=0
 for a in "$@"; do
   case $a in
@@ -18,6 +22,7 @@ for a in "$@"; do
     --book) want_book=1 ;;
     --browser) want_browser=1 ;;
     --tools-only) tools_only=1 ;;
+    --print-tools) echo "$tools_root"; exit 0 ;;
     *) echo "setup-docs: unknown flag $a (use --notebooks, --book, --browser)" >&2; exit 2 ;;
   esac
 done
@@ -25,29 +30,29 @@ done
 
 # Tools build at opt-level 1: minutes less CPU than release's 3 (evcxr_jupyter is mostly
 # rust-analyzer), and what they do at run time (parse a cell, render a book) stays quick.
-lean_install() { # crate [cargo install flags...]
-  local t0=$SECONDS
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --quiet --locked --root "$tools" "$@"
-  echo "setup-docs: built $1 in $((SECONDS - t0)) s"
-}
-install_crate() { # name version [cargo install flags...]
-  local name=$1 version=$2
-  shift 2
-  if [ "$("$tools/bin/$name" --version 2>/dev/null | awk '{print $NF}')" != "v$version" ] &&
-     [ "$("$tools/bin/$name" --version 2>/dev/null | awk '{print $NF}')" != "$version" ]; then
-    echo "setup-docs: building $name $version (a few minutes, once)"
-    lean_install "$name" --version "$version" "$@"
+# Built into a temp folder renamed into place, so two clones building at once, or a build
+# killed halfway, never leave a half-installed tool that looks whole.
+install_tool() { # name version check-command [cargo install flags...]
+  local name=$1 version=$2 check=$3 dir="$tools_root/$1-$2" t0=$SECONDS
+  shift 3
+  if [ -x "$dir/bin/$name" ] && "$dir/bin/$name" $check >/dev/null 2>&1; then
+    return 0
   fi
+  [ -e "$dir" ] && echo "setup-docs: $dir does not run; rebuilding it"
+  echo "setup-docs: building $name $version into $dir (minutes, once per machine)"
+  mkdir -p "$tools_root"
+  local tmp
+  tmp=$(mktemp -d "$tools_root/.$name-$version.XXXXXX")
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --quiet --locked --root "$tmp" "$name" --version "$version" "$@"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+  echo "setup-docs: built $name in $((SECONDS - t0)) s"
 }
-[ $want_book = 1 ] && install_crate mdbook 0.4.52 --no-default-features
-if [ $want_notebooks = 1 ]; then
-# evcxr_jupyter has no --version flag; its binary's presence and a version stamp decide.
-if [ "$(cat "$tools/evcxr_jupyter.version" 2>/dev/null)" != 0.22.0 ] || [ ! -x "$tools/bin/evcxr_jupyter" ]; then
-  echo "setup-docs: building evcxr_jupyter 0.22.0 (about 10 CPU-minutes, once)"
-  lean_install evcxr_jupyter --version 0.22.0
-  echo 0.22.0 > "$tools/evcxr_jupyter.version"
-fi
-fi
+mdbook_dir="$tools_root/mdbook-0.4.52"
+evcxr_dir="$tools_root/evcxr_jupyter-0.22.0"
+[ $want_book = 1 ] && install_tool mdbook 0.4.52 --version --no-default-features
+# evcxr_jupyter has no --version flag; --help runs it without starting a kernel.
+[ $want_notebooks = 1 ] && install_tool evcxr_jupyter 0.22.0 --help
 if [ $want_notebooks = 1 ] && [ $tools_only = 0 ]; then
 
 vpy="$home/venv/bin/python"
@@ -58,7 +63,7 @@ vpy="$home/venv/bin/python"
 # installed under .tlab/jupyter, then given libtorch's lib folder: the kernel dlopens
 # each cell's code, which links libtorch.
 spec="$home/jupyter/kernels/rust"
-JUPYTER_PATH="$home/jupyter" "$tools/bin/evcxr_jupyter" --install >/dev/null
+JUPYTER_PATH="$home/jupyter" "$evcxr_dir/bin/evcxr_jupyter" --install >/dev/null
 "$vpy" - "$spec/kernel.json" "$(cd "$home/libtorch" && pwd -P)" <<'PY'
 import json, os, sys
 path, libtorch = sys.argv[1], sys.argv[2]
@@ -83,4 +88,4 @@ if [ $want_browser = 1 ]; then
     (cd "$home/node" && npm install --no-audit --no-fund --silent playwright-core@1.65.1)
   fi
 fi
-echo "setup-docs: ready (tools in $tools)"
+echo "setup-docs: ready (tools in $tools_root)"

@@ -21,10 +21,27 @@ pub enum Error {
     Invalid { what: String, reason: String },
     #[error("feature cache {path}: {reason}")]
     Cache { path: PathBuf, reason: String },
+    #[error("table {path}: {reason}")]
+    Table { path: PathBuf, reason: String },
+    #[error("chart {path}: {reason}")]
+    Chart { path: PathBuf, reason: String },
+    #[error("checkpoint {path}: {source}")]
+    Checkpoint {
+        path: PathBuf,
+        #[source]
+        source: tch::TchError,
+    },
     #[error("training stopped: {0}")]
     Training(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// What was being done when `source` happened.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<Error>,
+    },
     #[error("json {context}: {source}")]
     Json {
         context: String,
@@ -44,6 +61,10 @@ impl Error {
     }
     pub fn data(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::Data { path: path.into(), reason: reason.into() }
+    }
+    /// This error, saying what was being done.
+    pub fn in_context(self, context: impl Into<String>) -> Self {
+        Error::Context { context: context.into(), source: Box::new(self) }
     }
 }
 

@@ -61,6 +61,13 @@ pub trait EventSink {
     }
 }
 
+/// A borrowed sink is a sink: `Tee(vec![Box::new(&mut console), ...])`.
+impl<T: EventSink + ?Sized> EventSink for &mut T {
+    fn emit(&mut self, event: &RunEvent) {
+        (**self).emit(event)
+    }
+}
+
 /// Drops everything; for callers that want no output.
 pub struct NullSink;
 impl EventSink for NullSink {

@@ -6,9 +6,8 @@
 //! atomic, so a run killed at any point resumes from its last complete shard. Shards start
 //! on batch boundaries, so a resumed run computes the same batches as an uninterrupted one.
 use crate::data::Dataset;
-use crate::error::IoContext;
 use crate::events::{EventSink, RunEvent};
-use crate::fsutil::{ensure_dir, read_json, temp_path, write_json_atomic};
+use crate::fsutil::{ensure_dir, read_json, write_json_atomic};
 use crate::models::folded::FoldedResNet;
 pub use crate::models::folded::Precision;
 use crate::models::{Arch, Backbone, Tap};
@@ -199,7 +198,6 @@ pub fn extract_to_cache(
     let started = Instant::now();
     let cache_hit = manifest.complete;
     if !cache_hit {
-        crate::heap::reuse_freed_memory();
         crate::heap::release_free_pages();
         sink.emit(&RunEvent::ExtractionStarted {
             split: split.clone(),
@@ -286,12 +284,13 @@ fn resume_manifest(dir: &Path, key: &CacheKey) -> Result<Option<Manifest>> {
 fn write_shard(dir: &Path, index: usize, features: &Tensor, labels: &Tensor) -> Result<ShardInfo> {
     let file = format!("shard-{index:05}.safetensors");
     let path = dir.join(&file);
-    let tmp = temp_path(&path);
     let labels = labels.to_kind(Kind::Int64);
-    Tensor::write_safetensors(&[("features", features), ("labels", &labels)], &tmp)?;
-    let sha256 = crate::data::fetch::sha256_file(&tmp)?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).ctx(|| format!("renaming {}", tmp.display()))?;
+    let mut sha256 = String::new();
+    crate::fsutil::write_via_temp(&path, |tmp| {
+        Tensor::write_safetensors(&[("features", features), ("labels", &labels)], tmp)?;
+        sha256 = crate::data::fetch::sha256_file(tmp)?;
+        Ok(())
+    })?;
     Ok(ShardInfo { file, rows: features.size()[0] as usize, sha256 })
 }
 

@@ -3,26 +3,37 @@ use crate::error::{IoContext, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The temp path used while writing `path`: same folder, so the rename is atomic.
+/// The temp path used while writing `path`: same folder, so the rename is atomic, and
+/// the same extension (`<stem>.tmp<pid>.<ext>`), since some writers (libtorch's
+/// `VarStore::save`) choose the format by it. Every temp name contains `.tmp`.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
+    let pid = std::process::id();
+    let name = match (path.file_stem(), path.extension()) {
+        (Some(stem), Some(ext)) => format!("{}.tmp{pid}.{}", stem.to_string_lossy(), ext.to_string_lossy()),
+        _ => format!("{}.tmp{pid}", path.file_name().unwrap_or_default().to_string_lossy()),
+    };
     path.with_file_name(name)
 }
 
-/// Writes `bytes` to `path` through a temp file, fsync and rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The one atomic write: `write` makes the file at a temp path, which is then fsynced
+/// and renamed over `path`. On any error the temp file is removed and `path` is untouched.
+pub fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temp_path(path);
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
+    let res = write(&tmp)
+        .and_then(|_| std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(|| format!("syncing {}", tmp.display())))
+        .and_then(|_| std::fs::rename(&tmp, path).ctx(|| format!("renaming {} to {}", tmp.display(), path.display())));
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    res.ctx(|| format!("writing {}", path.display()))
+    res
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_temp(path, |tmp| {
+        let write = || std::fs::File::create(tmp)?.write_all(bytes);
+        write().ctx(|| format!("writing {}", path.display()))
+    })
 }
 
 /// Serialises `value` as pretty JSON into `path`, atomically.

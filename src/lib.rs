@@ -2,8 +2,10 @@
 //!
 //! The pipeline of the 2018 post, as library calls that read well in a notebook:
 //! fetch data and weights, extract features into a cache, train a head, evaluate.
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
+pub mod choice;
 pub mod data;
 pub mod error;
 pub mod events;
@@ -16,8 +18,10 @@ pub mod notebook;
 pub mod preprocess;
 pub mod report;
 pub mod run;
+pub mod rundir;
 pub mod tables;
 pub mod train;
+#[cfg(feature = "dashboard")]
 pub mod tui;
 
 pub use error::{Error, Result};

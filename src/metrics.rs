@@ -32,6 +32,18 @@ impl Confusion {
         Confusion { classes: classes.to_vec(), counts }
     }
 
+    /// Recall of each class (diagonal / row sum); `None` for a class with no samples.
+    pub fn per_class_accuracy(&self) -> Vec<Option<f64>> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let n: u64 = row.iter().sum();
+                (n > 0).then(|| row.get(i).copied().unwrap_or(0) as f64 / n as f64)
+            })
+            .collect()
+    }
+
     pub fn total(&self) -> u64 {
         self.counts.iter().flatten().sum()
     }

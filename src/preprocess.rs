@@ -4,35 +4,18 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 /// How pixel values are mapped before the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Normalization {
     /// `(x/255 - mean) / std`, RGB, ImageNet mean/std: what torchvision's weights expect.
     Torchvision,
     /// Keras `preprocess_input` for ResNet50 ("caffe"): RGB->BGR, subtract
     /// 103.939/116.779/123.68, no scaling. What the post used with Keras' weights.
+    #[value(alias = "caffe")]
     KerasCaffe,
 }
 
-impl Normalization {
-    pub fn name(self) -> &'static str {
-        match self {
-            Normalization::Torchvision => "torchvision",
-            Normalization::KerasCaffe => "keras-caffe",
-        }
-    }
-}
-
-impl std::str::FromStr for Normalization {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "torchvision" => Ok(Normalization::Torchvision),
-            "keras-caffe" | "caffe" => Ok(Normalization::KerasCaffe),
-            _ => Err(Error::invalid("normalisation", format!("`{s}`; expected torchvision or keras-caffe"))),
-        }
-    }
-}
+crate::choice::choice!(Normalization, "normalisation");
 
 const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];

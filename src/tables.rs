@@ -7,7 +7,7 @@ use polars::prelude::*;
 use std::path::Path;
 
 fn polars_err(what: &str, e: PolarsError) -> Error {
-    Error::invalid(what, e.to_string())
+    Error::Table { path: what.into(), reason: e.to_string() }
 }
 
 /// One row per epoch: epoch, train_loss, train_acc, val_loss, val_acc.
@@ -81,14 +81,10 @@ pub fn write_frame(df: &mut DataFrame, dir: &Path, stem: &str) -> Result<()> {
 }
 
 fn write_via_temp(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<()>) -> Result<()> {
-    let tmp = crate::fsutil::temp_path(path);
-    let mut f = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-    let res = write(&mut f).and_then(|_| f.sync_all().ctx(|| format!("syncing {}", tmp.display())));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return res;
-    }
-    std::fs::rename(&tmp, path).ctx(|| format!("renaming {}", tmp.display()))
+    crate::fsutil::write_via_temp(path, |tmp| {
+        let mut f = std::fs::File::create(tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        write(&mut f)
+    })
 }
 
 /// Reads a CSV written by [`write_frame`].
@@ -98,4 +94,66 @@ pub fn read_csv(path: &Path) -> Result<DataFrame> {
         .try_into_reader_with_file_path(Some(path.to_path_buf()))
         .and_then(|r| r.finish())
         .map_err(|e| polars_err(&path.display().to_string(), e))
+}
+
+/// A numeric column as f64, naming it when missing or not numeric.
+fn f64_column(df: &DataFrame, name: &str) -> std::result::Result<Vec<f64>, String> {
+    let col = df.column(name).map_err(|_| format!("no `{name}` column"))?;
+    let col = col.cast(&DataType::Float64).map_err(|e| format!("column `{name}`: {e}"))?;
+    let ca = col.f64().map_err(|e| format!("column `{name}`: {e}"))?;
+    ca.iter()
+        .enumerate()
+        .map(|(i, v)| v.ok_or_else(|| format!("column `{name}` line {}: empty or not a number", i + 2)))
+        .collect()
+}
+
+/// [`epochs_frame`] read back.
+pub fn epochs_from_frame(df: &DataFrame) -> std::result::Result<Vec<EpochMetrics>, String> {
+    let [epoch, tl, ta, vl, va] =
+        ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"].map(|c| f64_column(df, c));
+    let (epoch, tl, ta, vl, va) = (epoch?, tl?, ta?, vl?, va?);
+    (0..df.height())
+        .map(|i| {
+            if epoch[i] < 0.0 || epoch[i].fract() != 0.0 {
+                return Err(format!("line {}: epoch {} is not a whole number", i + 2, epoch[i]));
+            }
+            Ok(EpochMetrics {
+                epoch: epoch[i] as u32,
+                train_loss: tl[i],
+                train_acc: ta[i],
+                val_loss: vl[i],
+                val_acc: va[i],
+            })
+        })
+        .collect()
+}
+
+/// [`confusion_frame`] read back: the first column names the true class (`true`, or
+/// `true\pred` in older runs), one count column per predicted class, in the same order.
+pub fn confusion_from_frame(df: &DataFrame) -> std::result::Result<Confusion, String> {
+    let cols = df.columns();
+    let Some((first, rest)) = cols.split_first() else { return Err("no columns".into()) };
+    if rest.is_empty() {
+        return Err(format!("header `{}` names no classes", first.name()));
+    }
+    let classes: Vec<String> = rest.iter().map(|c| c.name().to_string()).collect();
+    let rows = first.cast(&DataType::String).map_err(|e| format!("first column: {e}"))?;
+    let rows: Vec<String> =
+        rows.str().map_err(|e| e.to_string())?.iter().map(|v| v.unwrap_or("").to_string()).collect();
+    if rows.len() != classes.len() {
+        return Err(format!("{} rows for {} classes", rows.len(), classes.len()));
+    }
+    if rows != classes {
+        return Err(format!("row classes {rows:?} differ from column classes {classes:?}"));
+    }
+    let mut counts = vec![vec![0u64; classes.len()]; classes.len()];
+    for (j, c) in rest.iter().enumerate() {
+        for (i, v) in f64_column(df, c.name())?.into_iter().enumerate() {
+            if v < 0.0 || v.fract() != 0.0 {
+                return Err(format!("column `{}` line {}: {v} is not a count", c.name(), i + 2));
+            }
+            counts[i][j] = v as u64;
+        }
+    }
+    Ok(Confusion { classes, counts })
 }

@@ -3,6 +3,7 @@ mod common;
 use common::*;
 use tch::{Device, Kind, Tensor};
 use transfer_lab::events::{RunEvent, VecSink};
+use transfer_lab::rundir::RunDir;
 use transfer_lab::train::{train_head, Head, HeadConfig};
 
 #[test]
@@ -44,7 +45,7 @@ fn head_learns_separable_features_and_keeps_the_best_epoch() {
     let (x, y) = separable(2000, 256, 3);
     let dir = tempfile::tempdir().unwrap();
     let mut sink = VecSink::default();
-    let (_head, out) = train_head(&x, &y, 10, &HeadConfig::default(), dir.path(), &mut sink).unwrap();
+    let (_head, out) = train_head(&x, &y, 10, &HeadConfig::default(), &RunDir::at(dir.path()), &mut sink).unwrap();
     let best = out.history.iter().map(|m| m.val_acc).fold(0.0, f64::max);
     println!("separable features: best val acc {best:.4} at epoch {}", out.best_epoch);
     assert!(best > 0.95, "{best}");
@@ -62,7 +63,7 @@ fn bad_training_input_is_a_clear_error() {
     let cfg = HeadConfig::default();
     let (x, y) = separable(100, 8, 1);
     let err = |x: &Tensor, y: &Tensor| {
-        train_head(x, y, 10, &cfg, dir.path(), &mut VecSink::default()).err().unwrap().to_string()
+        train_head(x, y, 10, &cfg, &RunDir::at(dir.path()), &mut VecSink::default()).err().unwrap().to_string()
     };
     assert!(err(&x, &(&y + 5)).contains("outside 0..10"));
     assert!(err(&x, &y.zeros_like()).contains("single class"));

@@ -81,7 +81,7 @@ fn cells(src: &str, file: &Path) -> Result<Vec<Cell>, String> {
             } else if t.starts_with("fn main()") {
                 in_main = true;
                 cells.push(Cell::Markdown(title.join("\n")));
-                cells.push(Cell::Code(":dep transfer-lab = { path = \"..\" }".into()));
+                cells.push(Cell::Code(":dep transfer-lab = { path = \"..\", default-features = false }".into()));
                 cells.push(Cell::Code(uses.join("\n")));
             } else if !t.is_empty() {
                 return Err(format!("{}: unexpected item outside main: {t}", at()));
@@ -205,7 +205,7 @@ fn cell_splitting_rejects_code_outside_anchors() {
         c,
         vec![
             Cell::Markdown("# T".into()),
-            Cell::Code(":dep transfer-lab = { path = \"..\" }".into()),
+            Cell::Code(":dep transfer-lab = { path = \"..\", default-features = false }".into()),
             Cell::Code("use a::b;".into()),
             Cell::Markdown("text".into()),
             Cell::Code("let y = 1;".into()),

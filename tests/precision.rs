@@ -68,7 +68,7 @@ fn fp32_is_the_default_and_keeps_its_cache_key() {
     // existing caches stay valid.
     assert_eq!(serde_json::to_string(&Precision::Fp32).unwrap(), "\"fp32\"");
     assert_eq!(serde_json::from_str::<Precision>("\"bf16\"").unwrap(), Precision::Bf16);
-    for p in Precision::ALL {
+    for &p in Precision::all() {
         assert_eq!(p.name().parse::<Precision>().unwrap(), p);
     }
 }

@@ -7,6 +7,7 @@ use transfer_lab::data::{synthetic::synthetic, Split};
 use transfer_lab::events::{RunEvent, VecSink};
 use transfer_lab::models::Arch;
 use transfer_lab::preprocess::Preprocess;
+use transfer_lab::rundir::RunDir;
 use transfer_lab::train::{train_on_images, ImageModel, ImageTrainConfig, Strategy};
 
 fn step_losses(events: &[RunEvent]) -> Vec<f64> {
@@ -28,7 +29,7 @@ fn image_strategies_lower_the_loss() {
         let cfg = ImageTrainConfig { epochs: 4, batch_size: 16, augment: false, ..ImageTrainConfig::for_strategy(s) };
         let dir = tempfile::tempdir().unwrap();
         let mut sink = VecSink::default();
-        let out = train_on_images(&mut model, &data, &pre, &cfg, dir.path(), &mut sink).unwrap();
+        let out = train_on_images(&mut model, &data, &pre, &cfg, &RunDir::at(dir.path()), &mut sink).unwrap();
         let losses = step_losses(&sink.0);
         let (first, last) = (mean(&losses[..8]), mean(&losses[losses.len() - 8..]));
         println!(
@@ -51,12 +52,13 @@ fn fine_tuning_resumes_from_its_last_epoch_and_stops_on_request() {
     let cfg =
         |epochs| ImageTrainConfig { epochs, batch_size: 16, ..ImageTrainConfig::for_strategy(Strategy::FineTune) };
     let mut model = ImageModel::new(Arch::ResNet18, 10, 0.3, Device::Cpu);
-    let first = train_on_images(&mut model, &data, &pre, &cfg(1), dir.path(), &mut VecSink::default()).unwrap();
+    let first =
+        train_on_images(&mut model, &data, &pre, &cfg(1), &RunDir::at(dir.path()), &mut VecSink::default()).unwrap();
     assert_eq!(first.history.len(), 1);
     // A fresh process would start here: a new model, the same run directory.
     let mut model = ImageModel::new(Arch::ResNet18, 10, 0.3, Device::Cpu);
     let mut sink = VecSink::default();
-    let out = train_on_images(&mut model, &data, &pre, &cfg(2), dir.path(), &mut sink).unwrap();
+    let out = train_on_images(&mut model, &data, &pre, &cfg(2), &RunDir::at(dir.path()), &mut sink).unwrap();
     assert_eq!(out.history.len(), 2);
     // Epoch 1 comes from the checkpoint, not retrained (JSON may round the last digit).
     let (a, b) = (&out.history[0], &first.history[0]);
@@ -75,14 +77,14 @@ fn fine_tuning_resumes_from_its_last_epoch_and_stops_on_request() {
     // A STOP file ends the next epoch after one batch, with a checkpoint.
     std::fs::write(dir.path().join("STOP"), b"").unwrap();
     let mut sink = VecSink::default();
-    let out = train_on_images(&mut model, &data, &pre, &cfg(5), dir.path(), &mut sink).unwrap();
+    let out = train_on_images(&mut model, &data, &pre, &cfg(5), &RunDir::at(dir.path()), &mut sink).unwrap();
     assert_eq!(out.history.len(), 3, "stopped during epoch 3");
     assert_eq!(step_losses(&sink.0).len(), 1);
 }
 
 #[test]
 fn strategy_names_parse_and_bad_ones_are_named() {
-    for s in Strategy::ALL {
+    for &s in Strategy::all() {
         assert_eq!(s.name().parse::<Strategy>().unwrap(), s);
     }
     let err = "fine-tuning".parse::<Strategy>().unwrap_err().to_string();

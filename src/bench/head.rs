@@ -34,7 +34,7 @@ pub fn run_timing(cfg: &BenchConfig, env: &Env) -> Result<HeadTiming> {
     let dir = env.out.join("head-work");
     crate::fsutil::ensure_dir(&dir)?;
     let t = Instant::now();
-    train_head(&x, &y, 10, &head_cfg, &dir, &mut NullSink)?;
+    train_head(&x, &y, 10, &head_cfg, &crate::rundir::RunDir::at(&dir), &mut NullSink)?;
     let ours_seconds = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("bench: head training: PyTorch");
@@ -107,7 +107,8 @@ pub fn run_accuracy(cfg: &BenchConfig, env: &Env) -> Result<PrecisionAccuracy> {
         let head_cfg = HeadConfig::default();
         let out = cache.join(format!("head-{p}"));
         crate::fsutil::ensure_dir(&out)?;
-        let (head, outcome) = train_head(&tr.features, &tr.labels, 10, &head_cfg, &out, &mut NullSink)?;
+        let (head, outcome) =
+            train_head(&tr.features, &tr.labels, 10, &head_cfg, &crate::rundir::RunDir::at(&out), &mut NullSink)?;
         let ev = evaluate(&head, &te.features, &te.labels)?;
         rows.push(AccuracyRow {
             precision: p,

@@ -152,7 +152,7 @@ impl Env {
             return Err(BenchError::Setup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
         }
         let keras_python = if cfg.has("keras") { Some(setup_bench_venv(&root)?) } else { None };
-        let stamp = crate::run::new_run_dir(&cfg.results_dir, "bench")?;
+        let stamp = crate::rundir::RunDir::create(&cfg.results_dir, "bench")?.path().to_path_buf();
         Ok(Env { root, torch_python, keras_python, out: stamp, device })
     }
 

@@ -215,18 +215,18 @@ fn csv(r: &BenchReport) -> String {
     if let Some(t) = &r.throughput {
         for row in &t.rows {
             let p = row.precision.name();
-            line("throughput", &row.name, p, "images_per_s", row.images_per_s);
-            line("throughput", &row.name, p, "gflop_per_s", row.gflop_per_s);
+            line("throughput", &row.name, &p, "images_per_s", row.images_per_s);
+            line("throughput", &row.name, &p, "gflop_per_s", row.gflop_per_s);
             for (m, v) in
                 [("share_of_ceiling", row.share_of_ceiling), ("vs_torch", row.vs_torch), ("vs_keras", row.vs_keras)]
             {
                 if let Some(v) = v {
-                    line("throughput", &row.name, p, m, v);
+                    line("throughput", &row.name, &p, m, v);
                 }
             }
         }
         for c in &t.ceiling {
-            line("ceiling", &c.shape, c.precision.name(), "gflop_per_s", c.gflop_per_s);
+            line("ceiling", &c.shape, &c.precision.name(), "gflop_per_s", c.gflop_per_s);
         }
     }
     if let Some(e) = &r.end_to_end {
@@ -246,7 +246,7 @@ fn csv(r: &BenchReport) -> String {
     }
     if let Some(a) = &r.accuracy {
         for row in &a.rows {
-            line("accuracy", "synthetic test", row.precision.name(), "test_accuracy", row.test_accuracy);
+            line("accuracy", "synthetic test", &row.precision.name(), "test_accuracy", row.test_accuracy);
         }
         line("accuracy", "bf16 vs fp32", "bf16", "cosine_min", a.cosine_min);
     }

@@ -62,7 +62,7 @@ enum Runner {
     },
     Peer {
         peer: usize,
-        variant: &'static str,
+        variant: String,
     },
     Conv {
         x: Tensor,
@@ -159,6 +159,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
     for (framework, python, labels) in peer_groups {
         eprintln!("bench: starting the {framework} peer (builds and warms both variants)");
         let log = env.out.join(format!("peer-{framework}.log"));
+        let names: Vec<String> = precisions.iter().map(|p| p.name()).collect();
         let spec = PeerSpec {
             python,
             script: &env.script("peer.py"),
@@ -167,7 +168,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
             batch: cfg.batch,
             threads: cfg.threads,
             device: &dev,
-            variants: &precisions.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            variants: &names.iter().map(String::as_str).collect::<Vec<_>>(),
             log: &log,
         };
         peers.push(Peer::start(&spec)?);

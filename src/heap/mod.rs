@@ -68,7 +68,8 @@ pub fn pool_stats() -> Option<PoolStats> {
 }
 
 /// Applies `TLAB_HEAP`'s mode to this process. Call it first thing, before any tensor
-/// exists and any thread starts (`tlab` does): c10 reads its huge-page setting once, at
+/// exists and any thread starts (`tlab`'s `main` does, and the tutorial notebooks' first
+/// cells): library loops never switch it. c10 reads its huge-page setting once, at
 /// its first CPU allocation, and threads started later share the settings.
 pub fn configure_process() -> Result<Mode> {
     let mode = Mode::from_env()?;
@@ -77,17 +78,6 @@ pub fn configure_process() -> Result<Mode> {
     }
     set_mode(mode);
     Ok(mode)
-}
-
-/// For library users (a notebook kernel), at the start of extraction or training: turns
-/// on `pool` (or `reuse`) unless `TLAB_HEAP` says otherwise (`huge` needs
-/// [`configure_process`] before any tensor exists, so it is left alone here).
-pub fn reuse_freed_memory() {
-    if let Ok(m @ (Mode::Pool | Mode::Reuse)) = Mode::from_env() {
-        if mode() != m {
-            set_mode(m);
-        }
-    }
 }
 
 /// Switches malloc's settings and libtorch's CPU allocator to `mode`'s; returns whether

@@ -11,7 +11,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 /// The arithmetic the folded net computes in. Part of the feature cache key; features are
 /// stored as fp32 whatever it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// Bit-for-bit the extraction of earlier versions.
@@ -24,16 +24,6 @@ pub enum Precision {
 }
 
 impl Precision {
-    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::Fp16];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-            Precision::Fp16 => "fp16",
-        }
-    }
-
     /// The tensor kind of weights and activations.
     pub fn kind(self) -> Kind {
         match self {
@@ -56,21 +46,7 @@ impl Precision {
     }
 }
 
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Precision::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            let allowed: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
-            Error::invalid("precision", format!("`{s}`; expected one of {}", allowed.join(", ")))
-        })
-    }
-}
+crate::choice::choice!(Precision, "precision");
 
 /// "cpu", "cuda:0", ...: how users spell devices on the command line.
 pub fn device_name(device: Device) -> String {
@@ -256,7 +232,7 @@ mod tests {
 
     #[test]
     fn precision_names_round_trip_and_fp16_needs_cuda() {
-        for p in Precision::ALL {
+        for &p in Precision::all() {
             assert_eq!(p.name().parse::<Precision>().unwrap(), p);
         }
         assert!(Precision::Bf16.check_device(Device::Cpu).is_ok());

@@ -3,14 +3,14 @@
 //! Variable paths equal torchvision's state-dict keys (`layer1.0.downsample.0.weight`), so
 //! its checkpoints load unchanged. Unlike `tch::vision::resnet`, the stages are reachable:
 //! the earlier-layer strategy taps `layer2`/`layer3`.
-use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 /// The five depths torchvision ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
+#[value(rename_all = "lower")]
 pub enum Arch {
     ResNet18,
     ResNet34,
@@ -19,19 +19,9 @@ pub enum Arch {
     ResNet152,
 }
 
+crate::choice::choice!(Arch, "architecture", ignore_case);
+
 impl Arch {
-    pub const ALL: [Arch; 5] = [Arch::ResNet18, Arch::ResNet34, Arch::ResNet50, Arch::ResNet101, Arch::ResNet152];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::ResNet18 => "resnet18",
-            Arch::ResNet34 => "resnet34",
-            Arch::ResNet50 => "resnet50",
-            Arch::ResNet101 => "resnet101",
-            Arch::ResNet152 => "resnet152",
-        }
-    }
-
     /// Blocks per stage.
     fn blocks(self) -> [usize; 4] {
         match self {
@@ -53,53 +43,23 @@ impl Arch {
     }
 }
 
-impl std::str::FromStr for Arch {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Arch::ALL.into_iter().find(|a| a.name() == s.to_ascii_lowercase()).ok_or_else(|| {
-            Error::invalid(
-                "architecture",
-                format!("`{s}`; expected resnet18, resnet34, resnet50, resnet101 or resnet152"),
-            )
-        })
-    }
-}
-
 /// Where features are taken: the global average pool of a stage's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Tap {
     Layer1,
     Layer2,
     Layer3,
     /// The post's choice: the last stage, `[N, 2048]` for ResNet-50.
+    #[value(alias = "pooled")]
     Layer4,
 }
 
+crate::choice::choice!(Tap, "layer");
+
 impl Tap {
-    pub fn name(self) -> &'static str {
-        match self {
-            Tap::Layer1 => "layer1",
-            Tap::Layer2 => "layer2",
-            Tap::Layer3 => "layer3",
-            Tap::Layer4 => "layer4",
-        }
-    }
     pub(crate) fn index(self) -> usize {
         self as usize
-    }
-}
-
-impl std::str::FromStr for Tap {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "layer1" => Ok(Tap::Layer1),
-            "layer2" => Ok(Tap::Layer2),
-            "layer3" => Ok(Tap::Layer3),
-            "layer4" | "pooled" => Ok(Tap::Layer4),
-            _ => Err(Error::invalid("layer", format!("`{s}`; expected layer1, layer2, layer3 or layer4"))),
-        }
     }
 }
 

@@ -4,7 +4,8 @@ use crate::events::ConsoleSink;
 use crate::features::FeatureSet;
 use crate::fsutil::{ensure_dir, read_json, write_atomic};
 use crate::metrics;
-use crate::report::{self, Curves, EpochRow, RunLabel};
+use crate::report::{ConfusionChart, Curves, RunLabel};
+use crate::rundir::RunDir;
 use crate::train::{evaluate, train_head, Evaluation, Head, HeadConfig, TrainOutcome};
 use crate::{Error, Result};
 use polars::prelude::DataFrame;
@@ -40,7 +41,8 @@ impl Tutorial {
         ensure_dir(&dir)?;
         let cfg = HeadConfig::default();
         let n = classes.len() as i64;
-        let (head, outcome) = train_head(&train.features, &train.labels, n, &cfg, &dir, &mut ConsoleSink::new(false))?;
+        let (head, outcome) =
+            train_head(&train.features, &train.labels, n, &cfg, &RunDir::at(&dir), &mut ConsoleSink::new(false))?;
         let saved = Saved {
             outcome: outcome.clone(),
             classes: classes.to_vec(),
@@ -81,18 +83,7 @@ impl TrainedHead {
 
     /// Input of the training-curves chart; `test_accuracy` adds its dashed line.
     pub fn curves(&self, test_accuracy: Option<f64>) -> Curves {
-        let epochs = self
-            .outcome
-            .history
-            .iter()
-            .map(|m| EpochRow {
-                epoch: m.epoch,
-                train_loss: m.train_loss,
-                train_acc: m.train_acc,
-                val_loss: m.val_loss,
-                val_acc: m.val_acc,
-            })
-            .collect();
+        let epochs = self.outcome.history.clone();
         Curves { run: self.label.clone(), epochs, test_accuracy, best_epoch: Some(self.outcome.best_epoch) }
     }
 
@@ -101,9 +92,8 @@ impl TrainedHead {
     }
 
     /// The confusion matrix of `eval`, for tables and for the heatmap.
-    pub fn confusion(&self, eval: &Evaluation) -> (metrics::Confusion, report::Confusion) {
-        let m = metrics::Confusion::new(&eval.labels, &eval.predictions, &self.classes);
-        let r = report::Confusion { run: self.label.clone(), classes: m.classes.clone(), counts: m.counts.clone() };
-        (m, r)
+    pub fn confusion(&self, eval: &Evaluation) -> ConfusionChart {
+        let matrix = metrics::Confusion::new(&eval.labels, &eval.predictions, &self.classes);
+        ConfusionChart { run: self.label.clone(), matrix }
     }
 }

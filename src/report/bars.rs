@@ -1,6 +1,6 @@
 //! Horizontal bar charts: per-class accuracy, and test accuracy across runs.
 //! Horizontal, so long class and run names stay readable without rotated text.
-use super::{colour, draw_chart, draw_empty, Confusion, DrawError};
+use super::{colour, draw_chart, draw_empty, ConfusionChart, DrawError};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -32,7 +32,10 @@ struct Bar {
 }
 
 /// Per-class accuracy (recall) from a confusion matrix, one bar per class.
-pub fn per_class_accuracy<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &Confusion) -> crate::Result<()> {
+pub fn per_class_accuracy<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &ConfusionChart,
+) -> crate::Result<()> {
     draw_chart("per-class accuracy", root, |root| {
         let bars = data
             .classes

@@ -1,52 +1,37 @@
-//! Reading one run directory (`summary.json`, `epochs.csv`, `confusion.csv`,
-//! `events.jsonl`, `config.json`) into the plain structs the charts draw.
+//! One run directory, read through [`RunDir`], into what the charts draw. The records are
+//! the run's own types (`RunSummary`, `EpochMetrics`, `metrics::Confusion`); charts add
+//! only a [`RunLabel`].
 use super::RunLabel;
-use crate::error::IoContext;
 use crate::events::{parse_line, RunEvent};
-use crate::{Error, Result};
-use serde::Deserialize;
+use crate::metrics;
+use crate::run::RunSummary;
+use crate::rundir::RunDir;
+use crate::train::EpochMetrics;
+use crate::Result;
 use std::path::{Path, PathBuf};
-
-/// One line of `epochs.csv`; accuracies are fractions in [0, 1].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EpochRow {
-    pub epoch: u32,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub val_loss: f64,
-    pub val_acc: f64,
-}
 
 /// Input of [`super::training_curves`].
 #[derive(Debug, Clone)]
 pub struct Curves {
     pub run: RunLabel,
-    pub epochs: Vec<EpochRow>,
+    pub epochs: Vec<EpochMetrics>,
     /// Drawn as a dashed horizontal line.
     pub test_accuracy: Option<f64>,
     /// The epoch whose head was kept; its validation point is ringed.
     pub best_epoch: Option<u32>,
 }
 
-/// A confusion matrix: `counts[true][pred]`. Input of the heatmap and per-class bars.
+/// A confusion matrix with the run it belongs to: input of the heatmap and per-class bars.
 #[derive(Debug, Clone)]
-pub struct Confusion {
+pub struct ConfusionChart {
     pub run: RunLabel,
-    pub classes: Vec<String>,
-    pub counts: Vec<Vec<u64>>,
+    pub matrix: metrics::Confusion,
 }
 
-impl Confusion {
-    /// Recall of each class (diagonal / row sum); `None` for a class with no samples.
-    pub fn per_class_accuracy(&self) -> Vec<Option<f64>> {
-        self.counts
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let n: u64 = row.iter().sum();
-                (n > 0).then(|| row.get(i).copied().unwrap_or(0) as f64 / n as f64)
-            })
-            .collect()
+impl std::ops::Deref for ConfusionChart {
+    type Target = metrics::Confusion;
+    fn deref(&self) -> &metrics::Confusion {
+        &self.matrix
     }
 }
 
@@ -67,37 +52,15 @@ pub struct Throughput {
     pub cache_hits: Vec<String>,
 }
 
-/// The parts of `summary.json` a report shows. Read leniently (unknown fields ignored,
-/// newer fields optional) so runs written by older and newer versions all load.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RunInfo {
-    pub dataset: String,
-    pub synthetic: bool,
-    pub weights: String,
-    pub pretrained: bool,
-    pub best_epoch: u32,
-    pub best_val_acc: f64,
-    pub test_accuracy: f64,
-    pub test_samples: usize,
-    #[serde(default)]
-    pub note: String,
-    /// e.g. "linear-probe"; absent in runs from before strategies existed.
-    #[serde(default)]
-    pub strategy: Option<String>,
-    /// A `STOP` request ended training early.
-    #[serde(default)]
-    pub stopped: bool,
-}
-
 /// Everything a report needs from one run directory.
 #[derive(Debug, Clone)]
 pub struct RunData {
     pub dir: PathBuf,
     /// The directory's name: unique, so it labels the run in comparisons.
     pub name: String,
-    pub summary: RunInfo,
-    pub epochs: Vec<EpochRow>,
-    pub confusion: Confusion,
+    pub summary: RunSummary,
+    pub epochs: Vec<EpochMetrics>,
+    pub confusion: ConfusionChart,
     /// Empty when the run has no `events.jsonl`.
     pub throughput: Throughput,
     /// Preprocessing size from `config.json`, when recorded.
@@ -107,28 +70,17 @@ pub struct RunData {
 impl RunData {
     /// Reads a finished run directory; errors name the directory or file at fault.
     pub fn load(dir: &Path) -> Result<RunData> {
-        if !dir.is_dir() {
-            return Err(Error::data(dir, "not a run directory (it does not exist or is not a folder)"));
-        }
-        let summary_path = dir.join("summary.json");
-        if !summary_path.is_file() {
-            return Err(Error::data(dir, "no summary.json: not a finished run directory (did the run fail?)"));
-        }
-        let summary: RunInfo = crate::fsutil::read_json(&summary_path)?;
-        let name = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        let name =
-            name.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
+        let rd = RunDir::open(dir)?;
+        let summary = rd.read_summary()?;
+        let name = rd.name();
         let run = RunLabel { name: name.clone(), synthetic: summary.synthetic, pretrained: summary.pretrained };
-        let epochs = parse_epochs(&dir.join("epochs.csv"), &read_text(&dir.join("epochs.csv"))?)?;
-        let confusion =
-            parse_confusion(&dir.join("confusion.csv"), &read_text(&dir.join("confusion.csv"))?, run.clone())?;
-        let events = dir.join("events.jsonl");
-        let throughput = if events.is_file() {
-            parse_throughput(&read_text(&events)?, run)
-        } else {
-            Throughput { run, points: vec![], cache_hits: vec![] }
+        let epochs = rd.read_epochs()?;
+        let confusion = ConfusionChart { run: run.clone(), matrix: rd.read_confusion()? };
+        let throughput = match rd.read_events_text()? {
+            Some(text) => parse_throughput(&text, run),
+            None => Throughput { run, points: vec![], cache_hits: vec![] },
         };
-        let image_size = read_image_size(&dir.join("config.json"));
+        let image_size = rd.image_size();
         Ok(RunData { dir: dir.to_path_buf(), name, summary, epochs, confusion, throughput, image_size })
     }
 
@@ -145,66 +97,6 @@ impl RunData {
             best_epoch: Some(self.summary.best_epoch),
         }
     }
-}
-
-fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).ctx(|| format!("reading {}", path.display()))
-}
-
-/// Parses `epochs.csv` (header `epoch,train_loss,train_acc,val_loss,val_acc`).
-pub(crate) fn parse_epochs(path: &Path, text: &str) -> Result<Vec<EpochRow>> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next().unwrap_or_default();
-    if header.split(',').map(unquote).ne(["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]) {
-        return Err(Error::data(path, format!("unexpected header `{header}`")));
-    }
-    lines
-        .enumerate()
-        .map(|(i, line)| {
-            let bad = || Error::data(path, format!("line {}: expected 5 numbers, got `{line}`", i + 2));
-            let f: Vec<f64> =
-                line.split(',').map(|s| unquote(s).parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
-            match f[..] {
-                [e, tl, ta, vl, va] if e >= 0.0 => {
-                    Ok(EpochRow { epoch: e as u32, train_loss: tl, train_acc: ta, val_loss: vl, val_acc: va })
-                }
-                _ => Err(bad()),
-            }
-        })
-        .collect()
-}
-
-/// A CSV cell without surrounding spaces and quotes.
-fn unquote(cell: &str) -> &str {
-    let c = cell.trim();
-    c.strip_prefix('"').and_then(|c| c.strip_suffix('"')).unwrap_or(c)
-}
-
-/// Parses `confusion.csv`: header `true\pred,<classes>` (or `true,<classes>`), then
-/// `<class>,<counts>` per row. Class names holding commas are not supported.
-pub(crate) fn parse_confusion(path: &Path, text: &str, run: RunLabel) -> Result<Confusion> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next().unwrap_or_default();
-    let classes: Vec<String> = header.split(',').skip(1).map(|s| unquote(s).to_string()).collect();
-    if classes.is_empty() {
-        return Err(Error::data(path, format!("header `{header}` names no classes")));
-    }
-    let mut counts = Vec::with_capacity(classes.len());
-    for (i, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split(',').collect();
-        let row: Option<Vec<u64>> = cells.iter().skip(1).map(|c| unquote(c).parse().ok()).collect();
-        match row {
-            Some(row) if row.len() == classes.len() => counts.push(row),
-            _ => {
-                let why = format!("line {}: expected a class name and {} counts, got `{line}`", i + 2, classes.len());
-                return Err(Error::data(path, why));
-            }
-        }
-    }
-    if counts.len() != classes.len() {
-        return Err(Error::data(path, format!("{} rows for {} classes", counts.len(), classes.len())));
-    }
-    Ok(Confusion { run, classes, counts })
 }
 
 /// Extraction rates over time from `events.jsonl`; time counts from the first event.
@@ -226,32 +118,29 @@ pub(crate) fn parse_throughput(text: &str, run: RunLabel) -> Throughput {
     Throughput { run, points, cache_hits }
 }
 
-/// `config.extract.preprocess.size` from `config.json`; optional, so any problem is `None`.
-fn read_image_size(path: &Path) -> Option<i64> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    v.pointer("/config/extract/preprocess/size")?.as_i64()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bad_csv_names_file_and_line() {
-        let p = Path::new("r/epochs.csv");
-        let e = parse_epochs(p, "epoch,train_loss,train_acc,val_loss,val_acc\n1,0.5,x,0.4,0.8\n").unwrap_err();
-        assert!(e.to_string().contains("r/epochs.csv") && e.to_string().contains("line 2"), "{e}");
-        let c = parse_confusion(Path::new("c.csv"), "true\\pred,a,b\na,1,2\n", RunLabel::new("r")).unwrap_err();
-        assert!(c.to_string().contains("1 rows for 2 classes"), "{c}");
+    fn a_bad_table_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let rd = RunDir::at(dir.path());
+        std::fs::write(
+            rd.table_csv(crate::rundir::Table::Epochs),
+            "epoch,train_loss,train_acc,val_loss,val_acc\n1,0.5,x,0.4,0.8\n",
+        )
+        .unwrap();
+        let e = rd.read_epochs().unwrap_err().to_string();
+        assert!(e.contains("epochs.csv") && e.contains("train_acc"), "{e}");
+        std::fs::write(rd.table_csv(crate::rundir::Table::Confusion), "true\\pred,a,b\na,1,2\n").unwrap();
+        let c = rd.read_confusion().unwrap_err().to_string();
+        assert!(c.contains("confusion.csv") && c.contains("1 rows for 2 classes"), "{c}");
     }
 
     #[test]
     fn per_class_accuracy_is_row_recall() {
-        let c = Confusion {
-            run: RunLabel::new("r"),
-            classes: vec!["a".into(), "b".into()],
-            counts: vec![vec![3, 1], vec![0, 0]],
-        };
+        let c = metrics::Confusion { classes: vec!["a".into(), "b".into()], counts: vec![vec![3, 1], vec![0, 0]] };
         assert_eq!(c.per_class_accuracy(), vec![Some(0.75), None]);
     }
 }

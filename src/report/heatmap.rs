@@ -1,12 +1,15 @@
 //! The confusion matrix as a heatmap: true class down, predicted class across.
-use super::{draw_chart, draw_empty, Confusion};
+use super::{draw_chart, draw_empty, ConfusionChart};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// Cells shaded by the row fraction (so classes of different sizes compare), each
 /// labelled with its count; class names on both axes.
-pub fn confusion_heatmap<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, data: &Confusion) -> crate::Result<()> {
+pub fn confusion_heatmap<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    data: &ConfusionChart,
+) -> crate::Result<()> {
     draw_chart("confusion matrix", root, |root| {
         let title = data.run.title("Confusion matrix");
         let k = data.classes.len() as i32;

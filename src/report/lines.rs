@@ -107,7 +107,7 @@ fn series<'a, DB: DrawingBackend + 'a>(
     data: &Curves,
     label: &str,
     c: RGBColor,
-    y: impl Fn(&super::EpochRow) -> f64,
+    y: impl Fn(&crate::train::EpochMetrics) -> f64,
 ) -> Result<(), DrawError> {
     let pts: Vec<(f64, f64)> = data.epochs.iter().map(|e| (e.epoch as f64, y(e))).collect();
     chart

@@ -2,7 +2,7 @@
 //!
 //! Each chart is one function generic over any plotters [`DrawingBackend`], so the same
 //! code draws SVG (files, evcxr notebooks) and PNG (bitmaps). Inputs are small plain
-//! structs ([`Curves`], [`Confusion`], [`Comparison`], [`Throughput`], [`Pca`]) that
+//! structs ([`Curves`], [`ConfusionChart`], [`Comparison`], [`Throughput`], [`Pca`]) that
 //! [`RunData::load`] builds from a run directory, or that a notebook builds by hand.
 //!
 //! ```no_run
@@ -25,7 +25,7 @@ mod pca;
 mod write;
 
 pub use bars::{per_class_accuracy, run_comparison, Comparison, ComparisonBar};
-pub use data::{Confusion, Curves, EpochRow, RunData, RunInfo, Throughput, ThroughputPoint};
+pub use data::{ConfusionChart, Curves, RunData, Throughput, ThroughputPoint};
 pub use heatmap::confusion_heatmap;
 pub use lines::{throughput, training_curves};
 pub use output::{render_png, render_svg, save_png, save_svg, Chart, Figure};

@@ -1,5 +1,5 @@
 //! Where charts go: SVG and PNG files (atomic), and inline SVG in evcxr notebooks.
-use super::{Comparison, Confusion, Curves, Pca, Throughput};
+use super::{Comparison, ConfusionChart, Curves, Pca, Throughput};
 use crate::fsutil::write_atomic;
 use crate::{Error, Result};
 use plotters::coord::Shift;
@@ -100,8 +100,8 @@ impl Chart {
 #[derive(Debug, Clone, Copy)]
 pub enum Figure<'a> {
     TrainingCurves(&'a Curves),
-    Confusion(&'a Confusion),
-    PerClassAccuracy(&'a Confusion),
+    Confusion(&'a ConfusionChart),
+    PerClassAccuracy(&'a ConfusionChart),
     Comparison(&'a Comparison),
     Throughput(&'a Throughput),
     Pca(&'a Pca),

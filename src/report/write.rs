@@ -1,6 +1,7 @@
 //! `report.md` plus its charts, for one run or a comparison of several.
 use super::{Comparison, ComparisonBar, Figure, RunData};
 use crate::fsutil::{ensure_dir, write_atomic};
+use crate::train::Strategy;
 use crate::{Error, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub fn summary_rows(runs: &[RunData]) -> Vec<SummaryRow> {
     runs.iter()
         .map(|r| SummaryRow {
             name: r.name.clone(),
-            strategy: r.summary.strategy.clone(),
+            strategy: r.summary.strategy.map(Strategy::name),
             dataset: r.summary.dataset.clone(),
             synthetic: r.summary.synthetic,
             weights: r.summary.weights.clone(),
@@ -90,8 +91,8 @@ pub fn summary_frame(rows: &[SummaryRow]) -> Result<polars::prelude::DataFrame> 
 
 /// The run's test-split feature cache, when the run recorded one (`features.json`).
 fn test_features(run_dir: &Path) -> Option<crate::features::FeatureSet> {
-    let v: serde_json::Value = crate::fsutil::read_json(&run_dir.join("features.json")).ok()?;
-    crate::features::load_features(Path::new(v["test"].as_str()?)).ok()
+    let dirs = crate::rundir::RunDir::at(run_dir).read_feature_dirs().ok()?;
+    crate::features::load_features(&dirs.test?).ok()
 }
 
 /// A table cell: pipes and newlines would break the row.
@@ -173,7 +174,7 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
 /// Test accuracy by run; labels add the strategy and image size where runs differ in them.
 pub fn comparison(runs: &[RunData]) -> Comparison {
     let differ = |f: &dyn Fn(&RunData) -> Option<String>| runs.iter().any(|r| f(r) != f(&runs[0]));
-    let strategy = |r: &RunData| r.summary.strategy.clone();
+    let strategy = |r: &RunData| r.summary.strategy.map(Strategy::name);
     let size = |r: &RunData| r.image_size.map(|s| format!("{s} px"));
     let (by_strategy, by_size) = (differ(&strategy), differ(&size));
     let bars = runs

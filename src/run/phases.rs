@@ -1,13 +1,14 @@
 //! The two halves of a run: training (fetch, extract, train) and evaluation on the test
 //! split from the saved best checkpoint. `tlab run` does both; `tlab train` and
 //! `tlab evaluate` one each, in separate processes if the user likes.
-use super::{open_backbone, open_data, run_note, stage, RecordedConfig, RunConfig, RunSummary, WeightsChoice};
+use super::config::{run_note, stage, RecordedConfig, RunConfig, RunSummary, WeightsChoice};
+use super::setup::{open_backbone, open_data, parse_device};
 use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, RunEvent};
 use crate::features::{extract_features, ExtractConfig};
-use crate::fsutil::{ensure_dir, read_json, write_json_atomic};
 use crate::metrics::Confusion;
 use crate::models::{Backbone, Tap};
+use crate::rundir::{self, FeatureDirs, RunDir, Table, Weights};
 use crate::tables;
 use crate::train::{
     evaluate, evaluate_images, train_head, train_on_images, Evaluation, Head, ImageModel, Strategy, TrainOutcome,
@@ -42,8 +43,8 @@ fn probe_tap(cfg: &RunConfig) -> Tap {
     }
 }
 
-pub(crate) fn train_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mut dyn EventSink) -> Result<Trained> {
-    let device = super::parse_device(&cfg.device)?;
+pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache_root: &Path, sink: &mut dyn EventSink) -> Result<Trained> {
+    let device = parse_device(&cfg.device)?;
     let (train, backbone) = stage(sink, "fetch", |s| {
         let (train, _test) = open_data(cfg, cache_root, s)?;
         let backbone = match cfg.strategy {
@@ -55,7 +56,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mu
     })?;
     let note = run_note(train.synthetic, backbone.weights.pretrained);
     sink.emit(&RunEvent::RunStarted { name: cfg.name.clone(), synthetic: train.synthetic, note: note.clone() });
-    write_json_atomic(&dir.join("config.json"), &RecordedConfig::new(cfg, &train, &backbone))?;
+    dir.write_json(rundir::CONFIG, &RecordedConfig::new(cfg, &train, &backbone))?;
     let classes = train.classes.len() as i64;
     let mut steps = StepLog(Vec::new(), sink);
     let outcome = if cfg.strategy.on_images() {
@@ -63,8 +64,8 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mu
     } else {
         train_probe(cfg, &backbone, &train, dir, cache_root, classes, &mut steps)?
     };
-    tables::write_frame(&mut tables::epochs_frame(&outcome.history)?, dir, "epochs")?;
-    tables::write_frame(&mut tables::steps_frame(&steps.0)?, dir, "steps")?;
+    dir.write_table(Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
+    dir.write_table(Table::Steps, &mut tables::steps_frame(&steps.0)?)?;
     let trained = Trained {
         data: if train.synthetic && !cfg.data.is_synthetic() {
             DataSpec::synthetic_default()
@@ -87,7 +88,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mu
         best_val_acc: outcome.best_val_acc,
         epochs_run: outcome.history.len(),
     };
-    write_json_atomic(&dir.join("trained.json"), &trained)?;
+    dir.write_json(rundir::TRAINED, &trained)?;
     Ok(trained)
 }
 
@@ -111,14 +112,14 @@ fn train_probe(
     cfg: &RunConfig,
     backbone: &Backbone,
     train: &data::Dataset,
-    dir: &Path,
+    dir: &RunDir,
     cache_root: &Path,
     classes: i64,
     sink: &mut dyn EventSink,
 ) -> Result<TrainOutcome> {
     let ecfg = extract_cfg(cfg, probe_tap(cfg));
     let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache_root, s))?;
-    write_json_atomic(&dir.join("features.json"), &serde_json::json!({ "train": ftrain.dir }))?;
+    dir.write_json(rundir::FEATURES, &FeatureDirs { train: Some(ftrain.dir.clone()), test: None })?;
     let (_head, outcome) =
         stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
     Ok(outcome)
@@ -129,7 +130,7 @@ fn train_images(
     cfg: &RunConfig,
     backbone: &Backbone,
     train: &data::Dataset,
-    dir: &Path,
+    dir: &RunDir,
     classes: i64,
     sink: &mut dyn EventSink,
 ) -> Result<TrainOutcome> {
@@ -137,13 +138,12 @@ fn train_images(
     copy_body(&backbone.vs, &model.vs)?;
     if cfg.strategy == Strategy::FineTune {
         sink.info("fine-tune: training the head on frozen features first");
-        let probe_dir = dir.join("probe");
-        ensure_dir(&probe_dir)?;
+        let probe_dir = dir.probe().ensure()?;
         let ecfg = extract_cfg(cfg, Tap::Layer4);
         // The probe's small feature cache lives in the run: the body is about to change.
-        let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, &probe_dir, s))?;
+        let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, probe_dir.path(), s))?;
         let _ = train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, &probe_dir, sink)?;
-        model.load_head(&probe_dir.join("head-best.safetensors"))?;
+        model.load_head(&probe_dir.best(Weights::Head))?;
     }
     let pre = cfg.extract.preprocess;
     stage(sink, "train", |s| train_on_images(&mut model, train, &pre, &cfg.images, dir, s))
@@ -163,10 +163,10 @@ fn copy_body(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<()> {
 }
 
 /// Evaluates a trained run directory on the test split.
-pub(crate) fn evaluate_in(dir: &Path, cache_root: &Path, sink: &mut dyn EventSink) -> Result<RunSummary> {
-    let cfg = super::read_run_config(dir)?;
-    let t: Trained = read_json(&dir.join("trained.json"))?;
-    let device = super::parse_device(&cfg.device)?;
+pub(crate) fn evaluate_in(dir: &RunDir, cache_root: &Path, sink: &mut dyn EventSink) -> Result<RunSummary> {
+    let cfg = dir.read_config()?;
+    let t: Trained = dir.read_json(rundir::TRAINED)?;
+    let device = parse_device(&cfg.device)?;
     let ev = stage(sink, "evaluate", |s| {
         let mut test = data::open(&t.data, Split::Test, cache_root, s)?;
         if let Some(n) = cfg.limit {
@@ -181,12 +181,12 @@ pub(crate) fn evaluate_in(dir: &Path, cache_root: &Path, sink: &mut dyn EventSin
         Ok(ev)
     })?;
     let confusion = Confusion::new(&ev.labels, &ev.predictions, &t.classes);
-    tables::write_frame(&mut tables::per_class_frame(&confusion)?, dir, "per_class")?;
-    tables::write_frame(&mut tables::confusion_frame(&confusion)?, dir, "confusion")?;
+    dir.write_table(Table::PerClass, &mut tables::per_class_frame(&confusion)?)?;
+    dir.write_table(Table::Confusion, &mut tables::confusion_frame(&confusion)?)?;
     let expected = if cfg.strategy.on_images() { cfg.images.epochs } else { cfg.head.epochs };
     let summary = RunSummary {
-        run_dir: dir.to_path_buf(),
-        strategy: cfg.strategy,
+        run_dir: dir.path().to_path_buf(),
+        strategy: Some(cfg.strategy),
         stopped: t.epochs_run < expected as usize,
         dataset: t.dataset,
         synthetic: t.synthetic,
@@ -198,7 +198,7 @@ pub(crate) fn evaluate_in(dir: &Path, cache_root: &Path, sink: &mut dyn EventSin
         test_samples: ev.labels.len(),
         note: t.note,
     };
-    write_json_atomic(&dir.join("summary.json"), &summary)?;
+    dir.write_json(rundir::SUMMARY, &summary)?;
     Ok(summary)
 }
 
@@ -207,7 +207,7 @@ fn evaluate_probe(
     cfg: &RunConfig,
     t: &Trained,
     test: &data::Dataset,
-    dir: &Path,
+    dir: &RunDir,
     cache_root: &Path,
     device: tch::Device,
     sink: &mut dyn EventSink,
@@ -216,10 +216,10 @@ fn evaluate_probe(
     let backbone = open_backbone(&used, cache_root, device, sink)?;
     let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache_root, sink)?;
     let mut head = Head::new(ftest.dim(), t.classes.len() as i64, cfg.head.dropout, device);
-    head.vs.load(dir.join("head-best.safetensors"))?;
-    let mut dirs: serde_json::Value = read_json(&dir.join("features.json")).unwrap_or_else(|_| serde_json::json!({}));
-    dirs["test"] = serde_json::json!(ftest.dir);
-    write_json_atomic(&dir.join("features.json"), &dirs)?;
+    crate::train::fit::load(&mut head.vs, &dir.best(Weights::Head))?;
+    let mut dirs = dir.read_feature_dirs().unwrap_or_default();
+    dirs.test = Some(ftest.dir.clone());
+    dir.write_json(rundir::FEATURES, &dirs)?;
     evaluate(&head, &ftest.features, &ftest.labels)
 }
 
@@ -228,11 +228,11 @@ fn evaluate_model(
     cfg: &RunConfig,
     t: &Trained,
     test: &data::Dataset,
-    dir: &Path,
+    dir: &RunDir,
     device: tch::Device,
 ) -> Result<Evaluation> {
     let mut model = ImageModel::new(cfg.arch, t.classes.len() as i64, cfg.images.dropout, device);
-    model.vs.load(dir.join("model-best.safetensors"))?;
+    crate::train::fit::load(&mut model.vs, &dir.best(Weights::Model))?;
     let idx: Vec<i64> = (0..test.len() as i64).collect();
     evaluate_images(&model, test, &idx, &cfg.extract.preprocess, cfg.images.batch_size)
 }

@@ -2,22 +2,14 @@
 //! cross-entropy, Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7), batch 32, 10 epochs,
 //! `validation_split=0.2` (the last 20%, taken before shuffling), best epoch by validation
 //! accuracy kept (Keras `ModelCheckpoint(save_best_only=True)`).
-use crate::events::{EventSink, RunEvent};
+use super::fit::{fit, Adam, FitConfig, Split, TrainStep, ValSplit};
+use crate::events::EventSink;
+use crate::rundir::{RunDir, Weights};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use tch::nn::{self, Module, OptimizerConfig};
+use std::path::PathBuf;
+use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
-
-/// How the validation set is cut from the training arrays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValSplit {
-    /// Keras: the last fraction of the arrays, before any shuffling.
-    Last,
-    /// A seeded random subset.
-    Random,
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadConfig {
@@ -52,10 +44,26 @@ impl Default for HeadConfig {
 }
 
 impl HeadConfig {
+    pub fn adam(&self) -> Adam {
+        Adam { beta1: self.beta1, beta2: self.beta2, eps: self.eps }
+    }
+
     /// Adam over `vs` with these settings (PyTorch's update rule, Keras' defaults).
     pub fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
-        let adam = nn::Adam { beta1: self.beta1, beta2: self.beta2, wd: 0.0, eps: self.eps, amsgrad: false };
-        Ok(adam.build(vs, self.learning_rate)?)
+        self.adam().build(vs, &[self.learning_rate])
+    }
+
+    pub fn fit_config(&self) -> FitConfig {
+        FitConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            val_fraction: self.val_fraction,
+            val_split: self.val_split,
+            seed: self.seed,
+            adam: self.adam(),
+            learning_rates: vec![self.learning_rate],
+            reseed_each_epoch: false,
+        }
     }
 }
 
@@ -126,114 +134,57 @@ fn validate(features: &Tensor, labels: &Tensor, classes: i64) -> Result<()> {
     Ok(())
 }
 
-/// Splits indices into (train, val) as `cfg` says.
-fn split_indices(n: i64, cfg: &HeadConfig) -> (Tensor, Tensor) {
-    let n_val = ((n as f64) * cfg.val_fraction).floor() as i64;
-    let order = match cfg.val_split {
-        ValSplit::Last => Tensor::arange(n, (Kind::Int64, Device::Cpu)),
-        ValSplit::Random => Tensor::randperm(n, (Kind::Int64, Device::Cpu)),
-    };
-    (order.narrow(0, 0, n - n_val), order.narrow(0, n - n_val, n_val))
+/// The head's part of [`fit`]: batches are rows of the feature matrix.
+struct HeadStep<'a> {
+    head: &'a mut Head,
+    features: &'a Tensor,
+    labels: &'a Tensor,
 }
 
-/// Trains a head on `features` `[N, D]` / `labels` `[N]`; the best epoch's weights are
-/// saved to `<out_dir>/head-best.safetensors` and loaded back into the returned head.
-/// A `STOP` file in `out_dir` (the dashboard's `s`) ends training after the current batch.
+impl HeadStep<'_> {
+    fn rows(&self, idx: &[i64]) -> (Tensor, Tensor) {
+        let i = Tensor::from_slice(idx);
+        (self.features.index_select(0, &i.to_device(self.features.device())), self.labels.index_select(0, &i))
+    }
+}
+
+impl TrainStep for HeadStep<'_> {
+    fn vars(&mut self) -> &mut nn::VarStore {
+        &mut self.head.vs
+    }
+    fn forward_train(&mut self, idx: &[i64]) -> Result<(Tensor, Tensor)> {
+        let (x, y) = self.rows(idx);
+        Ok((self.head.forward_t(&x, true), y))
+    }
+    fn evaluate(&mut self, idx: &[i64]) -> Result<Evaluation> {
+        let (x, y) = self.rows(idx);
+        evaluate(self.head, &x, &y)
+    }
+    fn data_fingerprint(&self) -> String {
+        let sum = |t: &Tensor| t.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+        format!("features {:?} sum {:e}, labels sum {:e}", self.features.size(), sum(self.features), sum(self.labels))
+    }
+}
+
+/// Trains a head on `features` `[N, D]` / `labels` `[N]` with [`fit`]: the best epoch's
+/// weights are `head-best.safetensors` in `dir`, loaded back into the returned head; a
+/// `STOP` file in `dir` (the dashboard's `s`) ends training after the current batch.
 pub fn train_head(
     features: &Tensor,
     labels: &Tensor,
     classes: i64,
     cfg: &HeadConfig,
-    out_dir: &Path,
+    dir: &RunDir,
     sink: &mut dyn EventSink,
 ) -> Result<(Head, TrainOutcome)> {
     validate(features, labels, classes)?;
+    let fit_cfg = cfg.fit_config();
+    // One stream from the seed: the split, the head's init, then every epoch.
     tch::manual_seed(cfg.seed);
-    let device = features.device();
-    let (tr_idx, va_idx) = split_indices(features.size()[0], cfg);
-    let (xt, yt) = (features.index_select(0, &tr_idx.to_device(device)), labels.index_select(0, &tr_idx));
-    let (xv, yv) = (features.index_select(0, &va_idx.to_device(device)), labels.index_select(0, &va_idx));
-    let mut head = Head::new(features.size()[1], classes, cfg.dropout, device);
-    let mut opt = cfg.optimizer(&head.vs)?;
-    let checkpoint = out_dir.join("head-best.safetensors");
-    let mut history = Vec::new();
-    let (mut best_epoch, mut best_acc) = (0u32, f64::NEG_INFINITY);
-    let mut step = 0u64;
-    for epoch in 1..=cfg.epochs {
-        let n = xt.size()[0];
-        let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0i64);
-        let mut stopped = false;
-        for start in (0..n).step_by(cfg.batch_size as usize) {
-            let len = cfg.batch_size.min(n - start);
-            let idx = perm.narrow(0, start, len);
-            let (x, y) = (xt.index_select(0, &idx.to_device(device)), yt.index_select(0, &idx).to_device(device));
-            let logits = head.forward_t(&x, true);
-            let loss = logits.cross_entropy_for_logits(&y);
-            let loss_v = loss.double_value(&[]);
-            step += 1;
-            if !loss_v.is_finite() {
-                return Err(Error::Training(format!(
-                    "loss is {loss_v} at epoch {epoch} step {step}; the best checkpoint so far is kept at {}",
-                    checkpoint.display()
-                )));
-            }
-            opt.backward_step(&loss);
-            loss_sum += loss_v * len as f64;
-            seen += len;
-            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
-            sink.emit(&RunEvent::StepFinished { epoch, step, loss: loss_v });
-            if out_dir.join("STOP").exists() {
-                stopped = true;
-                break;
-            }
-        }
-        let ev = evaluate(&head, &xv, &yv)?;
-        let m = EpochMetrics {
-            epoch,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
-            val_loss: ev.loss,
-            val_acc: ev.accuracy,
-        };
-        let best = m.val_acc > best_acc;
-        if best {
-            best_acc = m.val_acc;
-            best_epoch = epoch;
-            save_atomic(&head.vs, &checkpoint)?;
-        }
-        sink.emit(&RunEvent::EpochFinished {
-            epoch,
-            train_loss: m.train_loss,
-            train_acc: m.train_acc,
-            val_loss: m.val_loss,
-            val_acc: m.val_acc,
-            best,
-        });
-        history.push(m);
-        if stopped {
-            sink.warn(&format!("stopped on request after step {step} of epoch {epoch}; best checkpoint kept"));
-            break;
-        }
-    }
-    head.vs.load(&checkpoint)?;
-    let outcome = TrainOutcome {
-        history,
-        best_epoch,
-        best_val_acc: best_acc,
-        checkpoint,
-        train_samples: xt.size()[0] as usize,
-        val_samples: xv.size()[0] as usize,
-    };
+    let split = Split::new(features.size()[0], &fit_cfg)?;
+    let mut head = Head::new(features.size()[1], classes, cfg.dropout, features.device());
+    let outcome = fit(&mut HeadStep { head: &mut head, features, labels }, &split, &fit_cfg, dir, Weights::Head, sink)?;
     Ok((head, outcome))
-}
-
-/// Saves a var store through a temp file, so the previous best stays whole on a crash.
-pub fn save_atomic(vs: &nn::VarStore, path: &Path) -> Result<()> {
-    use crate::error::IoContext;
-    let tmp = path.with_extension("tmp.safetensors");
-    vs.save(&tmp)?;
-    std::fs::rename(&tmp, path).ctx(|| format!("renaming {}", tmp.display()))
 }
 
 /// Loss, accuracy and predictions of `head` on features `[N, D]`.

@@ -1,22 +1,24 @@
 //! The post's table beyond the linear probe, trained on images rather than cached
 //! features: fine-tuning, training from a pretrained initialisation, and from scratch.
-use super::head::{save_atomic, EpochMetrics, Evaluation, TrainOutcome};
+use super::fit::{fit, Adam, FitConfig, Split, TrainStep, ValSplit};
+use super::head::{Evaluation, TrainOutcome};
 use crate::data::Dataset;
-use crate::events::{EventSink, RunEvent};
-use crate::fsutil::{read_json, write_json_atomic};
+use crate::events::EventSink;
 use crate::models::{Arch, ResNet, Tap};
 use crate::preprocess::Preprocess;
-use crate::{Error, Result};
+use crate::rundir::{RunDir, Weights};
+use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::nn::{self, Module, OptimizerConfig};
+use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
 /// The four strategies of the post's table, plus the control every comparison needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// Small data like ImageNet: a linear classifier on the last stage's features.
+    #[default]
     LinearProbe,
     /// Small data unlike ImageNet: the same head on an earlier stage's features.
     EarlierLayer,
@@ -29,47 +31,39 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 5] = [
-        Strategy::LinearProbe,
-        Strategy::EarlierLayer,
-        Strategy::FineTune,
-        Strategy::PretrainedInit,
-        Strategy::Scratch,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::LinearProbe => "linear-probe",
-            Strategy::EarlierLayer => "earlier-layer",
-            Strategy::FineTune => "fine-tune",
-            Strategy::PretrainedInit => "pretrained-init",
-            Strategy::Scratch => "scratch",
-        }
-    }
-
     /// Whether it trains on images (not on cached features).
     pub fn on_images(self) -> bool {
         matches!(self, Strategy::FineTune | Strategy::PretrainedInit | Strategy::Scratch)
     }
 }
 
-impl std::str::FromStr for Strategy {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Strategy::ALL.into_iter().find(|x| x.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Strategy::ALL.iter().map(|x| x.name()).collect();
-            Error::invalid("strategy", format!("`{s}`; expected one of {}", names.join(", ")))
-        })
-    }
-}
+crate::choice::choice!(Strategy, "strategy");
 
 /// Which part of the body fine-tuning trains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Unfreeze {
+    /// The last stage and the head.
+    #[default]
     Layer4,
+    /// Every layer.
     All,
 }
+
+crate::choice::choice!(Unfreeze, "unfreeze");
+
+/// BatchNorm while fine-tuning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchNorm {
+    /// ImageNet's statistics kept (small batches estimate them badly).
+    #[default]
+    Frozen,
+    /// Statistics and affine parameters trained.
+    Train,
+}
+
+crate::choice::choice!(BatchNorm, "batch norm");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageTrainConfig {
@@ -85,6 +79,9 @@ pub struct ImageTrainConfig {
     pub augment: bool,
     pub dropout: f64,
     pub val_fraction: f64,
+    /// Absent in older runs, which held out the last fraction.
+    #[serde(default)]
+    pub val_split: ValSplit,
     pub seed: i64,
 }
 
@@ -100,12 +97,27 @@ impl ImageTrainConfig {
             augment: true,
             dropout: 0.3,
             val_fraction: 0.2,
+            val_split: ValSplit::Last,
             seed: 0,
         };
         match s {
             Strategy::PretrainedInit => ImageTrainConfig { unfreeze: Unfreeze::All, freeze_bn: false, ..base },
             Strategy::Scratch => ImageTrainConfig { unfreeze: Unfreeze::All, freeze_bn: false, body_lr: 1e-3, ..base },
             _ => base,
+        }
+    }
+
+    /// The loop's settings: the body in group 0 at `body_lr`, `fc` in group 1 at `head_lr`.
+    pub fn fit_config(&self) -> FitConfig {
+        FitConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            val_fraction: self.val_fraction,
+            val_split: self.val_split,
+            seed: self.seed,
+            adam: Adam::default(),
+            learning_rates: vec![self.body_lr, self.head_lr],
+            reseed_each_epoch: true,
         }
     }
 }
@@ -144,15 +156,6 @@ impl ImageModel {
     }
 }
 
-/// Per-epoch progress, saved so an interrupted run resumes at the next epoch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainState {
-    epoch: u32,
-    best_epoch: u32,
-    best_val_acc: f64,
-    history: Vec<EpochMetrics>,
-}
-
 /// Random crop after 4-pixel reflection padding, and horizontal flip, per sample.
 fn augment(x: &Tensor) -> Tensor {
     let (n, h, w) = (x.size()[0], x.size()[2], x.size()[3]);
@@ -172,113 +175,50 @@ fn augment(x: &Tensor) -> Tensor {
     Tensor::stack(&crops, 0)
 }
 
-/// Trains `model` on `train` images (the last `val_fraction` held out, as Keras does).
-/// Checkpoints every epoch (`model-last.safetensors` + `train-state.json`) and resumes
-/// from them; the best epoch by validation accuracy is `model-best.safetensors`, loaded at
-/// the end. A `STOP` file in `dir` ends training after the current batch, checkpointed.
+/// The image strategies' part of [`fit`]: batches are gathered, augmented and
+/// preprocessed images.
+struct ImageStep<'a> {
+    model: &'a mut ImageModel,
+    data: &'a Dataset,
+    pre: &'a Preprocess,
+    cfg: &'a ImageTrainConfig,
+}
+
+impl TrainStep for ImageStep<'_> {
+    fn vars(&mut self) -> &mut nn::VarStore {
+        &mut self.model.vs
+    }
+    fn forward_train(&mut self, idx: &[i64]) -> Result<(Tensor, Tensor)> {
+        let (imgs, y) = self.data.gather(idx)?;
+        let imgs = if self.cfg.augment { augment(&imgs) } else { imgs };
+        let x = self.pre.apply(&imgs, self.model.vs.device())?;
+        Ok((self.model.forward_t(&x, !self.cfg.freeze_bn, true), y))
+    }
+    fn evaluate(&mut self, idx: &[i64]) -> Result<Evaluation> {
+        evaluate_images(self.model, self.data, idx, self.pre, self.cfg.batch_size)
+    }
+    fn data_fingerprint(&self) -> String {
+        format!("{} {:?}", self.data.digest, self.pre)
+    }
+}
+
+/// Trains `model` on `train` images with [`fit`]: checkpoints every epoch
+/// (`model-last.safetensors` + `train-state.json`) and resumes from them; the best epoch
+/// by validation accuracy is `model-best.safetensors`, loaded at the end. A `STOP` file
+/// in `dir` ends training after the current batch, checkpointed.
 pub fn train_on_images(
     model: &mut ImageModel,
     train: &Dataset,
     pre: &Preprocess,
     cfg: &ImageTrainConfig,
-    dir: &Path,
+    dir: &RunDir,
     sink: &mut dyn EventSink,
 ) -> Result<TrainOutcome> {
-    let n = train.len() as i64;
-    let n_val = (n as f64 * cfg.val_fraction).floor() as i64;
-    if n - n_val < 2 || n_val < 1 {
-        return Err(Error::invalid("training data", format!("{n} images; need more to train and validate")));
-    }
     model.set_trainable(cfg.unfreeze);
-    crate::heap::reuse_freed_memory();
-    let adam = nn::Adam { eps: 1e-7, ..Default::default() };
-    let mut opt = adam.build(&model.vs, cfg.head_lr)?;
-    opt.set_lr_group(0, cfg.body_lr);
-    opt.set_lr_group(1, cfg.head_lr);
-    let (last, best, state_path) =
-        (dir.join("model-last.safetensors"), dir.join("model-best.safetensors"), dir.join("train-state.json"));
-    let mut state = TrainState { epoch: 0, best_epoch: 0, best_val_acc: f64::NEG_INFINITY, history: vec![] };
-    if state_path.exists() && last.exists() {
-        state = read_json(&state_path)?;
-        model.vs.load(&last)?;
-        sink.info(&format!("resuming after epoch {} from {}", state.epoch, last.display()));
-    }
-    let device = model.vs.device();
-    let val_idx: Vec<i64> = (n - n_val..n).collect();
-    let mut step = 0u64;
-    for epoch in state.epoch + 1..=cfg.epochs {
-        tch::manual_seed(cfg.seed + epoch as i64);
-        let perm = Vec::<i64>::try_from(&Tensor::randperm(n - n_val, (Kind::Int64, Device::Cpu)))?;
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0i64);
-        let mut stopped = false;
-        for idx in perm.chunks(cfg.batch_size as usize) {
-            let (imgs, y) = train.gather(idx)?;
-            let imgs = if cfg.augment { augment(&imgs) } else { imgs };
-            let x = pre.apply(&imgs, device)?;
-            let y = y.to_device(device);
-            let logits = model.forward_t(&x, !cfg.freeze_bn, true);
-            let loss = logits.cross_entropy_for_logits(&y);
-            let loss_v = loss.double_value(&[]);
-            step += 1;
-            if !loss_v.is_finite() {
-                return Err(Error::Training(format!(
-                    "loss is {loss_v} at epoch {epoch} step {step}; the last good checkpoint is {}",
-                    last.display()
-                )));
-            }
-            opt.backward_step(&loss);
-            loss_sum += loss_v * idx.len() as f64;
-            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
-            seen += idx.len() as i64;
-            sink.emit(&RunEvent::StepFinished { epoch, step, loss: loss_v });
-            if dir.join("STOP").exists() {
-                stopped = true;
-                break;
-            }
-        }
-        let ev = evaluate_images(model, train, &val_idx, pre, cfg.batch_size)?;
-        let m = EpochMetrics {
-            epoch,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
-            val_loss: ev.loss,
-            val_acc: ev.accuracy,
-        };
-        let is_best = m.val_acc > state.best_val_acc;
-        if is_best {
-            state.best_val_acc = m.val_acc;
-            state.best_epoch = epoch;
-            save_atomic(&model.vs, &best)?;
-        }
-        save_atomic(&model.vs, &last)?;
-        state.epoch = epoch;
-        state.history.push(m.clone());
-        write_json_atomic(&state_path, &state)?;
-        sink.emit(&RunEvent::EpochFinished {
-            epoch,
-            train_loss: m.train_loss,
-            train_acc: m.train_acc,
-            val_loss: m.val_loss,
-            val_acc: m.val_acc,
-            best: is_best,
-        });
-        if stopped {
-            sink.warn(&format!("stopped on request after step {step} of epoch {epoch}; checkpoint saved"));
-            break;
-        }
-    }
-    if best.exists() {
-        model.vs.load(&best)?;
-    }
-    crate::heap::release_free_pages();
-    Ok(TrainOutcome {
-        history: state.history,
-        best_epoch: state.best_epoch,
-        best_val_acc: state.best_val_acc,
-        checkpoint: best,
-        train_samples: (n - n_val) as usize,
-        val_samples: n_val as usize,
-    })
+    let fit_cfg = cfg.fit_config();
+    tch::manual_seed(cfg.seed);
+    let split = Split::new(train.len() as i64, &fit_cfg)?;
+    fit(&mut ImageStep { model, data: train, pre, cfg }, &split, &fit_cfg, dir, Weights::Model, sink)
 }
 
 /// Loss and accuracy of `model` (eval mode) on `data[indices]`, in batches.

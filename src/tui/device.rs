@@ -2,7 +2,7 @@
 //!
 //! Sampled on a background thread (nvidia-smi takes ~100 ms) into a plain struct that
 //! the view reads; tests build the struct by hand, so snapshots never see the host.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,8 +32,8 @@ pub struct ProcessInfo {
 
 /// Which process to watch: the run's when known (in-process, `--pid`, or a `pid` file in
 /// the run directory), else this one, labelled as such.
-pub fn watched_pid(run_dir: &Path, given: Option<u32>) -> (u32, String) {
-    let from_file = || std::fs::read_to_string(run_dir.join("pid")).ok().and_then(|s| s.trim().parse().ok());
+pub fn watched_pid(run_dir: &crate::rundir::RunDir, given: Option<u32>) -> (u32, String) {
+    let from_file = || run_dir.read_pid();
     match given.or_else(from_file) {
         Some(pid) => (pid, format!("run pid {pid}")),
         None => (std::process::id(), format!("dashboard pid {} (run pid unknown)", std::process::id())),

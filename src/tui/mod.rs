@@ -4,7 +4,7 @@
 //! filesystem); `tlab run --dash` runs the pipeline on a thread and shows the same
 //! dashboard on this one. Without a terminal on stdout it prints plain lines instead.
 //! The run is never touched except through one file: `s` writes `STOP` into the run
-//! directory, and the training loop checks for it ([`stop_requested`]).
+//! directory ([`RunDir::request_stop`]), and the training loop checks for it.
 //!
 //! Shape: [`state`] (pure, events -> `DashState`), [`app`] (UI state and keys),
 //! `view`/`panels` (`impl Widget for &App`), `term` (terminal loop), [`tail`] (reader).
@@ -23,15 +23,12 @@ mod view;
 pub use app::App;
 pub use state::DashState;
 
+use crate::rundir::RunDir;
 use crate::{Error, Result};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-
-/// The file that asks a run to stop gracefully.
-pub const STOP_FILE: &str = "STOP";
-pub const EVENTS_FILE: &str = "events.jsonl";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -78,9 +75,9 @@ pub enum DashExit {
 /// Where a run's files are.
 #[derive(Debug, Clone)]
 pub struct RunFiles {
-    pub dir: PathBuf,
+    pub dir: RunDir,
+    /// The run's `events.jsonl`, or the file `tlab extract --events` named.
     pub events: PathBuf,
-    pub stop: PathBuf,
 }
 
 impl RunFiles {
@@ -88,13 +85,12 @@ impl RunFiles {
     pub fn locate(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path)
             .map_err(|e| Error::invalid("run directory", format!("`{}` cannot be read: {e}", path.display())))?;
-        let (dir, events) = if meta.is_dir() {
-            (path.to_path_buf(), path.join(EVENTS_FILE))
-        } else {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            (dir.to_path_buf(), path.to_path_buf())
-        };
-        Ok(RunFiles { stop: dir.join(STOP_FILE), dir, events })
+        if meta.is_dir() {
+            let dir = RunDir::at(path);
+            return Ok(RunFiles { events: dir.events(), dir });
+        }
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Ok(RunFiles { dir: RunDir::at(dir), events: path.to_path_buf() })
     }
 }
 
@@ -142,60 +138,6 @@ pub fn newest_run(runs_root: &Path) -> Result<PathBuf> {
         })
 }
 
-/// Asks the run in `run_dir` to stop gracefully, by creating its `STOP` file.
-pub fn request_stop(run_dir: &Path) -> Result<()> {
-    let path = run_dir.join(STOP_FILE);
-    let text =
-        format!("stop requested by tlab dash (pid {}) at t_ms {}\n", std::process::id(), crate::events::now_ms());
-    std::fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
-}
-
-/// For the training loop: has someone asked this run to stop?
-pub fn stop_requested(run_dir: &Path) -> bool {
-    run_dir.join(STOP_FILE).exists()
-}
-
-/// A tiny command line for the helper binary and `tlab dash` until clap wires it:
-/// `[RUN_DIR] [--runs-dir DIR] [--pid PID] [--plain|--tui] [--once] [--fps N]`.
-/// Returns the process exit code.
-pub fn dash_main(args: &[String]) -> i32 {
-    match parse_args(args).and_then(|(dir, root, opts)| dash(dir.as_deref(), &root, opts)) {
-        Ok(_) => 0,
-        Err(e) => {
-            eprintln!("error: {e}");
-            1
-        }
-    }
-}
-
-fn parse_args(args: &[String]) -> Result<(Option<PathBuf>, PathBuf, DashOptions)> {
-    let (mut dir, mut root, mut opts) = (None, PathBuf::from("runs"), DashOptions::default());
-    let mut it = args.iter();
-    let bad = |what: &str, why: String| Error::invalid(what, why);
-    while let Some(a) = it.next() {
-        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| bad(flag, "needs a value".into()));
-        match a.as_str() {
-            "--runs-dir" => root = PathBuf::from(value("--runs-dir")?),
-            "--pid" => opts.pid = Some(value("--pid")?.parse().map_err(|e| bad("--pid", format!("{e}")))?),
-            "--fps" => opts.fps = value("--fps")?.parse().map_err(|e| bad("--fps", format!("{e}")))?,
-            "--plain" => opts.mode = Mode::Plain,
-            "--tui" => opts.mode = Mode::Tui,
-            "--once" => opts.follow = false,
-            s if s.starts_with('-') => {
-                return Err(bad(
-                    "argument",
-                    format!(
-                        "`{s}`; expected [RUN_DIR] [--runs-dir DIR] [--pid PID] [--plain|--tui] [--once] [--fps N]"
-                    ),
-                ))
-            }
-            s if dir.is_none() => dir = Some(PathBuf::from(s)),
-            s => return Err(bad("argument", format!("`{s}`: only one RUN_DIR"))),
-        }
-    }
-    Ok((dir, root, opts))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,19 +158,13 @@ mod tests {
         }
         let newest = newest_run(root.path()).unwrap();
         assert!(newest.ends_with("20260102-000000-b"));
-        assert!(!stop_requested(&newest));
-        request_stop(&newest).unwrap();
-        assert!(stop_requested(&newest));
-        let files = RunFiles::locate(&newest.join(EVENTS_FILE).with_file_name("STOP")).unwrap();
-        assert_eq!(files.dir, newest);
-    }
-
-    #[test]
-    fn parses_the_small_command_line() {
-        let args: Vec<String> = ["runs/x", "--plain", "--pid", "42", "--once"].iter().map(|s| s.to_string()).collect();
-        let (dir, root, o) = parse_args(&args).unwrap();
-        assert_eq!((dir, root), (Some(PathBuf::from("runs/x")), PathBuf::from("runs")));
-        assert_eq!((o.mode, o.pid, o.follow), (Mode::Plain, Some(42), false));
-        assert!(parse_args(&["--bogus".to_string()]).is_err());
+        let run = RunDir::at(&newest);
+        assert!(!run.stop_requested());
+        run.request_stop("a test").unwrap();
+        assert!(run.stop_requested());
+        let files = RunFiles::locate(&newest.join(crate::rundir::STOP)).unwrap();
+        assert_eq!(files.dir.path(), newest);
+        let files = RunFiles::locate(&newest).unwrap();
+        assert_eq!(files.events, newest.join(crate::rundir::EVENTS));
     }
 }

@@ -112,7 +112,7 @@ pub fn run(files: &RunFiles, opts: &DashOptions) -> Result<DashExit> {
     let (pid, label) = watched_pid(&files.dir, opts.pid);
     let sampler = Sampler::start(pid, label, Duration::from_secs(2));
     let mut tail = Tail::new(&files.events);
-    let mut app = App::new(files.dir.display().to_string());
+    let mut app = App::new(files.dir.path().display().to_string());
     let frame_gap = Duration::from_secs_f64(1.0 / f64::from(opts.fps.clamp(1, 60)));
     let (_guard, mut term) = Guard::enter()?;
     let mut last_draw: Option<Instant> = None;
@@ -181,14 +181,14 @@ fn poll_files(tail: &mut Tail, files: &RunFiles, app: &mut App) -> Result<bool> 
         app.state.apply(e);
     }
     app.state.skipped += p.skipped as u64;
-    let stop = files.stop.exists();
+    let stop = files.dir.stop_requested();
     changed |= stop != app.stop_requested;
     app.stop_requested = stop;
     Ok(changed)
 }
 
 fn request_stop(files: &RunFiles, app: &mut App) {
-    match super::request_stop(&files.dir) {
+    match files.dir.request_stop("tlab dash") {
         Ok(()) => {
             app.stop_requested = true;
             app.message = Some("stop requested: the run stops after its current batch or epoch".into());

@@ -1,10 +1,13 @@
-//! `tlab`'s command line: commands, flags and their defaults (clap).
-use crate::config::run_config;
-use anyhow::{bail, Result};
+//! `tlab`'s command line, as parsed (clap). Every choice is a `ValueEnum` derived on the
+//! library's own enum, so `--help` lists the values and a typo is a parse error; every
+//! default is read from the library's `Default` for that config.
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
-use transfer_lab::features::Precision;
-use transfer_lab::run::RunConfig;
+use transfer_lab::features::{ExtractConfig, Precision};
+use transfer_lab::models::{Arch, Tap};
+use transfer_lab::preprocess::Normalization;
+use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy, Unfreeze, ValSplit};
 
 #[derive(Parser)]
 #[command(name = "tlab", version, about = "Transfer learning with pretrained ResNets: fetch, extract, train, evaluate")]
@@ -33,7 +36,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// Which split(s) to extract
-        #[arg(long, value_enum, default_value = "both")]
+        #[arg(long, value_enum, default_value_t = SplitArg::Both)]
         split: SplitArg,
         /// Also append events (JSON lines) to this file
         #[arg(long)]
@@ -63,12 +66,9 @@ pub(crate) enum Command {
     },
     /// Evaluate a trained run's best checkpoint on the test split (tables, summary.json)
     Evaluate { run_dir: PathBuf },
-    /// Live dashboard of a run: `tlab dash [RUN_DIR] [--runs-dir DIR] [--pid PID] [--plain|--tui] [--once] [--fps N]`
-    /// (default: the newest run under runs/). `q` leaves, `s` asks the run to stop, `?` help.
-    Dash {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Live dashboard of a run (default: the newest under --runs-dir). `q` leaves, `s` asks
+    /// the run to stop, `?` help
+    Dash(DashArgs),
     /// Charts (SVG + PNG) and report.md from finished run directories
     Report {
         #[arg(required = true)]
@@ -81,66 +81,38 @@ pub(crate) enum Command {
     Info,
     /// Extraction speed against PyTorch and Keras, measured side by side in one run (a
     /// benchmark, not a test; threads: the global --threads, default all cores)
-    Bench(BenchArgs),
+    #[cfg(feature = "bench")]
+    Bench(crate::bench_args::BenchArgs),
+    /// The benchmark (needs `--features bench`)
+    #[cfg(not(feature = "bench"))]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args)]
-pub(crate) struct BenchArgs {
-    /// Two rounds and smaller side runs (same model, size and batch)
+pub(crate) struct DashArgs {
+    /// A run directory, or an events file (`tlab extract --events`)
+    pub(crate) run_dir: Option<PathBuf>,
+    /// Where to look for the newest run when RUN_DIR is not given
+    #[arg(long, default_value = "runs")]
+    pub(crate) runs_dir: PathBuf,
+    /// The run's process, for the device panel (default: the run directory's pid file)
     #[arg(long)]
-    pub(crate) quick: bool,
-    /// Only these sections: ours,torch,keras,ceiling,e2e,e2e-ours,head,accuracy (default: all; e2e includes e2e-ours)
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) only: Option<Vec<String>>,
-    /// Precisions of the throughput candidates and the ceiling: fp32,bf16 (default both)
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) precisions: Option<Vec<Precision>>,
-    /// Interleaved rounds (default 5, --quick 2)
+    pub(crate) pid: Option<u32>,
+    /// Plain lines even on a terminal
+    #[arg(long, conflicts_with = "tui")]
+    pub(crate) plain: bool,
+    /// The full-screen dashboard even when stdout is not a terminal
     #[arg(long)]
-    pub(crate) reps: Option<usize>,
-    /// Image side
-    #[arg(long, default_value_t = 200)]
-    pub(crate) size: i64,
-    /// Images per batch, for every framework
-    #[arg(long, default_value_t = 32)]
-    pub(crate) batch: i64,
-    /// cpu | cuda | cuda:N (CUDA: bf16 and fp32 on the GPU; Keras is skipped there)
-    #[arg(long, default_value = "cpu")]
-    pub(crate) device: String,
-    /// End to end / peak RSS: the two dataset sizes, e.g. 128,384
-    #[arg(long, value_delimiter = ',')]
-    pub(crate) e2e_images: Option<Vec<usize>>,
-    /// Head training epochs (default 10, --quick 2)
+    pub(crate) tui: bool,
+    /// Print what is there and return, instead of following the run (plain mode)
     #[arg(long)]
-    pub(crate) head_epochs: Option<u32>,
-    /// Each run writes bench.json and bench.csv into a new folder here
-    #[arg(long, default_value = "bench/results")]
-    pub(crate) results_dir: PathBuf,
-}
-
-impl BenchArgs {
-    pub(crate) fn config(self, threads: Option<i32>) -> Result<transfer_lab::bench::BenchConfig> {
-        let mut c = transfer_lab::bench::BenchConfig::default();
-        if self.quick {
-            c = c.quick();
-        }
-        if let Some(only) = self.only {
-            c.sections = only.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        }
-        if let Some(e) = self.e2e_images {
-            let [a, b] = e[..] else { bail!("--e2e-images takes two sizes, e.g. 128,384") };
-            if a < 5 || b <= a {
-                bail!("--e2e-images {a},{b}: need 5 <= first < second");
-            }
-            c.e2e_images = [a, b];
-        }
-        c.precisions = self.precisions.unwrap_or(c.precisions);
-        c.reps = self.reps.unwrap_or(c.reps);
-        c.head_epochs = self.head_epochs.unwrap_or(c.head_epochs);
-        c.threads = threads.unwrap_or(c.threads);
-        (c.size, c.batch, c.device, c.results_dir) = (self.size, self.batch, self.device, self.results_dir);
-        Ok(c)
-    }
+    pub(crate) once: bool,
+    /// Redraws per second at most
+    #[arg(long, default_value_t = transfer_lab::tui::DashOptions::default().fps, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub(crate) fps: u32,
 }
 
 /// What `run` and `train` share: data, model, head, and where the run directory goes.
@@ -163,20 +135,15 @@ pub(crate) struct RunArgs {
     pub(crate) no_fallback: bool,
 }
 
-impl RunArgs {
-    pub(crate) fn config(&self) -> Result<RunConfig> {
-        let name = self.name.clone().unwrap_or_else(|| self.head.strategy.clone());
-        run_config(&self.data, &self.model, &self.head, name, !self.no_fallback)
-    }
-}
-
 #[derive(Subcommand)]
 pub(crate) enum FetchWhat {
     /// CIFAR-10, binary version (MD5-checked)
     Cifar10,
     /// torchvision ImageNet weights, e.g. `tlab fetch weights resnet50 --variant v2`
     Weights {
-        arch: String,
+        #[arg(value_enum, ignore_case = true)]
+        arch: Arch,
+        /// v1 | v2 (IMAGENET1K_V1 | IMAGENET1K_V2; not every depth has v2)
         #[arg(long, default_value = "v1")]
         variant: String,
     },
@@ -191,15 +158,18 @@ pub(crate) enum SplitArg {
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 pub(crate) enum DatasetArg {
+    /// CIFAR-10, fetched into the cache unless --data points at it
     Cifar10,
+    /// Generated, CIFAR-shaped (labelled synthetic everywhere)
     Synthetic,
+    /// An image folder (--data ROOT)
     Folder,
 }
 
 #[derive(Args, Clone)]
 pub(crate) struct DataArgs {
-    /// Dataset: cifar10 (fetched unless --data), synthetic (generated), folder (--data ROOT)
-    #[arg(long, value_enum, default_value = "cifar10")]
+    /// Dataset
+    #[arg(long, value_enum, default_value_t = DatasetArg::Cifar10)]
     pub(crate) dataset: DatasetArg,
     /// Local data: a cifar-10-batches-bin folder, or an image folder root
     #[arg(long)]
@@ -217,78 +187,112 @@ pub(crate) struct DataArgs {
     pub(crate) seed: u64,
 }
 
+/// `--weights`: a torchvision variant, seeded random weights, or a file.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum WeightsArg {
+    Variant(String),
+    Random,
+    File(PathBuf),
+}
+
+fn parse_weights(s: &str) -> Result<WeightsArg, String> {
+    match s {
+        "random" => Ok(WeightsArg::Random),
+        _ if s.ends_with(".pth") || s.ends_with(".safetensors") || s.ends_with(".pt") || s.contains('/') => {
+            Ok(WeightsArg::File(PathBuf::from(s)))
+        }
+        v if v.eq_ignore_ascii_case("v1") || v.eq_ignore_ascii_case("v2") || v.starts_with("IMAGENET1K_") => {
+            Ok(WeightsArg::Variant(v.to_string()))
+        }
+        other => Err(format!("`{other}`; expected v1, v2, random, or a .pth/.pt/.safetensors file")),
+    }
+}
+
+fn parse_size(s: &str) -> Result<i64, String> {
+    match s.parse::<i64>() {
+        Ok(v) if (16..=1024).contains(&v) => Ok(v),
+        _ => Err(format!("--size {s}: expected 16..=1024 pixels")),
+    }
+}
+
+fn parse_device(s: &str) -> Result<String, String> {
+    transfer_lab::run::parse_device(s).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+
 #[derive(Args, Clone)]
 pub(crate) struct ModelArgs {
-    #[arg(long, default_value = "resnet50")]
-    pub(crate) arch: String,
-    /// v1 | v2 (torchvision ImageNet weights), random (seeded), or a .pth/.safetensors path
-    #[arg(long, default_value = "v1")]
-    pub(crate) weights: String,
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Arch::ResNet50)]
+    pub(crate) arch: Arch,
+    /// Starting weights: v1 | v2 (torchvision ImageNet), random (seeded), or a .pth/.safetensors path
+    #[arg(long, default_value = "v1", value_parser = parse_weights)]
+    pub(crate) weights: WeightsArg,
     /// Image side after upscaling (the post: 200)
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = ExtractConfig::default().preprocess.size, value_parser = parse_size)]
     pub(crate) size: i64,
-    /// torchvision | keras-caffe
-    #[arg(long, default_value = "torchvision")]
-    pub(crate) norm: String,
-    /// Stage whose pooled activations are the features: layer1..layer4
-    #[arg(long, default_value = "layer4")]
-    pub(crate) layer: String,
-    /// auto | cpu | cuda | cuda:N
-    #[arg(long, default_value = "auto")]
+    /// Pixel normalisation
+    #[arg(long, value_enum, default_value_t = ExtractConfig::default().preprocess.normalization)]
+    pub(crate) norm: Normalization,
+    /// Stage whose pooled activations are the features
+    #[arg(long, value_enum, default_value_t = ExtractConfig::default().tap)]
+    pub(crate) layer: Tap,
+    /// Device: auto, cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
     pub(crate) device: String,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = ExtractConfig::default().batch_size, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
     pub(crate) batch_size: usize,
     /// Rows per feature-cache shard (rounded up to a multiple of the batch size)
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = ExtractConfig::default().shard_size)]
     pub(crate) shard_size: usize,
-    /// Arithmetic of the backbone when extracting: fp32, bf16 (CPU or CUDA), fp16 (CUDA
-    /// only); features are stored as fp32, each precision in its own cache entry
-    #[arg(long, default_value = "fp32")]
+    /// Arithmetic of the backbone when extracting: bf16 runs on CPU or CUDA, fp16 on CUDA
+    /// only; features are stored as fp32, each precision in its own cache entry
+    #[arg(long, value_enum, default_value_t = ExtractConfig::default().precision)]
     pub(crate) precision: Precision,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub(crate) struct HeadArgs {
-    /// linear-probe | earlier-layer | fine-tune | pretrained-init | scratch
-    #[arg(long, default_value = "linear-probe")]
-    pub(crate) strategy: String,
+    /// What to train (the post's table)
+    #[arg(long, value_enum, default_value_t = Strategy::default())]
+    pub(crate) strategy: Strategy,
     /// Epochs of the head (the post: 10)
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = HeadConfig::default().epochs)]
     pub(crate) epochs: u32,
     /// Epochs of image training (fine-tune, pretrained-init, scratch)
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = ImageTrainConfig::for_strategy(Strategy::FineTune).epochs)]
     pub(crate) image_epochs: u32,
-    /// Body learning rate for image training (the head keeps --lr)
+    /// Body learning rate for image training (the head keeps --lr; default per strategy)
     #[arg(long)]
     pub(crate) body_lr: Option<f64>,
-    /// Fine-tuning: layer4 | all
-    #[arg(long, default_value = "layer4")]
-    pub(crate) unfreeze: String,
-    /// BatchNorm during fine-tuning: frozen (ImageNet statistics) | train
-    #[arg(long, default_value = "frozen")]
-    pub(crate) bn: String,
+    /// Fine-tuning: which part of the body trains
+    #[arg(long, value_enum, default_value_t = Unfreeze::default())]
+    pub(crate) unfreeze: Unfreeze,
+    /// Fine-tuning: BatchNorm's statistics
+    #[arg(long, value_enum, default_value_t = BatchNorm::default())]
+    pub(crate) bn: BatchNorm,
     /// No random crop + flip during image training
     #[arg(long)]
     pub(crate) no_augment: bool,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = HeadConfig::default().learning_rate)]
     pub(crate) lr: f64,
-    /// last (Keras validation_split) | random
-    #[arg(long, default_value = "last")]
-    pub(crate) val_split: String,
+    /// How the validation set is cut (last: Keras' validation_split)
+    #[arg(long, value_enum, default_value_t = HeadConfig::default().val_split)]
+    pub(crate) val_split: ValSplit,
 }
 
-impl Default for HeadArgs {
-    fn default() -> Self {
-        HeadArgs {
-            strategy: "linear-probe".into(),
-            epochs: 10,
-            image_epochs: 5,
-            body_lr: None,
-            unfreeze: "layer4".into(),
-            bn: "frozen".into(),
-            no_augment: false,
-            lr: 1e-3,
-            val_split: "last".into(),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_weights_parse() {
+        Cli::command().debug_assert();
+        assert_eq!(parse_weights("random"), Ok(WeightsArg::Random));
+        assert_eq!(parse_weights("w/r.pth"), Ok(WeightsArg::File("w/r.pth".into())));
+        assert!(parse_weights("v3").unwrap_err().contains("v3"));
+        let cli = Cli::try_parse_from(["tlab", "dash", "runs/x", "--plain", "--pid", "42", "--once"]).unwrap();
+        let Command::Dash(d) = cli.command else { panic!("not dash") };
+        assert_eq!((d.run_dir, d.pid, d.plain, d.once), (Some("runs/x".into()), Some(42), true, true));
+        assert!(Cli::try_parse_from(["tlab", "dash", "--bogus"]).is_err());
     }
 }

@@ -1,22 +1,27 @@
-//! `tlab`: the transfer-lab command line.
+//! `tlab`: the transfer-lab command line. Each subcommand is parsed by clap (`args`),
+//! turned into the library's configs (`config`), and is then one library call.
 use anyhow::{Context, Result};
 use clap::Parser;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use transfer_lab::data::{self, fetch, Split};
-use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, Tee};
-use transfer_lab::features::extract_to_cache;
-use transfer_lab::models::{backbone::fetch_weights, Arch, WeightsEntry};
-use transfer_lab::run::{self, RunConfig};
+use std::path::Path;
+use transfer_lab::data::Split;
+use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, NullSink, Tee};
+use transfer_lab::models::{backbone::fetch_weights, WeightsEntry};
+use transfer_lab::run;
+use transfer_lab::rundir::RunDir;
+use transfer_lab::tui::{DashOptions, Mode};
 
 mod args;
+#[cfg(feature = "bench")]
+mod bench_args;
 mod config;
 
 use args::*;
 use config::*;
 
 fn main() {
-    // Before any tensor exists and any thread starts: c10 reads its huge-page setting once.
+    // Process-wide policy belongs to the binary. First thing, before any tensor exists and
+    // any thread starts: c10 reads its huge-page setting once.
     if let Err(e) = transfer_lab::heap::configure_process() {
         eprintln!("error: {e:#}");
         std::process::exit(2);
@@ -33,27 +38,40 @@ fn main() {
     }
 }
 
+#[cfg_attr(not(feature = "bench"), allow(unused_variables))]
 fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Option<i32>) -> Result<()> {
     match cmd {
         Command::Fetch { what: FetchWhat::Cifar10 } => {
+            use transfer_lab::data::fetch;
             let dir =
                 fetch::fetch_cifar10(cache, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), console)?;
             println!("{}", dir.display());
         }
         Command::Fetch { what: FetchWhat::Weights { arch, variant } } => {
-            let entry = WeightsEntry::find(arch.parse()?, &variant)?;
-            let path = fetch_weights(entry, cache, &Default::default(), console)?;
-            println!("{}", path.display());
+            let entry = WeightsEntry::find(arch, &variant)?;
+            println!("{}", fetch_weights(entry, cache, &Default::default(), console)?.display());
         }
         Command::Extract { data, model, split, events, dash, runs_dir } => {
+            let cfg = extract_run_config(&data, &model)?;
+            let splits: &'static [Split] = match split {
+                SplitArg::Train => &[Split::Train],
+                SplitArg::Test => &[Split::Test],
+                SplitArg::Both => &[Split::Train, Split::Test],
+            };
+            let events_sink =
+                || -> Result<Option<JsonlSink>> { Ok(events.as_deref().map(JsonlSink::append).transpose()?) };
             let dirs = if dash && std::io::stdout().is_terminal() {
-                extract_with_dashboard(data, model, split, events, &runs_dir, cache)?
+                let (dir, extra, cache) = (RunDir::create(&runs_dir, "extract")?, events_sink()?, cache.to_path_buf());
+                beside_dashboard(dir, move |dir| {
+                    let mut sink = Tee(extra.into_iter().map(|s| Box::new(s) as Box<dyn EventSink>).collect());
+                    run::lifecycle(dir, &mut sink, |s| run::extract(&cfg, splits, &cache, s))
+                })?
             } else {
-                let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(Forwarding(console))];
-                if let Some(p) = &events {
-                    sinks.push(Box::new(JsonlSink::append(p)?));
+                let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(&mut *console)];
+                if let Some(e) = events_sink()? {
+                    sinks.push(Box::new(e));
                 }
-                extract(&data, &model, split, cache, &mut Tee(sinks))?
+                run::extract(&cfg, splits, cache, &mut Tee(sinks))?
             };
             for d in dirs {
                 println!("{}", d.display());
@@ -62,7 +80,8 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Opti
         Command::Run { args, dash } => {
             let cfg = args.config()?;
             let s = if dash && std::io::stdout().is_terminal() {
-                run_with_dashboard(cfg, &args.runs_dir, cache)?
+                let (dir, cache) = (RunDir::create(&args.runs_dir, &cfg.name)?, cache.to_path_buf());
+                beside_dashboard(dir, move |dir| run::run_in_dir(&cfg, dir, &cache, &mut NullSink))?
             } else {
                 run::run(&cfg, &args.runs_dir, cache, console)?
             };
@@ -70,125 +89,67 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Opti
         }
         Command::Train { args, resume } => {
             let (cfg, dir) = match resume {
-                Some(dir) => (run::read_run_config(&dir).context("reading the run to resume")?, dir),
+                Some(dir) => {
+                    let dir = RunDir::open(dir)?;
+                    (dir.read_config().context("reading the run to resume")?, dir)
+                }
                 None => {
                     let cfg = args.config()?;
-                    let dir = run::new_run_dir(&args.runs_dir, &cfg.name)?;
+                    let dir = RunDir::create(&args.runs_dir, &cfg.name)?;
                     (cfg, dir)
                 }
             };
             run::train_in_dir(&cfg, &dir, cache, console)?;
-            println!("{}", dir.display());
-            eprintln!("trained; evaluate on the test split with: tlab evaluate {}", dir.display());
+            println!("{}", dir.path().display());
+            eprintln!("trained; evaluate on the test split with: tlab evaluate {}", dir.path().display());
         }
         Command::Evaluate { run_dir } => {
-            let s = run::evaluate_run(&run_dir, cache, console)?;
+            let s = run::evaluate_run(&RunDir::open(run_dir)?, cache, console)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
         }
-        Command::Dash { args } => {
+        Command::Dash(a) => {
             test_panic_hook();
-            let code = transfer_lab::tui::dash_main(&args);
-            if code != 0 {
-                std::process::exit(code);
-            }
+            let mode = if a.plain {
+                Mode::Plain
+            } else if a.tui {
+                Mode::Tui
+            } else {
+                Mode::Auto
+            };
+            let opts = DashOptions { mode, pid: a.pid, fps: a.fps, follow: !a.once, ..Default::default() };
+            transfer_lab::tui::dash(a.run_dir.as_deref(), &a.runs_dir, opts)?;
         }
         Command::Report { runs, out } => {
             println!("{}", transfer_lab::report::write_report(&runs, out.as_deref())?.display());
         }
         Command::Info => info(cache),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => {
             transfer_lab::bench::run_bench(&args.config(threads)?)?;
+        }
+        #[cfg(not(feature = "bench"))]
+        Command::Bench { .. } => {
+            anyhow::bail!("this tlab was built without the bench; run it with `cargo run --features bench -- bench`")
         }
     }
     Ok(())
 }
 
-/// The run on a worker thread writing events.jsonl; the dashboard tails that file on this
-/// thread, by the same code path as `tlab dash`. Leaving the dashboard lets the run finish.
-fn run_with_dashboard(cfg: RunConfig, runs_dir: &Path, cache: &Path) -> Result<run::RunSummary> {
-    let dir = run::new_run_dir(runs_dir, &cfg.name)?;
-    let (d, c) = (dir.clone(), cache.to_path_buf());
-    let worker = std::thread::spawn(move || run::run_in_dir(&cfg, &d, &c, &mut transfer_lab::events::NullSink));
-    let opts = transfer_lab::tui::DashOptions { pid: Some(std::process::id()), ..Default::default() };
-    transfer_lab::tui::run_dashboard(&dir, opts)?;
+/// One way to watch a job: `job` runs on a worker thread, writing `dir`'s events.jsonl,
+/// and the dashboard tails that file on this thread, by the same code path as `tlab dash`.
+/// Leaving the dashboard lets the job finish.
+fn beside_dashboard<T: Send + 'static>(
+    dir: RunDir,
+    job: impl FnOnce(&RunDir) -> transfer_lab::Result<T> + Send + 'static,
+) -> Result<T> {
+    let d = dir.clone();
+    let worker = std::thread::spawn(move || job(&d));
+    let opts = DashOptions { pid: Some(std::process::id()), ..Default::default() };
+    transfer_lab::tui::run_dashboard(dir.path(), opts)?;
     if !worker.is_finished() {
-        eprintln!("dashboard closed; the run goes on in {} (follow it with `tlab dash`)", dir.display());
+        eprintln!("dashboard closed; the job goes on in {} (follow it with `tlab dash`)", dir.path().display());
     }
-    Ok(worker.join().map_err(|_| anyhow::anyhow!("the run thread panicked"))??)
-}
-
-fn extract(
-    d: &DataArgs,
-    m: &ModelArgs,
-    split: SplitArg,
-    cache: &Path,
-    sink: &mut dyn EventSink,
-) -> Result<Vec<PathBuf>> {
-    let cfg = RunConfig {
-        limit: d.limit,
-        offline_fallback: false,
-        ..run_config(d, m, &HeadArgs::default(), "extract".into(), false)?
-    };
-    let device = run::parse_device(&cfg.device)?;
-    cfg.extract.precision.check_device(device)?;
-    let backbone = run::open_backbone(&cfg, cache, device, sink)?;
-    let splits: &[Split] = match split {
-        SplitArg::Train => &[Split::Train],
-        SplitArg::Test => &[Split::Test],
-        SplitArg::Both => &[Split::Train, Split::Test],
-    };
-    let mut dirs = Vec::new();
-    for &s in splits {
-        let mut ds =
-            data::open(&cfg.data, s, cache, sink).with_context(|| format!("opening the {} split", s.as_str()))?;
-        if let Some(n) = cfg.limit {
-            ds = ds.take(n);
-        }
-        if ds.synthetic {
-            sink.warn(&format!("dataset {}: generated data, not CIFAR-10", ds.describe()));
-        }
-        dirs.push(extract_to_cache(&backbone, &ds, &cfg.extract, cache, sink)?);
-    }
-    Ok(dirs)
-}
-
-/// `extract --dash`: extraction on a worker thread writing a run directory's events.jsonl,
-/// the dashboard on this thread (the same code path as `tlab dash`).
-fn extract_with_dashboard(
-    d: DataArgs,
-    m: ModelArgs,
-    split: SplitArg,
-    events: Option<PathBuf>,
-    runs_dir: &Path,
-    cache: &Path,
-) -> Result<Vec<PathBuf>> {
-    let dir = run::new_run_dir(runs_dir, "extract")?;
-    let (run_dir, cache) = (dir.clone(), cache.to_path_buf());
-    let worker = std::thread::spawn(move || -> Result<Vec<PathBuf>> {
-        let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(JsonlSink::append(&run_dir.join("events.jsonl"))?)];
-        if let Some(p) = &events {
-            sinks.push(Box::new(JsonlSink::append(p)?));
-        }
-        let mut sink = Tee(sinks);
-        let started = std::time::Instant::now();
-        let out = extract(&d, &m, split, &cache, &mut sink);
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        sink.emit(&match &out {
-            Ok(_) => transfer_lab::events::RunEvent::RunFinished { elapsed_ms, test_accuracy: None },
-            Err(e) => transfer_lab::events::RunEvent::RunFailed { error: format!("{e:#}") },
-        });
-        out
-    });
-    let opts = transfer_lab::tui::DashOptions { pid: Some(std::process::id()), ..Default::default() };
-    transfer_lab::tui::run_dashboard(&dir, opts)?;
-    worker.join().map_err(|_| anyhow::anyhow!("the extraction thread panicked"))?
-}
-
-struct Forwarding<'a>(&'a mut ConsoleSink);
-impl EventSink for Forwarding<'_> {
-    fn emit(&mut self, e: &transfer_lab::events::RunEvent) {
-        self.0.emit(e)
-    }
+    Ok(worker.join().map_err(|_| anyhow::anyhow!("the job's thread panicked"))??)
 }
 
 /// Test hook: `TLAB_DASH_TEST_PANIC_MS=N` panics on another thread after N ms, so a
@@ -210,5 +171,4 @@ fn info(cache: &Path) {
     println!("cudnn available: {}", tch::Cuda::cudnn_is_available());
     println!("threads: {}", tch::get_num_threads());
     println!("cache: {}", cache.display());
-    let _ = Arch::ALL;
 }

@@ -1,0 +1,65 @@
+//! `tlab bench`'s flags (built with the `bench` feature).
+use anyhow::{bail, Result};
+use clap::Args;
+use std::path::PathBuf;
+use transfer_lab::bench::{BenchConfig, SECTIONS};
+use transfer_lab::features::Precision;
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// Two rounds and smaller side runs (same model, size and batch)
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Only these sections (default: all; e2e includes e2e-ours)
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SECTIONS))]
+    pub(crate) only: Option<Vec<String>>,
+    /// Precisions of the throughput candidates and the ceiling (default both fp32 and bf16)
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub(crate) precisions: Option<Vec<Precision>>,
+    /// Interleaved rounds (default 5, --quick 2)
+    #[arg(long)]
+    pub(crate) reps: Option<usize>,
+    /// Image side
+    #[arg(long, default_value_t = BenchConfig::default().size)]
+    pub(crate) size: i64,
+    /// Images per batch, for every framework
+    #[arg(long, default_value_t = BenchConfig::default().batch)]
+    pub(crate) batch: i64,
+    /// cpu, cuda or cuda:N (CUDA: bf16 and fp32 on the GPU; Keras is skipped there)
+    #[arg(long, default_value = "cpu", value_parser = |s: &str| transfer_lab::run::parse_device(s).map(|_| s.to_string()).map_err(|e| e.to_string()))]
+    pub(crate) device: String,
+    /// End to end / peak RSS: the two dataset sizes, e.g. 128,384
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) e2e_images: Option<Vec<usize>>,
+    /// Head training epochs (default 10, --quick 2)
+    #[arg(long)]
+    pub(crate) head_epochs: Option<u32>,
+    /// Each run writes bench.json and bench.csv into a new folder here
+    #[arg(long, default_value = "bench/results")]
+    pub(crate) results_dir: PathBuf,
+}
+
+impl BenchArgs {
+    pub(crate) fn config(self, threads: Option<i32>) -> Result<BenchConfig> {
+        let mut c = BenchConfig::default();
+        if self.quick {
+            c = c.quick();
+        }
+        if let Some(only) = self.only {
+            c.sections = only;
+        }
+        if let Some(e) = self.e2e_images {
+            let [a, b] = e[..] else { bail!("--e2e-images takes two sizes, e.g. 128,384") };
+            if a < 5 || b <= a {
+                bail!("--e2e-images {a},{b}: need 5 <= first < second");
+            }
+            c.e2e_images = [a, b];
+        }
+        c.precisions = self.precisions.unwrap_or(c.precisions);
+        c.reps = self.reps.unwrap_or(c.reps);
+        c.head_epochs = self.head_epochs.unwrap_or(c.head_epochs);
+        c.threads = threads.unwrap_or(c.threads);
+        (c.size, c.batch, c.device, c.results_dir) = (self.size, self.batch, self.device, self.results_dir);
+        Ok(c)
+    }
+}

@@ -1,0 +1,138 @@
+//! What a run is told (`RunConfig`), what it records (`config.json`) and reports
+//! (`RunSummary`), and the small helpers every phase shares.
+use crate::data::DataSpec;
+use crate::events::{EventSink, RunEvent};
+use crate::features::ExtractConfig;
+use crate::models::{Arch, Backbone};
+use crate::train::{HeadConfig, ImageTrainConfig, Strategy};
+use crate::Result;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Which weights the backbone starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WeightsChoice {
+    /// torchvision's ImageNet weights, e.g. variant "IMAGENET1K_V1".
+    Pretrained {
+        variant: String,
+    },
+    File {
+        path: PathBuf,
+    },
+    /// Seeded random init: shows the pipeline working, not transfer learning.
+    Random {
+        seed: i64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub name: String,
+    pub data: DataSpec,
+    pub arch: Arch,
+    pub weights: WeightsChoice,
+    pub extract: ExtractConfig,
+    pub head: HeadConfig,
+    /// "auto", "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    /// Use only the first N images of each split (quick looks).
+    pub limit: Option<usize>,
+    /// When CIFAR-10 or the weights cannot be fetched, carry on with synthetic data or
+    /// random weights (saying so) instead of failing.
+    pub offline_fallback: bool,
+    pub strategy: Strategy,
+    /// Settings of the image-trained strategies (fine-tune, pretrained-init, scratch).
+    pub images: ImageTrainConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            name: "linear-probe".into(),
+            data: DataSpec::Cifar10 { path: None },
+            arch: Arch::ResNet50,
+            weights: WeightsChoice::Pretrained { variant: "IMAGENET1K_V1".into() },
+            extract: ExtractConfig::default(),
+            head: HeadConfig::default(),
+            device: "auto".into(),
+            limit: None,
+            offline_fallback: true,
+            strategy: Strategy::LinearProbe,
+            images: ImageTrainConfig::for_strategy(Strategy::FineTune),
+        }
+    }
+}
+
+/// What a finished run reports (`summary.json`). Fields added later have defaults, so
+/// older runs still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    /// Absent in runs from before strategies existed.
+    #[serde(default)]
+    pub strategy: Option<Strategy>,
+    /// True when a `STOP` request ended training early.
+    #[serde(default)]
+    pub stopped: bool,
+    pub dataset: String,
+    pub synthetic: bool,
+    pub weights: String,
+    pub pretrained: bool,
+    pub best_epoch: u32,
+    pub best_val_acc: f64,
+    pub test_accuracy: f64,
+    pub test_samples: usize,
+    #[serde(default)]
+    pub note: String,
+}
+
+pub(crate) fn stage<T>(
+    sink: &mut dyn EventSink,
+    name: &str,
+    f: impl FnOnce(&mut dyn EventSink) -> Result<T>,
+) -> Result<T> {
+    sink.emit(&RunEvent::StageStarted { stage: name.into() });
+    let t = Instant::now();
+    let out = f(sink)?;
+    sink.emit(&RunEvent::StageFinished { stage: name.into(), elapsed_ms: t.elapsed().as_millis() as u64 });
+    Ok(out)
+}
+
+/// The plain statement printed at the start and stored with every result.
+pub fn run_note(synthetic: bool, pretrained: bool) -> String {
+    let data = if synthetic { "SYNTHETIC data (generated; not CIFAR-10)" } else { "CIFAR-10" };
+    let weights = if pretrained {
+        "pretrained weights"
+    } else {
+        "SEEDED RANDOM weights: this shows the pipeline working, not transfer learning"
+    };
+    format!("{data}; {weights}")
+}
+
+/// `config.json`: every setting plus what the run actually used.
+#[derive(Serialize)]
+pub(crate) struct RecordedConfig<'a> {
+    config: &'a RunConfig,
+    dataset: String,
+    dataset_digest: String,
+    synthetic: bool,
+    weights: &'a crate::models::WeightsInfo,
+    crate_version: &'static str,
+    libtorch: &'static str,
+}
+
+impl<'a> RecordedConfig<'a> {
+    pub(crate) fn new(config: &'a RunConfig, train: &crate::data::Dataset, b: &'a Backbone) -> Self {
+        RecordedConfig {
+            config,
+            dataset: train.describe(),
+            dataset_digest: train.digest.clone(),
+            synthetic: train.synthetic,
+            weights: &b.weights,
+            crate_version: env!("CARGO_PKG_VERSION"),
+            libtorch: crate::LIBTORCH_VERSION,
+        }
+    }
+}
