@@ -5,7 +5,9 @@
 //! `shard_size` rows plus a `manifest.json`. Each shard and each manifest update is
 //! atomic, so a run killed at any point resumes from its last complete shard. Shards start
 //! on batch boundaries, so a resumed run computes the same batches as an uninterrupted one.
+use crate::cache::Cache;
 use crate::data::Dataset;
+use crate::download::sha256_file;
 use crate::error::IoContext;
 use crate::events::{EventSink, RunEvent};
 use crate::fsutil::{ensure_dir, read_json, temp_path, write_json_atomic};
@@ -54,6 +56,11 @@ pub struct ShardInfo {
     pub file: String,
     pub rows: usize,
     pub sha256: String,
+}
+
+/// Where a cache folder's manifest lives; shards sit beside it.
+fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join("manifest.json")
 }
 
 /// `manifest.json` of one cache folder.
@@ -123,13 +130,9 @@ impl FeatureSet {
     }
 }
 
-/// The cache folder for `key` under `cache_root`.
-pub fn cache_folder(cache_root: &Path, key: &CacheKey) -> PathBuf {
-    cache_root.join("features").join(format!("{}-{}-{}", key.dataset_tag(), key.split, key.id()))
-}
-
 impl CacheKey {
-    fn dataset_tag(&self) -> String {
+    /// The dataset name made safe for a folder name (see [`Cache::features_dir`]).
+    pub(crate) fn dataset_tag(&self) -> String {
         let tag: String = self.dataset.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         tag.chars().take(24).collect()
     }
@@ -141,10 +144,10 @@ pub fn extract_features(
     backbone: &Backbone,
     data: &Dataset,
     cfg: &ExtractConfig,
-    cache_root: &Path,
+    cache: &Cache,
     sink: &mut dyn EventSink,
 ) -> Result<FeatureSet> {
-    let dir = extract_to_cache(backbone, data, cfg, cache_root, sink)?;
+    let dir = extract_to_cache(backbone, data, cfg, cache, sink)?;
     load_features(&dir)
 }
 
@@ -156,7 +159,7 @@ pub fn extract_to_cache(
     backbone: &Backbone,
     data: &Dataset,
     cfg: &ExtractConfig,
-    cache_root: &Path,
+    cache: &Cache,
     sink: &mut dyn EventSink,
 ) -> Result<PathBuf> {
     let precision = cfg.precision;
@@ -179,7 +182,7 @@ pub fn extract_to_cache(
         tap: cfg.tap,
         precision,
     };
-    let dir = cache_folder(cache_root, &key);
+    let dir = cache.features_dir(&key);
     ensure_dir(&dir)?;
     remove_temp_files(&dir);
     let batch = cfg.batch_size.max(1);
@@ -242,7 +245,7 @@ pub fn extract_to_cache(
             let n = (end - start) as i64;
             let info = write_shard(&dir, index, &shard_feats.narrow(0, 0, n), &shard_labels.narrow(0, 0, n))?;
             manifest.shards.push(info);
-            write_json_atomic(&dir.join("manifest.json"), &manifest)?;
+            write_json_atomic(&manifest_path(&dir), &manifest)?;
             sink.emit(&RunEvent::ShardWritten {
                 split: split.clone(),
                 index: index as u64,
@@ -250,7 +253,7 @@ pub fn extract_to_cache(
             });
         }
         manifest.complete = true;
-        write_json_atomic(&dir.join("manifest.json"), &manifest)?;
+        write_json_atomic(&manifest_path(&dir), &manifest)?;
     }
     sink.emit(&RunEvent::ExtractionFinished {
         split,
@@ -264,7 +267,7 @@ pub fn extract_to_cache(
 
 /// The manifest already in `dir` when it is for `key`, dropping shards whose files are gone.
 fn resume_manifest(dir: &Path, key: &CacheKey) -> Result<Option<Manifest>> {
-    let path = dir.join("manifest.json");
+    let path = manifest_path(dir);
     if !path.exists() {
         return Ok(None);
     }
@@ -289,7 +292,7 @@ fn write_shard(dir: &Path, index: usize, features: &Tensor, labels: &Tensor) -> 
     let tmp = temp_path(&path);
     let labels = labels.to_kind(Kind::Int64);
     Tensor::write_safetensors(&[("features", features), ("labels", &labels)], &tmp)?;
-    let sha256 = crate::data::fetch::sha256_file(&tmp)?;
+    let sha256 = sha256_file(&tmp)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).ctx(|| format!("syncing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).ctx(|| format!("renaming {}", tmp.display()))?;
     Ok(ShardInfo { file, rows: features.size()[0] as usize, sha256 })
@@ -308,7 +311,7 @@ fn remove_temp_files(dir: &Path) {
 
 /// Loads a complete cache folder, checking every shard against the manifest.
 pub fn load_features(dir: &Path) -> Result<FeatureSet> {
-    let manifest: Manifest = read_json(&dir.join("manifest.json"))?;
+    let manifest: Manifest = read_json(&manifest_path(dir))?;
     let err = |path: &Path, reason: String| Error::Cache { path: path.to_path_buf(), reason };
     if !manifest.complete {
         return Err(err(dir, "extraction is incomplete; rerun `tlab extract` to resume it".into()));
@@ -317,7 +320,7 @@ pub fn load_features(dir: &Path) -> Result<FeatureSet> {
     let mut labels = Vec::new();
     for s in &manifest.shards {
         let path = dir.join(&s.file);
-        let sha = crate::data::fetch::sha256_file(&path)?;
+        let sha = sha256_file(&path)?;
         if sha != s.sha256 {
             return Err(err(
                 &path,

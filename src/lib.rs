@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cache;
 pub mod data;
+pub mod download;
 pub mod error;
 pub mod events;
 pub mod features;

@@ -2,6 +2,7 @@
 //!
 //! `runs/<time>-<name>/`: `config.json`, `events.jsonl`, `epochs.csv`, `confusion.csv`,
 //! `head-best.safetensors`, `summary.json`. Each file is written atomically.
+use crate::cache::Cache;
 use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, JsonlSink, RunEvent, Tee};
 use crate::features::ExtractConfig;
@@ -105,13 +106,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
 
 /// Opens both splits of the configured data, falling back to synthetic data when
 /// CIFAR-10 cannot be fetched and `fallback` allows it.
-pub fn open_data(
-    cfg: &RunConfig,
-    cache_root: &Path,
-    sink: &mut dyn EventSink,
-) -> Result<(data::Dataset, data::Dataset)> {
+pub fn open_data(cfg: &RunConfig, cache: &Cache, sink: &mut dyn EventSink) -> Result<(data::Dataset, data::Dataset)> {
     let open_both = |spec: &DataSpec, sink: &mut dyn EventSink| -> Result<_> {
-        Ok((data::open(spec, Split::Train, cache_root, sink)?, data::open(spec, Split::Test, cache_root, sink)?))
+        Ok((data::open(spec, Split::Train, cache, sink)?, data::open(spec, Split::Test, cache, sink)?))
     };
     let (train, test) = match open_both(&cfg.data, sink) {
         Err(e @ Error::Download { .. }) if cfg.offline_fallback => {
@@ -130,13 +127,13 @@ pub fn open_data(
 
 /// Builds the backbone, falling back to seeded random weights when the download fails
 /// and `fallback` allows it.
-pub fn open_backbone(cfg: &RunConfig, cache_root: &Path, device: Device, sink: &mut dyn EventSink) -> Result<Backbone> {
+pub fn open_backbone(cfg: &RunConfig, cache: &Cache, device: Device, sink: &mut dyn EventSink) -> Result<Backbone> {
     match &cfg.weights {
         WeightsChoice::Random { seed } => Ok(Backbone::random(cfg.arch, *seed, device)),
         WeightsChoice::File { path } => Backbone::from_file(cfg.arch, path, device),
         WeightsChoice::Pretrained { variant } => {
             let entry = WeightsEntry::find(cfg.arch, variant)?;
-            match Backbone::pretrained(entry, cache_root, device, sink) {
+            match Backbone::pretrained(entry, cache, device, sink) {
                 Err(e @ Error::Download { .. }) if cfg.offline_fallback => {
                     sink.warn(&format!(
                         "the ImageNet weights could not be fetched ({e}). Using SEEDED RANDOM weights: the result shows the pipeline working, not transfer learning."
@@ -181,20 +178,20 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
 }
 
 /// Fetch -> extract -> train -> evaluate, writing a run directory under `runs_root`.
-pub fn run(cfg: &RunConfig, runs_root: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
+pub fn run(cfg: &RunConfig, runs_root: &Path, cache: &Cache, console: &mut dyn EventSink) -> Result<RunSummary> {
     let dir = new_run_dir(runs_root, &cfg.name)?;
-    run_in_dir(cfg, &dir, cache_root, console)
+    run_in_dir(cfg, &dir, cache, console)
 }
 
 /// [`run`] into a run directory the caller made (e.g. to point a dashboard at it first).
-pub fn run_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
+pub fn run_in_dir(cfg: &RunConfig, dir: &Path, cache: &Cache, console: &mut dyn EventSink) -> Result<RunSummary> {
     let dir = dir.to_path_buf();
     // Lets a dashboard in another terminal show this process's memory and CPU.
     write_atomic(&dir.join("pid"), std::process::id().to_string().as_bytes())?;
     let mut sink = Tee(vec![Box::new(JsonlSink::append(&dir.join("events.jsonl"))?), Box::new(Forward(console))]);
     let started = Instant::now();
-    let result = phases::train_in(cfg, &dir, cache_root, &mut sink)
-        .and_then(|_| phases::evaluate_in(&dir, cache_root, &mut sink));
+    let result =
+        phases::train_in(cfg, &dir, cache, &mut sink).and_then(|_| phases::evaluate_in(&dir, cache, &mut sink));
     match &result {
         Ok(s) => sink.emit(&RunEvent::RunFinished {
             elapsed_ms: started.elapsed().as_millis() as u64,
@@ -207,10 +204,10 @@ pub fn run_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mut 
 
 /// `tlab train`: fetch, extract and train into `dir`, leaving the test split untouched.
 /// Rerun on the same `dir` to resume (image strategies resume at their last epoch).
-pub fn train_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<()> {
+pub fn train_in_dir(cfg: &RunConfig, dir: &Path, cache: &Cache, console: &mut dyn EventSink) -> Result<()> {
     write_atomic(&dir.join("pid"), std::process::id().to_string().as_bytes())?;
     let mut sink = Tee(vec![Box::new(JsonlSink::append(&dir.join("events.jsonl"))?), Box::new(Forward(console))]);
-    let res = phases::train_in(cfg, dir, cache_root, &mut sink);
+    let res = phases::train_in(cfg, dir, cache, &mut sink);
     match res {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -222,7 +219,7 @@ pub fn train_in_dir(cfg: &RunConfig, dir: &Path, cache_root: &Path, console: &mu
 
 /// `tlab evaluate`: the best checkpoint of a trained run on the test split; writes the
 /// per-class and confusion tables and `summary.json`.
-pub fn evaluate_run(dir: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
+pub fn evaluate_run(dir: &Path, cache: &Cache, console: &mut dyn EventSink) -> Result<RunSummary> {
     if !dir.join("trained.json").is_file() {
         return Err(Error::invalid(
             "run directory",
@@ -231,7 +228,7 @@ pub fn evaluate_run(dir: &Path, cache_root: &Path, console: &mut dyn EventSink) 
     }
     let mut sink = Tee(vec![Box::new(JsonlSink::append(&dir.join("events.jsonl"))?), Box::new(Forward(console))]);
     let started = Instant::now();
-    let res = phases::evaluate_in(dir, cache_root, &mut sink);
+    let res = phases::evaluate_in(dir, cache, &mut sink);
     match &res {
         Ok(s) => sink.emit(&RunEvent::RunFinished {
             elapsed_ms: started.elapsed().as_millis() as u64,

@@ -2,6 +2,7 @@
 //! split from the saved best checkpoint. `tlab run` does both; `tlab train` and
 //! `tlab evaluate` one each, in separate processes if the user likes.
 use super::{open_backbone, open_data, run_note, stage, RecordedConfig, RunConfig, RunSummary, WeightsChoice};
+use crate::cache::Cache;
 use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, RunEvent};
 use crate::features::{extract_features, ExtractConfig};
@@ -42,14 +43,14 @@ fn probe_tap(cfg: &RunConfig) -> Tap {
     }
 }
 
-pub(crate) fn train_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mut dyn EventSink) -> Result<Trained> {
+pub(crate) fn train_in(cfg: &RunConfig, dir: &Path, cache: &Cache, sink: &mut dyn EventSink) -> Result<Trained> {
     let device = super::parse_device(&cfg.device)?;
     let (train, backbone) = stage(sink, "fetch", |s| {
-        let (train, _test) = open_data(cfg, cache_root, s)?;
+        let (train, _test) = open_data(cfg, cache, s)?;
         let backbone = match cfg.strategy {
             // The control: the same network, never pretrained.
             Strategy::Scratch => Backbone::random(cfg.arch, cfg.head.seed, device),
-            _ => open_backbone(cfg, cache_root, device, s)?,
+            _ => open_backbone(cfg, cache, device, s)?,
         };
         Ok((train, backbone))
     })?;
@@ -61,7 +62,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &Path, cache_root: &Path, sink: &mu
     let outcome = if cfg.strategy.on_images() {
         train_images(cfg, &backbone, &train, dir, classes, &mut steps)?
     } else {
-        train_probe(cfg, &backbone, &train, dir, cache_root, classes, &mut steps)?
+        train_probe(cfg, &backbone, &train, dir, cache, classes, &mut steps)?
     };
     tables::write_frame(&mut tables::epochs_frame(&outcome.history)?, dir, "epochs")?;
     tables::write_frame(&mut tables::steps_frame(&steps.0)?, dir, "steps")?;
@@ -112,12 +113,12 @@ fn train_probe(
     backbone: &Backbone,
     train: &data::Dataset,
     dir: &Path,
-    cache_root: &Path,
+    cache: &Cache,
     classes: i64,
     sink: &mut dyn EventSink,
 ) -> Result<TrainOutcome> {
     let ecfg = extract_cfg(cfg, probe_tap(cfg));
-    let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache_root, s))?;
+    let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache, s))?;
     write_json_atomic(&dir.join("features.json"), &serde_json::json!({ "train": ftrain.dir }))?;
     let (_head, outcome) =
         stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
@@ -141,7 +142,7 @@ fn train_images(
         ensure_dir(&probe_dir)?;
         let ecfg = extract_cfg(cfg, Tap::Layer4);
         // The probe's small feature cache lives in the run: the body is about to change.
-        let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, &probe_dir, s))?;
+        let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, &Cache::new(&probe_dir), s))?;
         let _ = train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, &probe_dir, sink)?;
         model.load_head(&probe_dir.join("head-best.safetensors"))?;
     }
@@ -163,19 +164,19 @@ fn copy_body(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<()> {
 }
 
 /// Evaluates a trained run directory on the test split.
-pub(crate) fn evaluate_in(dir: &Path, cache_root: &Path, sink: &mut dyn EventSink) -> Result<RunSummary> {
+pub(crate) fn evaluate_in(dir: &Path, cache: &Cache, sink: &mut dyn EventSink) -> Result<RunSummary> {
     let cfg = super::read_run_config(dir)?;
     let t: Trained = read_json(&dir.join("trained.json"))?;
     let device = super::parse_device(&cfg.device)?;
     let ev = stage(sink, "evaluate", |s| {
-        let mut test = data::open(&t.data, Split::Test, cache_root, s)?;
+        let mut test = data::open(&t.data, Split::Test, cache, s)?;
         if let Some(n) = cfg.limit {
             test = test.take(n);
         }
         let ev = if cfg.strategy.on_images() {
             evaluate_model(&cfg, &t, &test, dir, device)?
         } else {
-            evaluate_probe(&cfg, &t, &test, dir, cache_root, device, s)?
+            evaluate_probe(&cfg, &t, &test, dir, cache, device, s)?
         };
         s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
         Ok(ev)
@@ -208,13 +209,13 @@ fn evaluate_probe(
     t: &Trained,
     test: &data::Dataset,
     dir: &Path,
-    cache_root: &Path,
+    cache: &Cache,
     device: tch::Device,
     sink: &mut dyn EventSink,
 ) -> Result<Evaluation> {
     let used = RunConfig { weights: t.weights.clone(), offline_fallback: false, ..cfg.clone() };
-    let backbone = open_backbone(&used, cache_root, device, sink)?;
-    let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache_root, sink)?;
+    let backbone = open_backbone(&used, cache, device, sink)?;
+    let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache, sink)?;
     let mut head = Head::new(ftest.dim(), t.classes.len() as i64, cfg.head.dropout, device);
     head.vs.load(dir.join("head-best.safetensors"))?;
     let mut dirs: serde_json::Value = read_json(&dir.join("features.json")).unwrap_or_else(|_| serde_json::json!({}));

@@ -3,10 +3,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use transfer_lab::data::{self, fetch, Split};
+use transfer_lab::cache::Cache;
+use transfer_lab::data::{self, cifar, Split};
 use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, Tee};
 use transfer_lab::features::extract_to_cache;
-use transfer_lab::models::{backbone::fetch_weights, Arch, WeightsEntry};
+use transfer_lab::models::{fetch_weights, Arch, WeightsEntry};
 use transfer_lab::run::{self, RunConfig};
 
 mod args;
@@ -25,7 +26,7 @@ fn main() {
     if let Some(t) = cli.threads {
         tch::set_num_threads(t);
     }
-    let cache = transfer_lab::cache::cache_dir(cli.cache_dir.as_deref());
+    let cache = Cache::locate(cli.cache_dir.as_deref());
     let mut console = ConsoleSink::default();
     if let Err(e) = dispatch(cli.command, &cache, &mut console, cli.threads) {
         eprintln!("error: {e:#}");
@@ -33,11 +34,10 @@ fn main() {
     }
 }
 
-fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Option<i32>) -> Result<()> {
+fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Option<i32>) -> Result<()> {
     match cmd {
         Command::Fetch { what: FetchWhat::Cifar10 } => {
-            let dir =
-                fetch::fetch_cifar10(cache, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), console)?;
+            let dir = cifar::fetch::fetch_default(cache, console)?;
             println!("{}", dir.display());
         }
         Command::Fetch { what: FetchWhat::Weights { arch, variant } } => {
@@ -105,9 +105,9 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Opti
 
 /// The run on a worker thread writing events.jsonl; the dashboard tails that file on this
 /// thread, by the same code path as `tlab dash`. Leaving the dashboard lets the run finish.
-fn run_with_dashboard(cfg: RunConfig, runs_dir: &Path, cache: &Path) -> Result<run::RunSummary> {
+fn run_with_dashboard(cfg: RunConfig, runs_dir: &Path, cache: &Cache) -> Result<run::RunSummary> {
     let dir = run::new_run_dir(runs_dir, &cfg.name)?;
-    let (d, c) = (dir.clone(), cache.to_path_buf());
+    let (d, c) = (dir.clone(), cache.clone());
     let worker = std::thread::spawn(move || run::run_in_dir(&cfg, &d, &c, &mut transfer_lab::events::NullSink));
     let opts = transfer_lab::tui::DashOptions { pid: Some(std::process::id()), ..Default::default() };
     transfer_lab::tui::run_dashboard(&dir, opts)?;
@@ -121,7 +121,7 @@ fn extract(
     d: &DataArgs,
     m: &ModelArgs,
     split: SplitArg,
-    cache: &Path,
+    cache: &Cache,
     sink: &mut dyn EventSink,
 ) -> Result<Vec<PathBuf>> {
     let cfg = RunConfig {
@@ -160,10 +160,10 @@ fn extract_with_dashboard(
     split: SplitArg,
     events: Option<PathBuf>,
     runs_dir: &Path,
-    cache: &Path,
+    cache: &Cache,
 ) -> Result<Vec<PathBuf>> {
     let dir = run::new_run_dir(runs_dir, "extract")?;
-    let (run_dir, cache) = (dir.clone(), cache.to_path_buf());
+    let (run_dir, cache) = (dir.clone(), cache.clone());
     let worker = std::thread::spawn(move || -> Result<Vec<PathBuf>> {
         let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(JsonlSink::append(&run_dir.join("events.jsonl"))?)];
         if let Some(p) = &events {
@@ -202,7 +202,7 @@ fn test_panic_hook() {
     }
 }
 
-fn info(cache: &Path) {
+fn info(cache: &Cache) {
     println!("transfer-lab {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch {} (tch 0.24)", transfer_lab::LIBTORCH_VERSION);
     println!("cuda available: {}", tch::Cuda::is_available());
