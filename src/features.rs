@@ -5,7 +5,9 @@
 //! `shard_size` rows plus a `manifest.json`. Each shard and each manifest update is
 //! atomic, so a run killed at any point resumes from its last complete shard. Shards start
 //! on batch boundaries, so a resumed run computes the same batches as an uninterrupted one.
+use crate::cache::Cache;
 use crate::data::Dataset;
+use crate::download::sha256_file;
 use crate::events::{EventSink, RunEvent};
 use crate::fsutil::{ensure_dir, read_json, write_json_atomic};
 use crate::models::folded::FoldedResNet;
@@ -53,6 +55,11 @@ pub struct ShardInfo {
     pub file: String,
     pub rows: usize,
     pub sha256: String,
+}
+
+/// Where a cache folder's manifest lives; shards sit beside it.
+fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join("manifest.json")
 }
 
 /// `manifest.json` of one cache folder.
@@ -122,13 +129,9 @@ impl FeatureSet {
     }
 }
 
-/// The cache folder for `key` under `cache_root`.
-pub fn cache_folder(cache_root: &Path, key: &CacheKey) -> PathBuf {
-    cache_root.join("features").join(format!("{}-{}-{}", key.dataset_tag(), key.split, key.id()))
-}
-
 impl CacheKey {
-    fn dataset_tag(&self) -> String {
+    /// The dataset name made safe for a folder name (see [`Cache::features_dir`]).
+    pub(crate) fn dataset_tag(&self) -> String {
         let tag: String = self.dataset.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         tag.chars().take(24).collect()
     }
@@ -140,10 +143,10 @@ pub fn extract_features(
     backbone: &Backbone,
     data: &Dataset,
     cfg: &ExtractConfig,
-    cache_root: &Path,
+    cache: &Cache,
     sink: &mut dyn EventSink,
 ) -> Result<FeatureSet> {
-    let dir = extract_to_cache(backbone, data, cfg, cache_root, sink)?;
+    let dir = extract_to_cache(backbone, data, cfg, cache, sink)?;
     load_features(&dir)
 }
 
@@ -155,7 +158,7 @@ pub fn extract_to_cache(
     backbone: &Backbone,
     data: &Dataset,
     cfg: &ExtractConfig,
-    cache_root: &Path,
+    cache: &Cache,
     sink: &mut dyn EventSink,
 ) -> Result<PathBuf> {
     let precision = cfg.precision;
@@ -178,7 +181,7 @@ pub fn extract_to_cache(
         tap: cfg.tap,
         precision,
     };
-    let dir = cache_folder(cache_root, &key);
+    let dir = cache.features_dir(&key);
     ensure_dir(&dir)?;
     remove_temp_files(&dir);
     let batch = cfg.batch_size.max(1);
@@ -240,7 +243,7 @@ pub fn extract_to_cache(
             let n = (end - start) as i64;
             let info = write_shard(&dir, index, &shard_feats.narrow(0, 0, n), &shard_labels.narrow(0, 0, n))?;
             manifest.shards.push(info);
-            write_json_atomic(&dir.join("manifest.json"), &manifest)?;
+            write_json_atomic(&manifest_path(&dir), &manifest)?;
             sink.emit(&RunEvent::ShardWritten {
                 split: split.clone(),
                 index: index as u64,
@@ -248,7 +251,7 @@ pub fn extract_to_cache(
             });
         }
         manifest.complete = true;
-        write_json_atomic(&dir.join("manifest.json"), &manifest)?;
+        write_json_atomic(&manifest_path(&dir), &manifest)?;
     }
     sink.emit(&RunEvent::ExtractionFinished {
         split,
@@ -262,7 +265,7 @@ pub fn extract_to_cache(
 
 /// The manifest already in `dir` when it is for `key`, dropping shards whose files are gone.
 fn resume_manifest(dir: &Path, key: &CacheKey) -> Result<Option<Manifest>> {
-    let path = dir.join("manifest.json");
+    let path = manifest_path(dir);
     if !path.exists() {
         return Ok(None);
     }
@@ -288,7 +291,7 @@ fn write_shard(dir: &Path, index: usize, features: &Tensor, labels: &Tensor) -> 
     let mut sha256 = String::new();
     crate::fsutil::write_via_temp(&path, |tmp| {
         Tensor::write_safetensors(&[("features", features), ("labels", &labels)], tmp)?;
-        sha256 = crate::data::fetch::sha256_file(tmp)?;
+        sha256 = sha256_file(tmp)?;
         Ok(())
     })?;
     Ok(ShardInfo { file, rows: features.size()[0] as usize, sha256 })
@@ -307,7 +310,7 @@ fn remove_temp_files(dir: &Path) {
 
 /// Loads a complete cache folder, checking every shard against the manifest.
 pub fn load_features(dir: &Path) -> Result<FeatureSet> {
-    let manifest: Manifest = read_json(&dir.join("manifest.json"))?;
+    let manifest: Manifest = read_json(&manifest_path(dir))?;
     let err = |path: &Path, reason: String| Error::Cache { path: path.to_path_buf(), reason };
     if !manifest.complete {
         return Err(err(dir, "extraction is incomplete; rerun `tlab extract` to resume it".into()));
@@ -316,7 +319,7 @@ pub fn load_features(dir: &Path) -> Result<FeatureSet> {
     let mut labels = Vec::new();
     for s in &manifest.shards {
         let path = dir.join(&s.file);
-        let sha = crate::data::fetch::sha256_file(&path)?;
+        let sha = sha256_file(&path)?;
         if sha != s.sha256 {
             return Err(err(
                 &path,

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cache;
 pub mod choice;
 pub mod data;
+pub mod download;
 pub mod error;
 pub mod events;
 pub mod features;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::Device;
+use transfer_lab::cache::Cache;
 use transfer_lab::data::{synthetic::synthetic, Split};
 use transfer_lab::events::{RunEvent, VecSink};
 use transfer_lab::features::{extract_features, load_features, ExtractConfig, Manifest};
@@ -41,17 +42,20 @@ fn second_run_is_a_cache_hit_and_keys_separate_settings() {
     let backbone = Backbone::random(Arch::ResNet18, 0, Device::Cpu);
     let data = synthetic(80, Split::Train, 1);
     let mut first = VecSink::default();
-    let a = extract_features(&backbone, &data, &small_cfg(Tap::Layer4), cache.path(), &mut first).unwrap();
+    let a = extract_features(&backbone, &data, &small_cfg(Tap::Layer4), &Cache::new(cache.path()), &mut first).unwrap();
     assert_eq!(a.features.size(), [80, 512]);
     assert_eq!(a.manifest.shards.len(), 3, "80 rows in shards of 32");
     assert_eq!(cache_hit(&first.0), Some(false));
     let mut second = VecSink::default();
-    let b = extract_features(&backbone, &data, &small_cfg(Tap::Layer4), cache.path(), &mut second).unwrap();
+    let b =
+        extract_features(&backbone, &data, &small_cfg(Tap::Layer4), &Cache::new(cache.path()), &mut second).unwrap();
     assert_eq!(cache_hit(&second.0), Some(true));
     assert!(!second.0.iter().any(|e| matches!(e, RunEvent::ExtractionProgressed { .. })), "a hit computes nothing");
     assert!(a.features.equal(&b.features) && a.labels.equal(&data.labels()));
     // Another layer is another cache entry, with the earlier stage's width.
-    let c = extract_features(&backbone, &data, &small_cfg(Tap::Layer3), cache.path(), &mut VecSink::default()).unwrap();
+    let c =
+        extract_features(&backbone, &data, &small_cfg(Tap::Layer3), &Cache::new(cache.path()), &mut VecSink::default())
+            .unwrap();
     assert_eq!(c.features.size(), [80, 256]);
     assert_ne!(c.dir, a.dir);
     // A corrupted shard is detected on load, naming the file.

@@ -6,8 +6,11 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use transfer_lab::data::fetch::*;
+use transfer_lab::cache::Cache;
+use transfer_lab::data::cifar::fetch::{fetch_cifar10, CIFAR10_URL};
+use transfer_lab::download::*;
 use transfer_lab::events::{RunEvent, VecSink};
+use transfer_lab::models::weights::DEFAULT_WEIGHTS_BASE_URL;
 use transfer_lab::Error;
 
 /// One request the server saw.
@@ -407,7 +410,7 @@ fn cifar10_is_fetched_once_and_unpacked() {
     let url = server.serve("/cifar-10-binary.tar.gz", tgz, Mode::Normal);
     let cache = tempfile::tempdir().unwrap();
     let mut sink = VecSink::default();
-    let dir = fetch_cifar10(cache.path(), &url, &md5, &fast(), &mut sink).unwrap();
+    let dir = fetch_cifar10(&Cache::new(cache.path()), &url, &md5, &fast(), &mut sink).unwrap();
     assert_eq!(dir, cache.path().join("datasets/cifar-10-batches-bin"));
     for name in CIFAR_NAMES {
         assert!(dir.join(name).is_file(), "{name}");
@@ -415,7 +418,7 @@ fn cifar10_is_fetched_once_and_unpacked() {
     assert_eq!(std::fs::read(dir.join("test_batch.bin")).unwrap(), payload(105, 15));
     assert_eq!(only_entry(&cache.path().join("datasets")), "cifar-10-batches-bin");
 
-    let again = fetch_cifar10(cache.path(), &url, &md5, &fast(), &mut sink).unwrap();
+    let again = fetch_cifar10(&Cache::new(cache.path()), &url, &md5, &fast(), &mut sink).unwrap();
     assert_eq!(again, dir);
     assert_eq!(server.seen("/cifar-10-binary.tar.gz").len(), 1);
 }
@@ -427,7 +430,7 @@ fn cifar10_archive_missing_a_batch_is_an_error() {
     let md5 = md5_hex(&tgz);
     let url = server.serve("/c.tar.gz", tgz, Mode::Normal);
     let cache = tempfile::tempdir().unwrap();
-    let err = fetch_cifar10(cache.path(), &url, &md5, &fast(), &mut VecSink::default()).unwrap_err();
+    let err = fetch_cifar10(&Cache::new(cache.path()), &url, &md5, &fast(), &mut VecSink::default()).unwrap_err();
     assert!(matches!(err, Error::Data { .. }), "{err:?}");
     assert!(err.to_string().contains("data_batch_1.bin"), "{err}");
     // No half dataset where readers look, and no temp folder left behind.
@@ -446,10 +449,11 @@ fn mirror_urls_come_from_the_environment() {
     // The only test that touches these variables.
     std::env::set_var("TLAB_WEIGHTS_BASE_URL", "http://mirror.local/models");
     std::env::set_var("TLAB_CIFAR10_URL", "http://mirror.local/c.tgz");
-    assert_eq!(weights_base_url(), "http://mirror.local/models/");
-    assert_eq!(cifar10_url(), "http://mirror.local/c.tgz");
+    let cache = Cache::new("unused");
+    assert_eq!(cache.weights_base_url(), "http://mirror.local/models/");
+    assert_eq!(cache.cifar10_url(), "http://mirror.local/c.tgz");
     std::env::remove_var("TLAB_WEIGHTS_BASE_URL");
     std::env::remove_var("TLAB_CIFAR10_URL");
-    assert_eq!(weights_base_url(), DEFAULT_WEIGHTS_BASE_URL);
-    assert_eq!(cifar10_url(), CIFAR10_URL);
+    assert_eq!(cache.weights_base_url(), DEFAULT_WEIGHTS_BASE_URL);
+    assert_eq!(cache.cifar10_url(), CIFAR10_URL);
 }

@@ -4,6 +4,7 @@ mod common;
 use common::*;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
+use transfer_lab::cache::Cache;
 use transfer_lab::data::{synthetic::synthetic, Split};
 use transfer_lab::events::VecSink;
 use transfer_lab::features::{extract_features, ExtractConfig, Precision};
@@ -38,9 +39,10 @@ fn bf16_features_match_fp32_in_their_own_cache_entry() {
     let cache = tempfile::tempdir().unwrap();
     let backbone = Backbone::random(Arch::ResNet50, 0, Device::Cpu);
     let data = synthetic(48, Split::Train, 3);
-    let fp32 = extract_features(&backbone, &data, &cfg(), cache.path(), &mut VecSink::default()).unwrap();
+    let fp32 = extract_features(&backbone, &data, &cfg(), &Cache::new(cache.path()), &mut VecSink::default()).unwrap();
     let bf16 =
-        extract_features(&backbone, &data, &with(Precision::Bf16), cache.path(), &mut VecSink::default()).unwrap();
+        extract_features(&backbone, &data, &with(Precision::Bf16), &Cache::new(cache.path()), &mut VecSink::default())
+            .unwrap();
     assert_eq!(bf16.features.size(), [48, 2048]);
     assert_eq!(bf16.features.kind(), Kind::Float, "stored as fp32 whatever the arithmetic");
     assert_ne!(bf16.dir, fp32.dir, "another precision is another cache entry");
@@ -79,10 +81,11 @@ fn fp16_on_the_cpu_is_an_error_naming_the_device() {
     let cache = tempfile::tempdir().unwrap();
     let backbone = Backbone::random(Arch::ResNet18, 0, Device::Cpu);
     let data = synthetic(8, Split::Train, 3);
-    let err = extract_features(&backbone, &data, &with(Precision::Fp16), cache.path(), &mut VecSink::default())
-        .err()
-        .expect("fp16 on the CPU must fail")
-        .to_string();
+    let err =
+        extract_features(&backbone, &data, &with(Precision::Fp16), &Cache::new(cache.path()), &mut VecSink::default())
+            .err()
+            .expect("fp16 on the CPU must fail")
+            .to_string();
     assert!(err.contains("fp16") && err.contains("cpu") && err.contains("CUDA"), "{err}");
     assert!(!cache.path().join("features").exists(), "nothing is written before the check");
 }
@@ -117,9 +120,10 @@ fn bf16_and_fp16_on_cuda_match_fp32() {
     let cache = tempfile::tempdir().unwrap();
     let backbone = Backbone::random(Arch::ResNet50, 0, Device::Cuda(0));
     let data = synthetic(32, Split::Train, 3);
-    let fp32 = extract_features(&backbone, &data, &cfg(), cache.path(), &mut VecSink::default()).unwrap();
+    let fp32 = extract_features(&backbone, &data, &cfg(), &Cache::new(cache.path()), &mut VecSink::default()).unwrap();
     for p in [Precision::Bf16, Precision::Fp16] {
-        let f = extract_features(&backbone, &data, &with(p), cache.path(), &mut VecSink::default()).unwrap();
+        let f =
+            extract_features(&backbone, &data, &with(p), &Cache::new(cache.path()), &mut VecSink::default()).unwrap();
         let min = row_cosine(&f.features, &fp32.features).min().double_value(&[]);
         println!("{p} vs fp32 on cuda: cosine min {min:.6}");
         assert!(min >= 0.999, "{p}: cosine {min}");

@@ -2,6 +2,7 @@
 //! `bench/head_torch.py`) on random features, and what bf16 extraction costs in accuracy:
 //! a head trained on bf16 features and one on fp32 features, same synthetic data.
 use super::{BenchConfig, BenchError, Env, Result};
+use crate::cache::Cache;
 use crate::data::{synthetic::synthetic, Split};
 use crate::events::NullSink;
 use crate::features::{extract_features, ExtractConfig, Precision};
@@ -101,8 +102,8 @@ pub fn run_accuracy(cfg: &BenchConfig, env: &Env) -> Result<PrecisionAccuracy> {
         eprintln!("bench: accuracy, {p}: extracting {n_train} + {n_test} synthetic images at {}", cfg.accuracy_size);
         let t = Instant::now();
         let ex = ExtractConfig { precision: p, ..ex.clone() };
-        let tr = extract_features(&backbone, &train, &ex, &cache, &mut NullSink)?;
-        let te = extract_features(&backbone, &test, &ex, &cache, &mut NullSink)?;
+        let tr = extract_features(&backbone, &train, &ex, &Cache::new(&cache), &mut NullSink)?;
+        let te = extract_features(&backbone, &test, &ex, &Cache::new(&cache), &mut NullSink)?;
         let extract_seconds = t.elapsed().as_secs_f64();
         let head_cfg = HeadConfig::default();
         let out = cache.join(format!("head-{p}"));

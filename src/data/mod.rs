@@ -1,10 +1,10 @@
 //! Datasets: CIFAR-10 binary files, image folders, and a synthetic set, all yielding
 //! batches of u8 images `[B, 3, H, W]` with i64 labels `[B]`.
 pub mod cifar;
-pub mod fetch;
 pub mod folder;
 pub mod synthetic;
 
+use crate::cache::Cache;
 use crate::{Error, Result};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -162,18 +162,12 @@ impl DataSpec {
     }
 }
 
-/// Opens one split of `spec`. CIFAR-10 not on disk is fetched into `cache_root`.
-pub fn open(
-    spec: &DataSpec,
-    split: Split,
-    cache_root: &std::path::Path,
-    sink: &mut dyn crate::events::EventSink,
-) -> Result<Dataset> {
+/// Opens one split of `spec`. CIFAR-10 not on disk is fetched into `cache`.
+pub fn open(spec: &DataSpec, split: Split, cache: &Cache, sink: &mut dyn crate::events::EventSink) -> Result<Dataset> {
     match spec {
         DataSpec::Cifar10 { path: Some(p) } => cifar::load_cifar10(p, split),
         DataSpec::Cifar10 { path: None } => {
-            let dir =
-                fetch::fetch_cifar10(cache_root, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), sink)?;
+            let dir = cifar::fetch::fetch_default(cache, sink)?;
             cifar::load_cifar10(&dir, split)
         }
         DataSpec::Synthetic { train, test, seed } => {

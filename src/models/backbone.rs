@@ -1,13 +1,13 @@
 //! A ResNet with its weights: where they came from, their digest, the input they expect.
 use super::folded::FoldedResNet;
 use super::resnet::{Arch, ResNet, Tap};
-use super::weights::{load_weights, WeightsEntry};
-use crate::data::fetch::{self, Checksum, Downloader};
+use super::weights::{fetch_weights, load_weights, WeightsEntry};
+use crate::cache::Cache;
+use crate::download::{sha256_file, Downloader};
 use crate::events::EventSink;
-use crate::fsutil::ensure_dir;
 use crate::preprocess::Normalization;
 use crate::Result;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{nn, Device, Tensor};
 
 /// Where a backbone's weights came from; recorded in caches and run configs.
@@ -58,7 +58,7 @@ impl Backbone {
         let mut vs = nn::VarStore::new(device);
         let net = ResNet::new(&vs.root(), arch, None);
         load_weights(&mut vs, path, &["fc."])?;
-        let digest = fetch::sha256_file(path)?;
+        let digest = sha256_file(path)?;
         let normalization = registry_entry_for(path).map(|e| e.normalization);
         let label = format!("{} file:{}", arch.name(), path.display());
         Ok(Backbone::assemble(vs, net, WeightsInfo { label, digest, normalization, pretrained: true }))
@@ -67,11 +67,11 @@ impl Backbone {
     /// torchvision's ImageNet weights from the cache, downloading them when absent.
     pub fn pretrained(
         entry: &WeightsEntry,
-        cache_root: &Path,
+        cache: &Cache,
         device: Device,
         sink: &mut dyn EventSink,
     ) -> Result<Backbone> {
-        let path = fetch_weights(entry, cache_root, &Downloader::default(), sink)?;
+        let path = fetch_weights(entry, cache, &Downloader::default(), sink)?;
         let mut b = Backbone::from_file(entry.arch, &path, device)?;
         b.weights.label = format!("{} {}", entry.arch.name(), entry.variant);
         b.weights.normalization = Some(entry.normalization);
@@ -100,23 +100,4 @@ impl Backbone {
 fn registry_entry_for(path: &Path) -> Option<&'static WeightsEntry> {
     let name = path.file_name()?.to_str()?;
     super::weights::REGISTRY.iter().find(|e| e.file == name)
-}
-
-/// Downloads (or verifies the cached copy of) `entry` into `<cache>/weights/`.
-pub fn fetch_weights(
-    entry: &WeightsEntry,
-    cache_root: &Path,
-    dl: &Downloader,
-    sink: &mut dyn EventSink,
-) -> Result<PathBuf> {
-    let dir = cache_root.join("weights");
-    ensure_dir(&dir)?;
-    let dest = dir.join(entry.file);
-    if dest.exists() {
-        fetch::verify_recorded(&dest, entry.sha256_prefix())?;
-    } else {
-        let url = entry.url(&fetch::weights_base_url());
-        dl.download(&url, &dest, &Checksum::Sha256Prefix(entry.sha256_prefix().into()), sink)?;
-    }
-    Ok(dest)
 }

@@ -1,10 +1,19 @@
-//! The registry of pretrained weights, and strict loading of state dicts.
+//! The registry of pretrained weights, fetching them into the cache, and strict loading
+//! of state dicts.
 use super::resnet::Arch;
+use crate::cache::Cache;
+use crate::download::{verify_recorded, Checksum, Downloader};
+use crate::events::EventSink;
+use crate::fsutil::ensure_dir;
 use crate::preprocess::Normalization;
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Tensor};
+
+/// Where torchvision publishes its checkpoints; `$TLAB_WEIGHTS_BASE_URL` overrides it
+/// ([`Cache::weights_base_url`]).
+pub const DEFAULT_WEIGHTS_BASE_URL: &str = "https://download.pytorch.org/models/";
 
 /// One downloadable checkpoint of torchvision's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,6 +68,24 @@ impl WeightsEntry {
     pub fn url(&self, base: &str) -> String {
         format!("{}/{}", base.trim_end_matches('/'), self.file)
     }
+}
+
+/// Downloads (or verifies the cached copy of) `entry` into [`Cache::weights_file`].
+pub fn fetch_weights(
+    entry: &WeightsEntry,
+    cache: &Cache,
+    dl: &Downloader,
+    sink: &mut dyn EventSink,
+) -> Result<PathBuf> {
+    ensure_dir(&cache.weights_dir())?;
+    let dest = cache.weights_file(entry);
+    if dest.exists() {
+        verify_recorded(&dest, entry.sha256_prefix())?;
+    } else {
+        let url = entry.url(&cache.weights_base_url());
+        dl.download(&url, &dest, &Checksum::Sha256Prefix(entry.sha256_prefix().into()), sink)?;
+    }
+    Ok(dest)
 }
 
 /// Reads every tensor of a state dict: `.safetensors`, or torch.save's `.pth`/`.pt`/`.bin`.

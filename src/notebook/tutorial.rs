@@ -1,6 +1,7 @@
 //! The tutorial's set-up: real CIFAR-10 and ImageNet weights when they are on this
 //! machine, a labelled synthetic stand-in otherwise, at a scale that fits the hardware.
-use crate::data::{self, fetch, DataSpec, Dataset, Split};
+use crate::cache::Cache;
+use crate::data::{self, DataSpec, Dataset, Split};
 use crate::events::ConsoleSink;
 use crate::features::{extract_features, FeatureSet};
 use crate::models::Tap;
@@ -34,7 +35,7 @@ pub struct Tutorial {
     pub data: DataSpec,
     pub weights: WeightsChoice,
     pub arch: Arch,
-    pub cache: PathBuf,
+    pub cache: Cache,
     /// Run directories go here (`TLAB_RUNS_DIR`, else `runs` in the working directory).
     pub runs: PathBuf,
 }
@@ -44,8 +45,8 @@ impl Tutorial {
     /// ResNet50 weights. Never downloads: `tlab fetch cifar10` and
     /// `tlab fetch weights resnet50` do that, with progress and resume.
     pub fn detect() -> Result<Tutorial> {
-        let cache = crate::cache::cache_dir(None);
-        let cifar = cache.join("datasets").join(fetch::CIFAR10_DIR);
+        let cache = Cache::locate(None);
+        let cifar = cache.cifar10_dir();
         let have_cifar = cifar.join("test_batch.bin").is_file();
         let forced = std::env::var(SCALE_ENV).ok();
         let scale = match forced.as_deref() {
@@ -62,7 +63,7 @@ impl Tutorial {
             TutorialScale::Quick => DataSpec::Synthetic { train: 320, test: 160, seed: 0 },
         };
         let entry = WeightsEntry::find(Arch::ResNet50, "v1")?;
-        let weights = if cache.join("weights").join(entry.file).is_file() {
+        let weights = if cache.weights_file(entry).is_file() {
             WeightsChoice::Pretrained { variant: entry.variant.to_string() }
         } else {
             WeightsChoice::Random { seed: 0 }

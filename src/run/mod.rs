@@ -4,6 +4,7 @@
 //! Dependencies point one way: this module (the public calls and the lifecycle) uses
 //! `phases` (the work), which uses [`config`] (settings, records) and [`setup`] (device,
 //! data, backbone); neither of those imports from above.
+use crate::cache::Cache;
 use crate::events::{EventSink, JsonlSink, RunEvent, Tee};
 use crate::rundir::RunDir;
 use crate::Result;
@@ -18,35 +19,35 @@ pub use config::{run_note, RunConfig, RunSummary, WeightsChoice};
 pub use setup::{open_backbone, open_data, parse_device, DEVICE_VALUES};
 
 /// Fetch -> extract -> train -> evaluate, writing a run directory under `runs_root`.
-pub fn run(cfg: &RunConfig, runs_root: &Path, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
+pub fn run(cfg: &RunConfig, runs_root: &Path, cache: &Cache, console: &mut dyn EventSink) -> Result<RunSummary> {
     let dir = RunDir::create(runs_root, &cfg.name)?;
-    run_in_dir(cfg, &dir, cache_root, console)
+    run_in_dir(cfg, &dir, cache, console)
 }
 
 /// [`run`] into a run directory the caller made (e.g. to point a dashboard at it first).
-pub fn run_in_dir(cfg: &RunConfig, dir: &RunDir, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
+pub fn run_in_dir(cfg: &RunConfig, dir: &RunDir, cache: &Cache, console: &mut dyn EventSink) -> Result<RunSummary> {
     lifecycle(dir, console, |sink| {
-        phases::train_in(cfg, dir, cache_root, sink)?;
-        phases::evaluate_in(dir, cache_root, sink)
+        phases::train_in(cfg, dir, cache, sink)?;
+        phases::evaluate_in(dir, cache, sink)
     })
 }
 
 /// `tlab train`: fetch, extract and train into `dir`, leaving the test split untouched.
 /// Rerun on the same `dir` to resume after the last finished epoch.
-pub fn train_in_dir(cfg: &RunConfig, dir: &RunDir, cache_root: &Path, console: &mut dyn EventSink) -> Result<()> {
-    lifecycle(dir, console, |sink| phases::train_in(cfg, dir, cache_root, sink).map(|_| ()))
+pub fn train_in_dir(cfg: &RunConfig, dir: &RunDir, cache: &Cache, console: &mut dyn EventSink) -> Result<()> {
+    lifecycle(dir, console, |sink| phases::train_in(cfg, dir, cache, sink).map(|_| ()))
 }
 
 /// `tlab evaluate`: the best checkpoint of a trained run on the test split; writes the
 /// per-class and confusion tables and `summary.json`.
-pub fn evaluate_run(dir: &RunDir, cache_root: &Path, console: &mut dyn EventSink) -> Result<RunSummary> {
+pub fn evaluate_run(dir: &RunDir, cache: &Cache, console: &mut dyn EventSink) -> Result<RunSummary> {
     if !dir.trained_file().is_file() {
         return Err(crate::Error::invalid(
             "run directory",
             format!("{} holds no trained.json; train it first (`tlab train`)", dir.path().display()),
         ));
     }
-    lifecycle(dir, console, |sink| phases::evaluate_in(dir, cache_root, sink))
+    lifecycle(dir, console, |sink| phases::evaluate_in(dir, cache, sink))
 }
 
 /// `tlab extract`: features of `splits` into the feature cache, no training; returns the
@@ -54,15 +55,15 @@ pub fn evaluate_run(dir: &RunDir, cache_root: &Path, console: &mut dyn EventSink
 pub fn extract(
     cfg: &RunConfig,
     splits: &[crate::data::Split],
-    cache_root: &Path,
+    cache: &Cache,
     sink: &mut dyn EventSink,
 ) -> Result<Vec<PathBuf>> {
     let device = parse_device(&cfg.device)?;
     cfg.extract.precision.check_device(device)?;
-    let backbone = open_backbone(cfg, cache_root, device, sink)?;
+    let backbone = open_backbone(cfg, cache, device, sink)?;
     let mut dirs = Vec::new();
     for &split in splits {
-        let mut ds = crate::data::open(&cfg.data, split, cache_root, sink)
+        let mut ds = crate::data::open(&cfg.data, split, cache, sink)
             .map_err(|e| e.in_context(format!("opening the {} split", split.as_str())))?;
         if let Some(n) = cfg.limit {
             ds = ds.take(n);
@@ -70,7 +71,7 @@ pub fn extract(
         if ds.synthetic {
             sink.warn(&format!("dataset {}: generated data, not CIFAR-10", ds.describe()));
         }
-        dirs.push(crate::features::extract_to_cache(&backbone, &ds, &cfg.extract, cache_root, sink)?);
+        dirs.push(crate::features::extract_to_cache(&backbone, &ds, &cfg.extract, cache, sink)?);
     }
     Ok(dirs)
 }

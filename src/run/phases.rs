@@ -3,6 +3,7 @@
 //! `tlab evaluate` one each, in separate processes if the user likes.
 use super::config::{run_note, stage, RecordedConfig, RunConfig, RunSummary, WeightsChoice};
 use super::setup::{open_backbone, open_data, parse_device};
+use crate::cache::Cache;
 use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, RunEvent};
 use crate::features::{extract_features, ExtractConfig};
@@ -15,7 +16,6 @@ use crate::train::{
 };
 use crate::Result;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
 /// What training leaves for evaluation: `trained.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,14 +43,14 @@ fn probe_tap(cfg: &RunConfig) -> Tap {
     }
 }
 
-pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache_root: &Path, sink: &mut dyn EventSink) -> Result<Trained> {
+pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink) -> Result<Trained> {
     let device = parse_device(&cfg.device)?;
     let (train, backbone) = stage(sink, "fetch", |s| {
-        let (train, _test) = open_data(cfg, cache_root, s)?;
+        let (train, _test) = open_data(cfg, cache, s)?;
         let backbone = match cfg.strategy {
             // The control: the same network, never pretrained.
             Strategy::Scratch => Backbone::random(cfg.arch, cfg.head.seed, device),
-            _ => open_backbone(cfg, cache_root, device, s)?,
+            _ => open_backbone(cfg, cache, device, s)?,
         };
         Ok((train, backbone))
     })?;
@@ -62,7 +62,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache_root: &Path, sink: &
     let outcome = if cfg.strategy.on_images() {
         train_images(cfg, &backbone, &train, dir, classes, &mut steps)?
     } else {
-        train_probe(cfg, &backbone, &train, dir, cache_root, classes, &mut steps)?
+        train_probe(cfg, &backbone, &train, dir, cache, classes, &mut steps)?
     };
     dir.write_table(Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
     dir.write_table(Table::Steps, &mut tables::steps_frame(&steps.0)?)?;
@@ -113,12 +113,12 @@ fn train_probe(
     backbone: &Backbone,
     train: &data::Dataset,
     dir: &RunDir,
-    cache_root: &Path,
+    cache: &Cache,
     classes: i64,
     sink: &mut dyn EventSink,
 ) -> Result<TrainOutcome> {
     let ecfg = extract_cfg(cfg, probe_tap(cfg));
-    let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache_root, s))?;
+    let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache, s))?;
     dir.write_json(rundir::FEATURES, &FeatureDirs { train: Some(ftrain.dir.clone()), test: None })?;
     let (_head, outcome) =
         stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
@@ -141,7 +141,8 @@ fn train_images(
         let probe_dir = dir.probe().ensure()?;
         let ecfg = extract_cfg(cfg, Tap::Layer4);
         // The probe's small feature cache lives in the run: the body is about to change.
-        let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, probe_dir.path(), s))?;
+        let ftrain =
+            stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, &Cache::new(probe_dir.path()), s))?;
         let _ = train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, &probe_dir, sink)?;
         model.load_head(&probe_dir.best(Weights::Head))?;
     }
@@ -163,19 +164,19 @@ fn copy_body(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<()> {
 }
 
 /// Evaluates a trained run directory on the test split.
-pub(crate) fn evaluate_in(dir: &RunDir, cache_root: &Path, sink: &mut dyn EventSink) -> Result<RunSummary> {
+pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink) -> Result<RunSummary> {
     let cfg = dir.read_config()?;
     let t: Trained = dir.read_json(rundir::TRAINED)?;
     let device = parse_device(&cfg.device)?;
     let ev = stage(sink, "evaluate", |s| {
-        let mut test = data::open(&t.data, Split::Test, cache_root, s)?;
+        let mut test = data::open(&t.data, Split::Test, cache, s)?;
         if let Some(n) = cfg.limit {
             test = test.take(n);
         }
         let ev = if cfg.strategy.on_images() {
             evaluate_model(&cfg, &t, &test, dir, device)?
         } else {
-            evaluate_probe(&cfg, &t, &test, dir, cache_root, device, s)?
+            evaluate_probe(&cfg, &t, &test, dir, cache, device, s)?
         };
         s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
         Ok(ev)
@@ -208,13 +209,13 @@ fn evaluate_probe(
     t: &Trained,
     test: &data::Dataset,
     dir: &RunDir,
-    cache_root: &Path,
+    cache: &Cache,
     device: tch::Device,
     sink: &mut dyn EventSink,
 ) -> Result<Evaluation> {
     let used = RunConfig { weights: t.weights.clone(), offline_fallback: false, ..cfg.clone() };
-    let backbone = open_backbone(&used, cache_root, device, sink)?;
-    let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache_root, sink)?;
+    let backbone = open_backbone(&used, cache, device, sink)?;
+    let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache, sink)?;
     let mut head = Head::new(ftest.dim(), t.classes.len() as i64, cfg.head.dropout, device);
     crate::train::fit::load(&mut head.vs, &dir.best(Weights::Head))?;
     let mut dirs = dir.read_feature_dirs().unwrap_or_default();

@@ -1,11 +1,11 @@
 //! Opening what a run reads: the device, both splits of the data and the backbone, with
 //! the offline fallbacks said out loud.
 use super::config::{RunConfig, WeightsChoice};
+use crate::cache::Cache;
 use crate::data::{self, DataSpec, Split};
 use crate::events::EventSink;
 use crate::models::{Backbone, WeightsEntry};
 use crate::{Error, Result};
-use std::path::Path;
 use tch::Device;
 
 /// How devices are spelled, for `--help`.
@@ -27,13 +27,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
 
 /// Opens both splits of the configured data, falling back to synthetic data when
 /// CIFAR-10 cannot be fetched and `cfg.offline_fallback` allows it.
-pub fn open_data(
-    cfg: &RunConfig,
-    cache_root: &Path,
-    sink: &mut dyn EventSink,
-) -> Result<(data::Dataset, data::Dataset)> {
+pub fn open_data(cfg: &RunConfig, cache: &Cache, sink: &mut dyn EventSink) -> Result<(data::Dataset, data::Dataset)> {
     let open_both = |spec: &DataSpec, sink: &mut dyn EventSink| -> Result<_> {
-        Ok((data::open(spec, Split::Train, cache_root, sink)?, data::open(spec, Split::Test, cache_root, sink)?))
+        Ok((data::open(spec, Split::Train, cache, sink)?, data::open(spec, Split::Test, cache, sink)?))
     };
     let (train, test) = match open_both(&cfg.data, sink) {
         Err(e @ Error::Download { .. }) if cfg.offline_fallback => {
@@ -52,13 +48,13 @@ pub fn open_data(
 
 /// Builds the backbone, falling back to seeded random weights when the download fails
 /// and `cfg.offline_fallback` allows it.
-pub fn open_backbone(cfg: &RunConfig, cache_root: &Path, device: Device, sink: &mut dyn EventSink) -> Result<Backbone> {
+pub fn open_backbone(cfg: &RunConfig, cache: &Cache, device: Device, sink: &mut dyn EventSink) -> Result<Backbone> {
     match &cfg.weights {
         WeightsChoice::Random { seed } => Ok(Backbone::random(cfg.arch, *seed, device)),
         WeightsChoice::File { path } => Backbone::from_file(cfg.arch, path, device),
         WeightsChoice::Pretrained { variant } => {
             let entry = WeightsEntry::find(cfg.arch, variant)?;
-            match Backbone::pretrained(entry, cache_root, device, sink) {
+            match Backbone::pretrained(entry, cache, device, sink) {
                 Err(e @ Error::Download { .. }) if cfg.offline_fallback => {
                     sink.warn(&format!(
                         "the ImageNet weights could not be fetched ({e}). Using SEEDED RANDOM weights: the result shows the pipeline working, not transfer learning."

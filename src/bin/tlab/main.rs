@@ -3,10 +3,11 @@
 use anyhow::{Context, Result};
 use clap::Parser;
 use std::io::IsTerminal;
-use std::path::Path;
+use transfer_lab::cache::Cache;
+use transfer_lab::data::cifar;
 use transfer_lab::data::Split;
 use transfer_lab::events::{ConsoleSink, EventSink, JsonlSink, NullSink, Tee};
-use transfer_lab::models::{backbone::fetch_weights, WeightsEntry};
+use transfer_lab::models::{fetch_weights, WeightsEntry};
 use transfer_lab::run;
 use transfer_lab::rundir::RunDir;
 use transfer_lab::tui::{DashOptions, Mode};
@@ -30,7 +31,7 @@ fn main() {
     if let Some(t) = cli.threads {
         tch::set_num_threads(t);
     }
-    let cache = transfer_lab::cache::cache_dir(cli.cache_dir.as_deref());
+    let cache = Cache::locate(cli.cache_dir.as_deref());
     let mut console = ConsoleSink::default();
     if let Err(e) = dispatch(cli.command, &cache, &mut console, cli.threads) {
         eprintln!("error: {e:#}");
@@ -39,13 +40,10 @@ fn main() {
 }
 
 #[cfg_attr(not(feature = "bench"), allow(unused_variables))]
-fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Option<i32>) -> Result<()> {
+fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Option<i32>) -> Result<()> {
     match cmd {
         Command::Fetch { what: FetchWhat::Cifar10 } => {
-            use transfer_lab::data::fetch;
-            let dir =
-                fetch::fetch_cifar10(cache, &fetch::cifar10_url(), fetch::CIFAR10_MD5, &Default::default(), console)?;
-            println!("{}", dir.display());
+            println!("{}", cifar::fetch::fetch_default(cache, console)?.display());
         }
         Command::Fetch { what: FetchWhat::Weights { arch, variant } } => {
             let entry = WeightsEntry::find(arch, &variant)?;
@@ -61,7 +59,7 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Opti
             let events_sink =
                 || -> Result<Option<JsonlSink>> { Ok(events.as_deref().map(JsonlSink::append).transpose()?) };
             let dirs = if dash && std::io::stdout().is_terminal() {
-                let (dir, extra, cache) = (RunDir::create(&runs_dir, "extract")?, events_sink()?, cache.to_path_buf());
+                let (dir, extra, cache) = (RunDir::create(&runs_dir, "extract")?, events_sink()?, cache.clone());
                 beside_dashboard(dir, move |dir| {
                     let mut sink = Tee(extra.into_iter().map(|s| Box::new(s) as Box<dyn EventSink>).collect());
                     run::lifecycle(dir, &mut sink, |s| run::extract(&cfg, splits, &cache, s))
@@ -80,7 +78,7 @@ fn dispatch(cmd: Command, cache: &Path, console: &mut ConsoleSink, threads: Opti
         Command::Run { args, dash } => {
             let cfg = args.config()?;
             let s = if dash && std::io::stdout().is_terminal() {
-                let (dir, cache) = (RunDir::create(&args.runs_dir, &cfg.name)?, cache.to_path_buf());
+                let (dir, cache) = (RunDir::create(&args.runs_dir, &cfg.name)?, cache.clone());
                 beside_dashboard(dir, move |dir| run::run_in_dir(&cfg, dir, &cache, &mut NullSink))?
             } else {
                 run::run(&cfg, &args.runs_dir, cache, console)?
@@ -163,7 +161,7 @@ fn test_panic_hook() {
     }
 }
 
-fn info(cache: &Path) {
+fn info(cache: &Cache) {
     println!("transfer-lab {}", env!("CARGO_PKG_VERSION"));
     println!("libtorch {} (tch 0.24)", transfer_lab::LIBTORCH_VERSION);
     println!("cuda available: {}", tch::Cuda::is_available());

@@ -2,7 +2,10 @@
 //! 3073-byte records (one label byte, then 1024 R, 1024 G and 1024 B bytes of a 32x32
 //! image, row-major), plus `batches.meta.txt` with the ten class names.
 //!
-//! Parsing is pure Rust and yields one tensor per file.
+//! Parsing is pure Rust and yields one tensor per file; [`fetch`] downloads and unpacks
+//! the official tarball. The file names below are the only copy of them.
+pub mod fetch;
+
 use super::{Dataset, Source, Split};
 use crate::error::{Error, IoContext, Result};
 use sha2::{Digest, Sha256};
@@ -22,7 +25,7 @@ pub const TRAIN_FILES: [&str; 5] =
 pub const TEST_FILE: &str = "test_batch.bin";
 /// The class-name file.
 pub const META_FILE: &str = "batches.meta.txt";
-/// The folder the official tarball unpacks into.
+/// The folder the official tarball unpacks into, kept as is under the cache's `datasets/`.
 pub const TARBALL_DIR: &str = "cifar-10-batches-bin";
 /// Class names used when `batches.meta.txt` is absent.
 pub const STANDARD_CLASSES: [&str; CLASSES] =
@@ -121,6 +124,11 @@ pub fn split_files(split: Split) -> &'static [&'static str] {
         Split::Train => &TRAIN_FILES,
         Split::Test => std::slice::from_ref(&TEST_FILE),
     }
+}
+
+/// Every batch file a complete folder holds: the training files, then the test file.
+pub fn batch_files() -> impl Iterator<Item = &'static str> {
+    TRAIN_FILES.into_iter().chain([TEST_FILE])
 }
 
 /// Accepts both the folder holding the batches and the folder the tarball was unpacked in.
