@@ -1,5 +1,7 @@
 //! Shared by the integration tests: the project's Python, PyTorch references, a torch lock.
 #![allow(dead_code)]
+pub mod pty_screen;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};

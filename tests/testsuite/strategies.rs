@@ -1,7 +1,6 @@
 //! Fine-tune, pretrained-init and scratch train on small synthetic images and lower the
 //! loss; fine-tuning checkpoints every epoch and resumes.
-mod common;
-use common::*;
+use crate::common::*;
 use tch::Device;
 use transfer_lab::data::{synthetic::synthetic, Split};
 use transfer_lab::events::{RunEvent, VecSink};

@@ -1,7 +1,6 @@
 //! The `tlab` binary: bad input gives clear errors; `tlab run` is deterministic end to end.
-mod common;
 use assert_cmd::Command;
-use common::*;
+use crate::common::*;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 

@@ -1,6 +1,5 @@
 //! The post's head: PyTorch parity of its Adam steps, learning, and bad input.
-mod common;
-use common::*;
+use crate::common::*;
 use tch::{Device, Kind, Tensor};
 use transfer_lab::events::{RunEvent, VecSink};
 use transfer_lab::rundir::RunDir;
@@ -9,7 +8,7 @@ use transfer_lab::train::{train_head, Head, HeadConfig};
 #[test]
 fn adam_steps_match_pytorch() {
     let _g = torch_lock();
-    let r = read_tensors(&generated("tests/parity/make_adam_reference.py").join("adam.safetensors"));
+    let r = read_tensors(&generated("tests/fixtures/gen/make_adam_reference.py").join("adam.safetensors"));
     let cfg = HeadConfig::default();
     let head = Head::new(16, 10, 0.0, Device::Cpu);
     tch::no_grad(|| {

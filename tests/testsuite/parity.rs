@@ -1,11 +1,10 @@
-//! Our ResNets and preprocessing against PyTorch/torchvision (tests/parity/make_reference.py).
-mod common;
-use common::*;
+//! Our ResNets and preprocessing against PyTorch/torchvision (tests/fixtures/gen/make_reference.py).
+use crate::common::*;
 use tch::{nn, Device, Kind, Tensor};
 use transfer_lab::models::{load_weights, Arch, ResNet};
 use transfer_lab::preprocess::{Normalization, Preprocess};
 
-const SCRIPT: &str = "tests/parity/make_reference.py";
+const SCRIPT: &str = "tests/fixtures/gen/make_reference.py";
 const TOL: f64 = 1e-4;
 
 fn build(arch: Arch, weights: &std::path::Path) -> (nn::VarStore, ResNet) {

@@ -1,7 +1,6 @@
 //! Extraction precision: bf16 features agree with fp32, live in their own cache entry, and
 //! fp16 off CUDA or an unknown precision are clear errors.
-mod common;
-use common::*;
+use crate::common::*;
 use std::process::Command;
 use tch::{Device, Kind, Tensor};
 use transfer_lab::cache::Cache;

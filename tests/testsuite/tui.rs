@@ -1,7 +1,6 @@
 //! The dashboard: whole-screen snapshots from recorded runs, plain output without a
 //! terminal, and the real binary in a pseudo-terminal (screen advances, `q` restores).
-#[path = "common/pty_screen.rs"]
-mod pty_screen;
+use crate::common::pty_screen;
 
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;

@@ -1,6 +1,5 @@
 //! Feature extraction: cache hits, resume after kill -9, memory independent of dataset size.
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,6 @@
 //! The notebooks are generated from `examples/tutorial_*.rs` (which cargo compiles), and
 //! the book includes the same files by anchor: these tests fail when either drifts.
-//! `TLAB_BLESS=1 cargo test --test notebooks` rewrites the notebooks.
-mod common;
+//! `TLAB_BLESS=1 cargo test --test testsuite notebooks::` rewrites the notebooks.
 
 use serde_json::{json, Value};
 use std::fs;
@@ -184,7 +183,7 @@ fn notebooks_match_their_tutorial_sources() {
     }
     assert!(
         stale.is_empty(),
-        "notebooks out of date; run `TLAB_BLESS=1 cargo test --test notebooks`:\n{}",
+        "notebooks out of date; run `TLAB_BLESS=1 cargo test --test testsuite notebooks::`:\n{}",
         stale.join("\n")
     );
     // Nothing in notebooks/ that no tutorial program generates.
@@ -282,7 +281,7 @@ fn book_includes_resolve() {
 #[test]
 fn book_python_listing_compiles() {
     let script = root().join("book/listings/post_fixed.py");
-    let out = std::process::Command::new(common::python())
+    let out = std::process::Command::new(crate::common::python())
         .args(["-c", "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])"])
         .arg(&script)
         .output()

@@ -1,11 +1,10 @@
-//! `read_pth` against files written by torch.save (tests/pth_fixtures.py).
-mod common;
-use common::generated;
+//! `read_pth` against files written by torch.save (tests/fixtures/gen/make_pth.py).
+use crate::common::generated;
 use std::path::Path;
 use tch::{Kind, Tensor};
 use transfer_lab::models::pth::read_pth;
 
-const SCRIPT: &str = "tests/pth_fixtures.py";
+const SCRIPT: &str = "tests/fixtures/gen/make_pth.py";
 
 /// Reads `dir/NAME.pth` and checks it equals `NAME.safetensors`, in `NAME.keys` order.
 fn check_same(name: &str) -> Vec<(String, Tensor)> {

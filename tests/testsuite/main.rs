@@ -1,0 +1,22 @@
+//! Every integration test, linked as one binary (cargo's own `tests/testsuite` shape):
+//! libtorch and polars are linked once instead of once per file. `tests/heap.rs` stays
+//! apart: it needs the main thread and a process of its own.
+//!
+//! Tests that run models take `common::torch_lock()`: two libtorch users on 2 cores slow
+//! each other 3-25x.
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod data;
+mod extract;
+mod fetch;
+mod head;
+mod notebooks;
+mod parity;
+mod precision;
+mod pth;
+mod report;
+mod strategies;
+#[cfg(feature = "dashboard")]
+mod tui;
