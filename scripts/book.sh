@@ -9,8 +9,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-if [ "${BOOK_BROWSER:-0}" = 1 ]; then scripts/setup-docs.sh --book --browser; else scripts/setup-docs.sh --book; fi
-export PATH="$("$root/scripts/setup-docs.sh" --print-tools)/mdbook-0.4.52/bin:$PATH"
+if [ "${BOOK_BROWSER:-0}" = 1 ]; then scripts/setup.sh --book --browser; else scripts/setup.sh --book; fi
+export PATH="$("$root/scripts/setup.sh" --print-tools)/mdbook-0.4.52/bin:$PATH"
 cargo build --locked --bin tlab --example capture_dashboard
 tlab="$root/target/debug/tlab"
 gen="$root/book/src/generated"

@@ -1,15 +1,77 @@
 #!/usr/bin/env bash
-# Installs what transfer-lab needs into .tlab/ (git-ignored). Idempotent.
-#   scripts/setup.sh          libtorch 2.11.0 (from the PyPI wheel torch==2.11.0)
-#   scripts/setup.sh --test   plus torchvision 0.26.0, used by the parity tests
+# The one set-up script: installs what transfer-lab needs. Idempotent.
+#   scripts/setup.sh              libtorch 2.11.0 (the PyPI wheel torch==2.11.0) into .tlab/
+#   scripts/setup.sh --test       plus torchvision 0.26.0, used by the parity tests
+#   scripts/setup.sh --notebooks  plus evcxr_jupyter 0.22.0 (built once per machine),
+#                                 nbconvert + nbclient, and the `rust` kernelspec (.tlab/jupyter,
+#                                 with libtorch on the kernel's LD_LIBRARY_PATH)
+#   scripts/setup.sh --book       plus mdbook 0.4.52 (built once per machine)
+#   scripts/setup.sh --browser    plus Debian's chromium and playwright-core 1.65 (the book's
+#                                 browser check)
+#   --tools-only  with the above: only the tools built or installed outside .tlab/venv
+#                 (cargo install, apt, npm), so it can run beside a plain set-up (CI does)
+#   --print-tools prints the tools folder and exits
 # An existing LIBTORCH in the environment is honoured and nothing is installed for it.
+# Tools live per user and machine, not per clone, so every clone and CI reuse one build:
+# $TLAB_TOOLS_DIR, else $XDG_DATA_HOME/transfer-lab/tools (~/.local/share/...), each in
+# <name>-<version>/, rebuilt only when missing or when it no longer runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 home="$root/.tlab"
 venv="$home/venv"
-want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+tools_root=${TLAB_TOOLS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/transfer-lab/tools}
+want_test=0 want_notebooks=0 want_book=0 want_browser=0 tools_only=0
+for a in "$@"; do
+  case $a in
+    --test) want_test=1 ;;
+    --notebooks) want_notebooks=1 ;;
+    --book) want_book=1 ;;
+    --browser) want_browser=1 ;;
+    --tools-only) tools_only=1 ;;
+    --print-tools) echo "$tools_root"; exit 0 ;;
+    *) echo "setup: unknown flag $a (use --test, --notebooks, --book, --browser, --tools-only, --print-tools)" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$home"
+
+# Tools build at opt-level 1: minutes less CPU than release's 3 (evcxr_jupyter is mostly
+# rust-analyzer), and what they do at run time (parse a cell, render a book) stays quick.
+# Built into a temp folder renamed into place, so two clones building at once, or a build
+# killed halfway, never leave a half-installed tool that looks whole.
+install_tool() { # name version check-command [cargo install flags...]
+  local name=$1 version=$2 check=$3 dir="$tools_root/$1-$2" t0=$SECONDS
+  shift 3
+  if [ -x "$dir/bin/$name" ] && "$dir/bin/$name" $check >/dev/null 2>&1; then
+    return 0
+  fi
+  [ -e "$dir" ] && echo "setup: $dir does not run; rebuilding it"
+  echo "setup: building $name $version into $dir (minutes, once per machine)"
+  mkdir -p "$tools_root"
+  local tmp
+  tmp=$(mktemp -d "$tools_root/.$name-$version.XXXXXX")
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --quiet --locked --root "$tmp" "$name" --version "$version" "$@"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+  echo "setup: built $name in $((SECONDS - t0)) s"
+}
+evcxr_dir="$tools_root/evcxr_jupyter-0.22.0"
+[ $want_book = 1 ] && install_tool mdbook 0.4.52 --version --no-default-features
+# evcxr_jupyter has no --version flag; --help runs it without starting a kernel.
+[ $want_notebooks = 1 ] && install_tool evcxr_jupyter 0.22.0 --help
+
+if [ $want_browser = 1 ]; then
+  if ! command -v chromium >/dev/null; then
+    echo "setup: installing Debian's chromium"
+    sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+    $sudo_ apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q chromium >/dev/null
+  fi
+  if [ ! -f "$home/node/node_modules/playwright-core/package.json" ]; then
+    mkdir -p "$home/node"
+    (cd "$home/node" && npm install --no-audit --no-fund --silent playwright-core@1.65.1)
+  fi
+fi
+[ $tools_only = 1 ] && { echo "setup: tools ready in $tools_root"; exit 0; }
 
 py=${PYTHON:-python3}
 if [ ! -x "$venv/bin/python" ]; then
@@ -33,4 +95,24 @@ if [ -z "${LIBTORCH:-}" ]; then
   site=$("$vpy" -c "import torch, os; print(os.path.dirname(torch.__file__))")
   ln -sfn "$site" "$home/libtorch"
   echo "setup: libtorch at $home/libtorch -> $site"
+fi
+
+if [ $want_notebooks = 1 ]; then
+  "$vpy" -c "import nbconvert, nbclient" 2>/dev/null ||
+    "$vpy" -m pip install --quiet --disable-pip-version-check nbconvert==7.16.6 nbclient==0.10.2 jupyter_client==8.6.3
+  # evcxr's own kernelspec (its version.txt stops the kernel from "updating" it at start),
+  # installed under .tlab/jupyter, then given libtorch's lib folder: the kernel dlopens
+  # each cell's code, which links libtorch.
+  spec="$home/jupyter/kernels/rust"
+  JUPYTER_PATH="$home/jupyter" "$evcxr_dir/bin/evcxr_jupyter" --install >/dev/null
+  "$vpy" - "$spec/kernel.json" "$(cd "$home/libtorch" && pwd -P)" <<'PY'
+import json, os, sys
+path, libtorch = sys.argv[1], sys.argv[2]
+spec = json.load(open(path))
+spec["display_name"] = "Rust (transfer-lab)"
+spec["env"] = {"LD_LIBRARY_PATH": os.path.join(libtorch, "lib"), "LIBTORCH": libtorch}
+with open(path + ".tmp", "w") as f:
+    json.dump(spec, f, indent=2)
+os.replace(path + ".tmp", path)
+PY
 fi

@@ -8,7 +8,7 @@ start=$(date +%s)
 mkdir -p target
 # The notebook and book tools build beside libtorch's install and the crate's build:
 # linking is single-threaded and pip waits on the network, so the second core has room.
-scripts/setup-docs.sh --notebooks --book --browser --tools-only > target/setup-docs.log 2>&1 &
+scripts/setup.sh --notebooks --book --browser --tools-only > target/setup-tools.log 2>&1 &
 tools_pid=$!
 scripts/setup.sh --test
 # Tests that run models take a lock per test binary; 2 intra-op threads each.
@@ -34,7 +34,7 @@ tests() {
 }
 step tests tests
 step tools wait "$tools_pid"
-if [ $status = 0 ]; then grep "setup-docs: built" target/setup-docs.log || true; else cat target/setup-docs.log; fi
+if [ $status = 0 ]; then grep "setup: built" target/setup-tools.log || true; else cat target/setup-tools.log; fi
 step notebooks scripts/notebooks.sh --execute
 step book env BOOK_BROWSER=1 scripts/book.sh
 printf '%s\n' "${summary[@]}"

@@ -23,8 +23,9 @@ pub enum Error {
     Cache { path: PathBuf, reason: String },
     #[error("table {path}: {reason}")]
     Table { path: PathBuf, reason: String },
-    #[error("chart {path}: {reason}")]
-    Chart { path: PathBuf, reason: String },
+    /// A chart that could not be drawn or encoded; `chart` names it (or its file).
+    #[error("chart {chart}: {reason}")]
+    Chart { chart: String, reason: String },
     #[error("checkpoint {path}: {source}")]
     Checkpoint {
         path: PathBuf,
@@ -35,6 +36,11 @@ pub enum Error {
     Training(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// `tlab bench`: a Python peer (PyTorch or Keras) failed or answered nonsense.
+    #[error("{framework} peer: {reason}")]
+    Peer { framework: String, reason: String },
+    #[error("bench set-up: {0}")]
+    BenchSetup(String),
     /// What was being done when `source` happened.
     #[error("{context}: {source}")]
     Context {

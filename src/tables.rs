@@ -56,7 +56,7 @@ pub fn confusion_frame(c: &Confusion) -> Result<DataFrame> {
 
 /// One row per class of `data`: class, images, share (of the split).
 pub fn class_balance(data: &crate::data::Dataset) -> Result<DataFrame> {
-    let labels = Vec::<i64>::try_from(&data.labels()).map_err(|e| Error::invalid("labels", e.to_string()))?;
+    let labels = Vec::<i64>::try_from(&data.labels())?;
     let mut counts = vec![0u64; data.classes.len()];
     for &l in &labels {
         if let Some(c) = usize::try_from(l).ok().and_then(|i| counts.get_mut(i)) {

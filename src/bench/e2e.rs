@@ -3,9 +3,10 @@
 //! set, against the usual PyTorch script (`bench/e2e_torch.py`: torchvision CIFAR10 +
 //! DataLoader + Resize/ToTensor/Normalize -> ResNet50 -> np.save). Both runs at two
 //! dataset sizes give peak RSS at each, projected linearly to 60,000 images.
-use super::{BenchConfig, BenchError, Env, Result};
+use super::{BenchConfig, Env};
 use crate::data::synthetic::write_synthetic_cifar;
 use crate::events::{parse_line, RunEvent};
+use crate::{Error, Result};
 use serde::Serialize;
 use std::path::Path;
 use std::process::Command;
@@ -55,7 +56,7 @@ pub const PROJECT_TO: f64 = 60_000.0;
 /// Generates the data sets, then runs ours and the script alternately at each size.
 pub fn run(cfg: &BenchConfig, env: &Env) -> Result<EndToEnd> {
     let work = env.out.join("e2e-work");
-    let io = |context: String| move |source| BenchError::Io { context, source };
+    let io = |context: String| move |source| Error::Io { context, source };
     let mut rows = Vec::new();
     // Section `e2e-ours` alone: our side only (peak RSS at large sizes in minutes).
     let with_torch = cfg.has("e2e");
@@ -75,7 +76,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<EndToEnd> {
             .status()
             .map_err(io("running e2e_torch.py prepare".into()))?;
         if !prep.success() {
-            return Err(BenchError::Setup(format!("e2e_torch.py prepare {} failed", data.display())));
+            return Err(Error::BenchSetup(format!("e2e_torch.py prepare {} failed", data.display())));
         }
         eprintln!("bench: end to end, {n} images: PyTorch script");
         rows.push(torch_script(cfg, env, &data, n)?);
@@ -123,13 +124,13 @@ fn project(name: &str, r: [&Row; 2], plateau: usize) -> Projection {
 /// Runs `cmd`, timing it; returns the wall seconds and its stdout, or an error with its stderr.
 fn timed(mut cmd: Command, what: &str) -> Result<(f64, String)> {
     let t = Instant::now();
-    let out = cmd.output().map_err(|source| BenchError::Io { context: format!("running {what}"), source })?;
+    let out = cmd.output().map_err(|source| Error::Io { context: format!("running {what}"), source })?;
     let secs = t.elapsed().as_secs_f64();
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: String =
             err.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-        return Err(BenchError::Setup(format!("{what} failed ({}):\n{tail}", out.status)));
+        return Err(Error::BenchSetup(format!("{what} failed ({}):\n{tail}", out.status)));
     }
     Ok((secs, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
@@ -150,7 +151,7 @@ fn ours(cfg: &BenchConfig, env: &Env, data: &Path, n: usize) -> Result<Row> {
         .arg(&events);
     let (seconds, _) = timed(cmd, "tlab extract")?;
     let text = std::fs::read_to_string(&events)
-        .map_err(|source| BenchError::Io { context: format!("reading {}", events.display()), source })?;
+        .map_err(|source| Error::Io { context: format!("reading {}", events.display()), source })?;
     let rss = text.lines().filter_map(parse_line).find_map(|e| match e.event {
         RunEvent::ExtractionFinished { peak_rss_bytes, .. } => Some(peak_rss_bytes),
         _ => None,
@@ -168,12 +169,12 @@ fn ours(cfg: &BenchConfig, env: &Env, data: &Path, n: usize) -> Result<Row> {
 
 /// The `tlab` binary: this process when it is `tlab`, else `target/<profile>/tlab` beside it.
 fn tlab_exe() -> Result<std::path::PathBuf> {
-    let me = std::env::current_exe().map_err(|source| BenchError::Io { context: "current exe".into(), source })?;
+    let me = std::env::current_exe().map_err(|source| Error::Io { context: "current exe".into(), source })?;
     if me.file_stem().is_some_and(|s| s == "tlab") {
         return Ok(me);
     }
     let beside = me.parent().and_then(|p| p.parent()).map(|p| p.join("tlab")).filter(|p| p.is_file());
-    beside.ok_or_else(|| BenchError::Setup("the tlab binary was not found; run `cargo build` first".into()))
+    beside.ok_or_else(|| Error::BenchSetup("the tlab binary was not found; run `cargo build` first".into()))
 }
 
 #[derive(serde::Deserialize)]
@@ -197,7 +198,7 @@ fn torch_script(cfg: &BenchConfig, env: &Env, data: &Path, n: usize) -> Result<R
         .lines()
         .find_map(|l| l.strip_prefix("@tlab e2e "))
         .and_then(|j| serde_json::from_str(j).ok())
-        .ok_or_else(|| BenchError::Setup("e2e_torch.py printed no `@tlab e2e` line".into()))?;
+        .ok_or_else(|| Error::BenchSetup("e2e_torch.py printed no `@tlab e2e` line".into()))?;
     let _ = std::fs::remove_file(&out);
     Ok(Row {
         name: format!("pytorch: usual script (DataLoader, {} workers)", cfg.torch_workers),

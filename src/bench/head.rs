@@ -1,7 +1,7 @@
 //! Head training time (ours, `train::train_head`, against the same loop in PyTorch,
 //! `bench/head_torch.py`) on random features, and what bf16 extraction costs in accuracy:
 //! a head trained on bf16 features and one on fp32 features, same synthetic data.
-use super::{BenchConfig, BenchError, Env, Result};
+use super::{BenchConfig, Env};
 use crate::cache::Cache;
 use crate::data::{synthetic::synthetic, Split};
 use crate::events::NullSink;
@@ -9,6 +9,7 @@ use crate::features::{extract_features, ExtractConfig, Precision};
 use crate::models::{Arch, Backbone, Tap};
 use crate::preprocess::{Normalization, Preprocess};
 use crate::train::{evaluate, train_head, HeadConfig};
+use crate::{Error, Result};
 use serde::Serialize;
 use std::process::Command;
 use std::time::Instant;
@@ -45,7 +46,7 @@ pub fn run_timing(cfg: &BenchConfig, env: &Env) -> Result<HeadTiming> {
         .args(["--epochs", &cfg.head_epochs.to_string(), "--threads", &cfg.threads.to_string()])
         .args(["--device", &crate::models::folded::device_name(env.device)])
         .output()
-        .map_err(|source| BenchError::Io { context: "running bench/head_torch.py".into(), source })?;
+        .map_err(|source| Error::Io { context: "running bench/head_torch.py".into(), source })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let torch_seconds = stdout
         .lines()
@@ -53,7 +54,7 @@ pub fn run_timing(cfg: &BenchConfig, env: &Env) -> Result<HeadTiming> {
         .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
         .and_then(|v| v["seconds"].as_f64())
         .ok_or_else(|| {
-            BenchError::Setup(format!("head_torch.py failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            Error::BenchSetup(format!("head_torch.py failed: {}", String::from_utf8_lossy(&out.stderr).trim()))
         })?;
     Ok(HeadTiming { rows: cfg.head_rows, dim: DIM, epochs: cfg.head_epochs, ours_seconds, torch_seconds })
 }

@@ -17,28 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
-/// Errors of the benchmark (the library's own errors pass through).
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    #[error(transparent)]
-    Lib(#[from] crate::Error),
-    #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
-    #[error("{framework} peer: {reason}")]
-    Peer { framework: String, reason: String },
-    #[error("bench set-up: {0}")]
-    Setup(String),
-    #[error("{what}: {reason}")]
-    Invalid { what: String, reason: String },
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-pub type Result<T, E = BenchError> = std::result::Result<T, E>;
+use crate::{Error, Result};
 
 /// The parts of a bench run, selectable with `--only`.
 /// `e2e-ours`: the end-to-end runs of ours alone (peak RSS at large sizes, quickly).
@@ -107,7 +86,7 @@ impl BenchConfig {
 
     /// Checks the settings; returns the device.
     pub fn validate(&self) -> Result<Device> {
-        let bad = |what: &str, reason: String| Err(BenchError::Invalid { what: what.into(), reason });
+        let bad = |what: &str, reason: String| Err(Error::Invalid { what: what.into(), reason });
         if let Some(s) = self.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
             return bad("--only", format!("`{s}`; expected some of {}", SECTIONS.join(",")));
         }
@@ -149,7 +128,7 @@ impl Env {
         let torch_python = root.join(".tlab/venv/bin/python");
         let needs_python = ["torch", "keras", "e2e", "head"].iter().any(|s| cfg.has(s));
         if needs_python && !torch_python.exists() {
-            return Err(BenchError::Setup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
+            return Err(Error::BenchSetup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
         }
         let keras_python = if cfg.has("keras") { Some(setup_bench_venv(&root)?) } else { None };
         let stamp = crate::rundir::RunDir::create(&cfg.results_dir, "bench")?.path().to_path_buf();
@@ -164,12 +143,12 @@ impl Env {
 /// The repository root: the working directory when it holds `bench/peer.py`, else the
 /// folder this crate was built from.
 fn repo_root() -> Result<PathBuf> {
-    let cwd = std::env::current_dir().map_err(|e| BenchError::Io { context: "current dir".into(), source: e })?;
+    let cwd = std::env::current_dir().map_err(|e| Error::Io { context: "current dir".into(), source: e })?;
     let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     [cwd, built]
         .into_iter()
         .find(|d| d.join("bench/peer.py").is_file())
-        .ok_or_else(|| BenchError::Setup("bench/peer.py not found: run `tlab bench` from the repository".into()))
+        .ok_or_else(|| Error::BenchSetup("bench/peer.py not found: run `tlab bench` from the repository".into()))
 }
 
 /// Runs `bench/setup.sh` (idempotent); returns the bench venv's Python.
@@ -179,11 +158,11 @@ fn setup_bench_venv(root: &Path) -> Result<PathBuf> {
         .arg(&script)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| BenchError::Io { context: format!("running {}", script.display()), source: e })?;
+        .map_err(|e| Error::Io { context: format!("running {}", script.display()), source: e })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     match stdout.lines().last() {
         Some(p) if out.status.success() => Ok(PathBuf::from(p.trim())),
-        _ => Err(BenchError::Setup(format!("{} failed ({})", script.display(), out.status))),
+        _ => Err(Error::BenchSetup(format!("{} failed ({})", script.display(), out.status))),
     }
 }
 

@@ -1,7 +1,7 @@
 //! A long-lived Python benchmark peer (`bench/peer.py`): one process per framework, its
 //! models built and warmed once, driven by a line protocol so its repetitions interleave
 //! with ours in the same run.
-use super::BenchError;
+use crate::{Error, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -36,8 +36,8 @@ pub struct PeerSpec<'a> {
 
 impl Peer {
     /// Starts the peer and waits until its models are built and warmed up.
-    pub fn start(spec: &PeerSpec) -> Result<Peer, BenchError> {
-        let fail = |reason: String| BenchError::Peer { framework: spec.framework.into(), reason };
+    pub fn start(spec: &PeerSpec) -> Result<Peer> {
+        let fail = |reason: String| Error::Peer { framework: spec.framework.into(), reason };
         let log = std::fs::File::create(spec.log).map_err(|e| fail(format!("creating {}: {e}", spec.log.display())))?;
         let mut child = Command::new(spec.python)
             .arg(spec.script)
@@ -60,7 +60,7 @@ impl Peer {
             stdout: BufReader::new(stdout),
         };
         let ready = peer.reply("ready").map_err(|e| match e {
-            BenchError::Peer { reason, .. } => fail(format!("{reason} (its log: {})", spec.log.display())),
+            Error::Peer { reason, .. } => fail(format!("{reason} (its log: {})", spec.log.display())),
             other => other,
         })?;
         peer.info = serde_json::from_str(&ready).map_err(|e| fail(format!("bad ready line `{ready}`: {e}")))?;
@@ -68,7 +68,7 @@ impl Peer {
     }
 
     /// Runs `batches` timed batches of `variant`; returns images/s.
-    pub fn run(&mut self, variant: &str, batches: usize) -> Result<f64, BenchError> {
+    pub fn run(&mut self, variant: &str, batches: usize) -> Result<f64> {
         self.send(&format!("run {variant} {batches}"))?;
         let line = self.reply("ok")?;
         let ips = line.split_whitespace().next().and_then(|v| v.parse::<f64>().ok());
@@ -76,20 +76,20 @@ impl Peer {
     }
 
     /// The peer's peak resident set size, bytes.
-    pub fn peak_rss(&mut self) -> Result<u64, BenchError> {
+    pub fn peak_rss(&mut self) -> Result<u64> {
         self.send("rss")?;
         let line = self.reply("rss")?;
         line.trim().parse().map_err(|_| self.error(format!("bad answer `rss {line}`")))
     }
 
-    fn send(&mut self, line: &str) -> Result<(), BenchError> {
+    fn send(&mut self, line: &str) -> Result<()> {
         writeln!(self.stdin, "{line}")
             .and_then(|_| self.stdin.flush())
             .map_err(|e| self.error(format!("writing `{line}`: {e}")))
     }
 
     /// Reads lines until `@tlab <tag> ...`; returns the rest. Other stdout lines are chatter.
-    fn reply(&mut self, tag: &str) -> Result<String, BenchError> {
+    fn reply(&mut self, tag: &str) -> Result<String> {
         let mut line = String::new();
         loop {
             line.clear();
@@ -109,8 +109,8 @@ impl Peer {
         }
     }
 
-    fn error(&self, reason: String) -> BenchError {
-        BenchError::Peer { framework: self.info.framework.clone(), reason }
+    fn error(&self, reason: String) -> Error {
+        Error::Peer { framework: self.info.framework.clone(), reason }
     }
 }
 

@@ -2,7 +2,7 @@
 use super::Tutorial;
 use crate::events::ConsoleSink;
 use crate::features::FeatureSet;
-use crate::fsutil::{ensure_dir, read_json, write_atomic};
+use crate::fsutil::{ensure_dir, read_json};
 use crate::metrics;
 use crate::report::{ConfusionChart, Curves, RunLabel};
 use crate::rundir::RunDir;
@@ -50,8 +50,7 @@ impl Tutorial {
             synthetic: self.synthetic(),
             pretrained: self.pretrained(),
         };
-        let json = serde_json::to_vec_pretty(&saved).map_err(|e| Error::invalid("head record", e.to_string()))?;
-        write_atomic(&dir.join("head.json"), &json)?;
+        crate::fsutil::write_json_atomic(&dir.join("head.json"), &saved)?;
         Ok(TrainedHead { head, outcome, classes: classes.to_vec(), label: self.label("notebook head") })
     }
 

@@ -187,7 +187,7 @@ impl ImageGrid {
 fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
     image::write_buffer_with_format(&mut out, rgb, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
-        .map_err(|e| Error::invalid("image grid", format!("PNG encoding failed: {e}")))?;
+        .map_err(|e| Error::Chart { chart: "image grid (PNG)".into(), reason: e.to_string() })?;
     Ok(out.into_inner())
 }
 

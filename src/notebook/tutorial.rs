@@ -176,7 +176,7 @@ pub fn strategy_table() -> Result<DataFrame> {
         "similar to ImageNet" => col(|r| r.2.to_string()),
         "what is trained" => col(|r| r.3.to_string()),
     )
-    .map_err(|e| crate::Error::invalid("strategy table", e.to_string()))
+    .map_err(|e| crate::Error::Table { path: "strategy table".into(), reason: e.to_string() })
 }
 
 /// Global average pooling of layer4's maps, done by hand on the plain net, against the

@@ -111,7 +111,7 @@ impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for DrawE
 
 impl DrawError {
     fn into_error(self, chart: &str) -> crate::Error {
-        crate::Error::io(format!("drawing the {chart} chart"), std::io::Error::other(self.0))
+        crate::Error::Chart { chart: chart.to_string(), reason: self.0 }
     }
 }
 

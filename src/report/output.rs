@@ -16,7 +16,7 @@ pub fn render_svg(
     {
         let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
         draw(&root)?;
-        root.present().map_err(|e| Error::io("finishing the SVG", std::io::Error::other(e.to_string())))?;
+        root.present().map_err(|e| chart_err("SVG", e))?;
     }
     Ok(svg)
 }
@@ -32,13 +32,16 @@ pub fn render_png(
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
         draw(&root)?;
-        root.present().map_err(|e| Error::io("finishing the bitmap", std::io::Error::other(e.to_string())))?;
+        root.present().map_err(|e| chart_err("bitmap", e))?;
     }
-    let img = image::RgbImage::from_raw(w, h, rgb).ok_or_else(|| Error::invalid("bitmap", "buffer size mismatch"))?;
+    let img = image::RgbImage::from_raw(w, h, rgb).ok_or_else(|| chart_err("bitmap", "buffer size mismatch"))?;
     let mut png = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|e| Error::io("encoding PNG", std::io::Error::other(e.to_string())))?;
+    img.write_to(&mut png, image::ImageFormat::Png).map_err(|e| chart_err("PNG", e))?;
     Ok(png.into_inner())
+}
+
+fn chart_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Chart { chart: what.to_string(), reason: e.to_string() }
 }
 
 /// Writes an SVG chart to `path` atomically (temp file + rename).

@@ -86,7 +86,7 @@ pub fn summary_frame(rows: &[SummaryRow]) -> Result<polars::prelude::DataFrame> 
         "test_accuracy" => rows.iter().map(|r| r.test_accuracy).collect::<Vec<_>>(),
         "test_samples" => rows.iter().map(|r| r.test_samples as u64).collect::<Vec<_>>(),
     )
-    .map_err(|e| Error::invalid("summary table", e.to_string()))
+    .map_err(|e| Error::Table { path: "summary table".into(), reason: e.to_string() })
 }
 
 /// The run's test-split feature cache, when the run recorded one (`features.json`).

@@ -84,7 +84,7 @@ impl RunFiles {
     /// `path` is a run directory, or an events file (as `tlab extract --events` writes).
     pub fn locate(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path)
-            .map_err(|e| Error::invalid("run directory", format!("`{}` cannot be read: {e}", path.display())))?;
+            .map_err(|e| Error::io(format!("run directory `{}` cannot be read", path.display()), e))?;
         if meta.is_dir() {
             let dir = RunDir::at(path);
             return Ok(RunFiles { events: dir.events(), dir });
@@ -122,9 +122,8 @@ pub fn dash(run_dir: Option<&Path>, runs_root: &Path, opts: DashOptions) -> Resu
 /// The newest run directory: run names start with their UTC start time, so the
 /// greatest name is the newest.
 pub fn newest_run(runs_root: &Path) -> Result<PathBuf> {
-    let entries = std::fs::read_dir(runs_root).map_err(|e| {
-        Error::invalid("runs folder", format!("`{}` cannot be read ({e}); pass RUN_DIR", runs_root.display()))
-    })?;
+    let entries = std::fs::read_dir(runs_root)
+        .map_err(|e| Error::io(format!("runs folder `{}` cannot be read (pass RUN_DIR)", runs_root.display()), e))?;
     entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))

@@ -1,6 +1,6 @@
 //! The `tlab` binary: bad input gives clear errors; `tlab run` is deterministic end to end.
-use assert_cmd::Command;
 use crate::common::*;
+use assert_cmd::Command;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
@@ -163,4 +163,32 @@ fn train_then_evaluate_in_separate_processes_and_resume() {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("train-state.json")).unwrap()).unwrap();
     assert_eq!(state["epoch"], 2);
+}
+
+#[test]
+fn help_lists_every_choice_and_dash_flags() {
+    // `-h` lists the values on one line; `--help` adds what each means.
+    let out = Command::cargo_bin("tlab").unwrap().args(["run", "-h"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for values in [
+        "linear-probe, earlier-layer, fine-tune, pretrained-init, scratch",
+        "resnet18, resnet34, resnet50, resnet101, resnet152",
+        "layer1, layer2, layer3, layer4",
+        "torchvision, keras-caffe",
+        "fp32, bf16, fp16",
+        "cifar10, synthetic, folder",
+        "layer4, all",
+        "frozen, train",
+        "last, random",
+    ] {
+        assert!(help.contains(&format!("[possible values: {values}]")), "`tlab run -h` lacks {values}:\n{help}");
+    }
+    assert!(help.contains("v1 | v2") && help.contains("auto, cpu, cuda or cuda:N"), "{help}");
+    let out = Command::cargo_bin("tlab").unwrap().args(["dash", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--runs-dir", "--pid", "--plain", "--tui", "--once", "--fps", "[RUN_DIR]"] {
+        assert!(help.contains(flag), "`tlab dash --help` lacks {flag}:\n{help}");
+    }
+    // A typo is a parse error naming the value, before anything runs.
+    tlab(std::path::Path::new("unused")).args(["dash", "--fps", "0"]).assert().failure().stderr(contains("--fps"));
 }

@@ -6,6 +6,11 @@ use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// Said at the top of every notebook: the next cell's wait depends on how it was opened.
+const OPEN_WITH: &str = "> Open the notebooks with `scripts/notebooks.sh`: it compiles transfer-lab for the Rust \
+kernel first, so the next cell answers in seconds. Opened any other way, that cell compiles it \
+(several minutes the first time on a 2-core machine; seconds after).";
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -79,6 +84,7 @@ fn cells(src: &str, file: &Path) -> Result<Vec<Cell>, String> {
                 uses.push(line.to_string());
             } else if t.starts_with("fn main()") {
                 in_main = true;
+                title.extend(["".to_string(), OPEN_WITH.to_string()]);
                 cells.push(Cell::Markdown(title.join("\n")));
                 cells.push(Cell::Code(":dep transfer-lab = { path = \"..\", default-features = false }".into()));
                 cells.push(Cell::Code(uses.join("\n")));
@@ -203,7 +209,7 @@ fn cell_splitting_rejects_code_outside_anchors() {
     assert_eq!(
         c,
         vec![
-            Cell::Markdown("# T".into()),
+            Cell::Markdown(format!("# T\n\n{OPEN_WITH}")),
             Cell::Code(":dep transfer-lab = { path = \"..\", default-features = false }".into()),
             Cell::Code("use a::b;".into()),
             Cell::Markdown("text".into()),
