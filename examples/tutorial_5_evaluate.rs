@@ -4,7 +4,6 @@
 //! choice of epoch saw it. Here the best head from notebook 4 meets it once.
 use transfer_lab::data::{Dataset, Split};
 use transfer_lab::features::FeatureSet;
-use transfer_lab::metrics;
 use transfer_lab::models::Backbone;
 use transfer_lab::notebook::{show, ImageGrid, Table, TrainedHead, Tutorial};
 use transfer_lab::report::{Chart, ConfusionChart, Figure};
@@ -32,12 +31,11 @@ fn main() -> transfer_lab::Result<()> {
     //: Rows are the true classes, columns the predictions.
     // ANCHOR: per_class
     let heat: ConfusionChart = trained.confusion(&eval);
-    let counts: &metrics::Confusion = &heat.matrix;
-    show(&Table::new(&per_class_frame(counts)?, "Per-class precision, recall and F1"));
+    show(&Table::new(&per_class_frame(&heat.matrix)?, "Per-class precision, recall and F1"));
     // ANCHOR_END: per_class
 
     // ANCHOR: confusion
-    show(&Table::new(&confusion_frame(counts)?, "Confusion matrix (rows: true class)"));
+    show(&Table::new(&confusion_frame(&heat.matrix)?, "Confusion matrix (rows: true class)"));
     // ANCHOR_END: confusion
 
     // ANCHOR: heatmap

@@ -11,6 +11,8 @@
 #   --tools-only  with the above: only the tools built or installed outside .tlab/venv
 #                 (cargo install, apt, npm), so it can run beside a plain set-up (CI does)
 #   --print-tools prints the tools folder and exits
+#   --check-tools says of each tool whether it is ready, missing or broken (exit 1 unless all
+#                 are ready), and builds nothing
 # An existing LIBTORCH in the environment is honoured and nothing is installed for it.
 # Tools live per user and machine, not per clone, so every clone and CI reuse one build:
 # $TLAB_TOOLS_DIR, else $XDG_DATA_HOME/transfer-lab/tools (~/.local/share/...), each in
@@ -20,7 +22,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 home="$root/.tlab"
 venv="$home/venv"
 tools_root=${TLAB_TOOLS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/transfer-lab/tools}
-want_test=0 want_notebooks=0 want_book=0 want_browser=0 tools_only=0
+want_test=0 want_notebooks=0 want_book=0 want_browser=0 tools_only=0 check_only=0
 for a in "$@"; do
   case $a in
     --test) want_test=1 ;;
@@ -29,6 +31,7 @@ for a in "$@"; do
     --browser) want_browser=1 ;;
     --tools-only) tools_only=1 ;;
     --print-tools) echo "$tools_root"; exit 0 ;;
+    --check-tools) check_only=1 ;;
     *) echo "setup: unknown flag $a (use --test, --notebooks, --book, --browser, --tools-only, --print-tools)" >&2; exit 2 ;;
   esac
 done
@@ -38,26 +41,48 @@ mkdir -p "$home"
 # rust-analyzer), and what they do at run time (parse a cell, render a book) stays quick.
 # Built into a temp folder renamed into place, so two clones building at once, or a build
 # killed halfway, never leave a half-installed tool that looks whole.
-install_tool() { # name version check-command [cargo install flags...]
-  local name=$1 version=$2 check=$3 dir="$tools_root/$1-$2" t0=$SECONDS
-  shift 3
-  if [ -x "$dir/bin/$name" ] && "$dir/bin/$name" $check >/dev/null 2>&1; then
+# A tool is trusted only if it runs and says it is the pinned version: mdbook prints it;
+# evcxr_jupyter has no --version, so its `--help` must run and a stamp written after its
+# build must match. Prints why not, returns 1.
+tool_ready() { # name version
+  local name=$1 version=$2 dir="$tools_root/$1-$2" bin="$tools_root/$1-$2/bin/$1" out
+  if [ ! -e "$bin" ]; then echo "missing"; return 1; fi
+  case $name in
+    mdbook) out=$("$bin" --version 2>/dev/null) || { echo "broken: $bin does not run"; return 1; }
+            [ "$out" = "mdbook v$version" ] || { echo "broken: $bin says '$out', not mdbook v$version"; return 1; } ;;
+    *) "$bin" --help >/dev/null 2>&1 || { echo "broken: $bin does not run"; return 1; }
+       [ "$(cat "$dir/version" 2>/dev/null)" = "$version" ] || { echo "broken: $dir/version is not $version"; return 1; } ;;
+  esac
+  echo "ready"
+}
+if [ $check_only = 1 ]; then
+  status=0
+  for t in mdbook:0.4.52 evcxr_jupyter:0.22.0; do
+    why=$(tool_ready "${t%%:*}" "${t##*:}") || status=1
+    echo "setup: ${t%%:*} ${t##*:} in $tools_root/${t%%:*}-${t##*:}: $why"
+  done
+  exit $status
+fi
+install_tool() { # name version [cargo install flags...]
+  local name=$1 version=$2 dir="$tools_root/$1-$2" t0=$SECONDS why
+  shift 2
+  if why=$(tool_ready "$name" "$version"); then
     return 0
   fi
-  [ -e "$dir" ] && echo "setup: $dir does not run; rebuilding it"
+  [ "$why" != missing ] && echo "setup: $name $version $why; rebuilding it"
   echo "setup: building $name $version into $dir (minutes, once per machine)"
   mkdir -p "$tools_root"
   local tmp
   tmp=$(mktemp -d "$tools_root/.$name-$version.XXXXXX")
   CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --quiet --locked --root "$tmp" "$name" --version "$version" "$@"
+  echo "$version" > "$tmp/version"
   rm -rf "$dir"
   mv "$tmp" "$dir"
   echo "setup: built $name in $((SECONDS - t0)) s"
 }
 evcxr_dir="$tools_root/evcxr_jupyter-0.22.0"
-[ $want_book = 1 ] && install_tool mdbook 0.4.52 --version --no-default-features
-# evcxr_jupyter has no --version flag; --help runs it without starting a kernel.
-[ $want_notebooks = 1 ] && install_tool evcxr_jupyter 0.22.0 --help
+[ $want_book = 1 ] && install_tool mdbook 0.4.52 --no-default-features
+[ $want_notebooks = 1 ] && install_tool evcxr_jupyter 0.22.0
 
 if [ $want_browser = 1 ]; then
   if ! command -v chromium >/dev/null; then

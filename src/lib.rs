@@ -5,13 +5,13 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
-pub mod choice;
+pub(crate) mod choice;
 pub mod data;
 pub mod download;
-pub mod error;
+pub(crate) mod error;
 pub mod events;
 pub mod features;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod heap;
 pub mod metrics;
 pub mod models;

@@ -17,6 +17,7 @@ mod parity;
 mod precision;
 mod pth;
 mod report;
+mod setup;
 mod strategies;
 #[cfg(feature = "dashboard")]
 mod tui;
