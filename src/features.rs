@@ -297,15 +297,9 @@ fn write_shard(dir: &Path, index: usize, features: &Tensor, labels: &Tensor) -> 
     Ok(ShardInfo { file, rows: features.size()[0] as usize, sha256 })
 }
 
-/// Leftovers of a killed writer; never part of the cache.
+/// Leftovers of a killed writer; never part of the cache. A live writer's stay.
 fn remove_temp_files(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().contains(".tmp") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
+    crate::fsutil::remove_stale_temps(dir);
 }
 
 /// Loads a complete cache folder, checking every shard against the manifest.

@@ -15,6 +15,32 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Removes the temp files in `dir` that a killed writer left (see [`temp_path`]); those of
+/// live processes stay, since they may be writing them now. Returns the names removed.
+pub fn remove_stale_temps(dir: &Path) -> Vec<String> {
+    let mut removed = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = temp_owner(&name) else { continue };
+        if !process_alive(pid) && std::fs::remove_file(e.path()).is_ok() {
+            removed.push(name);
+        }
+    }
+    removed
+}
+
+/// The pid in a temp file's name (`<stem>.tmp<pid>[.<ext>]`).
+fn temp_owner(name: &str) -> Option<i32> {
+    let rest = &name[name.find(".tmp")? + 4..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (!digits.is_empty() && rest[digits.len()..].chars().next().is_none_or(|c| c == '.')).then(|| digits.parse().ok())?
+}
+
+fn process_alive(pid: i32) -> bool {
+    // Signal 0 checks existence; EPERM means it exists under another user.
+    unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+}
+
 /// The one atomic write: `write` makes the file at a temp path, which is then fsynced
 /// and renamed over `path`. On any error the temp file is removed and `path` is untouched.
 pub fn write_via_temp(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
@@ -58,5 +84,26 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
 pub fn sync_parent(path: &Path) {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+
+    #[test]
+    fn temps_of_dead_writers_go_and_live_ones_and_other_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = temp_path(&dir.path().join("a.safetensors"));
+        // pid_max on Linux is at most 2^22: this writer cannot be alive.
+        let dead = dir.path().join("b.tmp99999999.safetensors");
+        let other = dir.path().join("notes.tmp.txt");
+        for p in [&mine, &dead, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path()), ["b.tmp99999999.safetensors"]);
+        assert!(mine.exists() && other.exists() && !dead.exists());
+        assert_eq!(temp_owner("epochs.tmp42"), Some(42));
+        assert_eq!(temp_owner("x.tmp12y.csv"), None);
     }
 }

@@ -21,6 +21,7 @@ pub mod report;
 pub mod run;
 pub mod rundir;
 pub mod tables;
+pub mod tensorfile;
 pub mod train;
 #[cfg(feature = "dashboard")]
 pub mod tui;

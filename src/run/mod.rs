@@ -99,6 +99,11 @@ pub fn lifecycle<T: Finished>(
     job: impl FnOnce(&mut dyn EventSink) -> Result<T>,
 ) -> Result<T> {
     dir.write_pid()?;
+    for d in [dir.path().to_path_buf(), dir.probe().path().to_path_buf()] {
+        for name in crate::fsutil::remove_stale_temps(&d) {
+            console.info(&format!("removed {name}, left in {} by a run that was killed", d.display()));
+        }
+    }
     let mut sink = Tee(vec![Box::new(JsonlSink::append(&dir.events())?), Box::new(console)]);
     let started = Instant::now();
     let result = job(&mut sink);

@@ -58,14 +58,13 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
     sink.emit(&RunEvent::RunStarted { name: cfg.name.clone(), synthetic: train.synthetic, note: note.clone() });
     dir.write_json(rundir::CONFIG, &RecordedConfig::new(cfg, &train, &backbone))?;
     let classes = train.classes.len() as i64;
-    let mut steps = StepLog(Vec::new(), sink);
     let outcome = if cfg.strategy.on_images() {
-        train_images(cfg, &backbone, &train, dir, classes, &mut steps)?
+        train_images(cfg, &backbone, &train, dir, classes, sink)?
     } else {
-        train_probe(cfg, &backbone, &train, dir, cache, classes, &mut steps)?
+        train_probe(cfg, &backbone, &train, dir, cache, classes, sink)?
     };
     dir.write_table(Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
-    dir.write_table(Table::Steps, &mut tables::steps_frame(&steps.0)?)?;
+    dir.write_table(Table::Steps, &mut tables::steps_frame(&outcome.steps)?)?;
     let trained = Trained {
         data: if train.synthetic && !cfg.data.is_synthetic() {
             DataSpec::synthetic_default()
@@ -90,17 +89,6 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
     };
     dir.write_json(rundir::TRAINED, &trained)?;
     Ok(trained)
-}
-
-/// Passes events on and keeps the per-step losses for `steps.csv`.
-struct StepLog<'a>(Vec<(u32, u64, f64)>, &'a mut dyn EventSink);
-impl EventSink for StepLog<'_> {
-    fn emit(&mut self, e: &RunEvent) {
-        if let RunEvent::StepFinished { epoch, step, loss } = e {
-            self.0.push((*epoch, *step, *loss));
-        }
-        self.1.emit(e)
-    }
 }
 
 fn extract_cfg(cfg: &RunConfig, tap: Tap) -> ExtractConfig {

@@ -3,18 +3,20 @@
 //! for a batch and an evaluation. The head on cached features and the image strategies are
 //! both thin steps over [`fit`].
 //!
-//! Randomness, as each loop had it before they were one: the head draws every shuffle and
-//! dropout mask from one stream seeded once by its caller (as the PyTorch comparison
-//! does); image training reseeds with `seed + epoch` before each epoch's shuffle, so a
-//! run resumed at an epoch boundary shuffles as an uninterrupted one does.
+//! Resume is exact: the last checkpoint holds the weights, Adam's moments and the loop's
+//! progress, and every epoch and batch reseeds the random stream from the run's seed, so a
+//! run stopped or killed and resumed writes the same tables and checkpoints, byte for
+//! byte, as one that never stopped.
+use super::adam::AdamOptimizer;
 use super::head::{EpochMetrics, Evaluation, TrainOutcome};
 use crate::events::{EventSink, RunEvent};
 use crate::fsutil::write_json_atomic;
 use crate::rundir::{RunDir, Weights};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// How the validation set is cut from the training samples.
@@ -30,7 +32,7 @@ pub enum ValSplit {
 
 crate::choice::choice!(ValSplit, "validation split");
 
-/// Adam with PyTorch's update rule; the defaults are Keras' (eps 1e-7, PyTorch's is 1e-8).
+/// Adam's settings; the defaults are Keras' (eps 1e-7, PyTorch's is 1e-8).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Adam {
     pub beta1: f64,
@@ -46,13 +48,8 @@ impl Default for Adam {
 
 impl Adam {
     /// The optimiser over `vs`, one learning rate per variable group (`lrs[g]`).
-    pub fn build(&self, vs: &nn::VarStore, lrs: &[f64]) -> Result<nn::Optimizer> {
-        let cfg = nn::Adam { beta1: self.beta1, beta2: self.beta2, wd: 0.0, eps: self.eps, amsgrad: false };
-        let mut opt = cfg.build(vs, lrs[0])?;
-        for (g, &lr) in lrs.iter().enumerate() {
-            opt.set_lr_group(g, lr);
-        }
-        Ok(opt)
+    pub fn build(&self, vs: &nn::VarStore, lrs: &[f64]) -> Result<AdamOptimizer> {
+        AdamOptimizer::new(vs, *self, lrs)
     }
 }
 
@@ -67,8 +64,9 @@ pub struct FitConfig {
     pub adam: Adam,
     /// Learning rate of each variable group (group 0 first).
     pub learning_rates: Vec<f64>,
-    /// `tch::manual_seed(seed + epoch)` before each epoch (else one stream throughout).
-    pub reseed_each_epoch: bool,
+    /// Also checkpoint every this many steps within an epoch (`None`: at epoch ends only).
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
 }
 
 /// One model's part of training.
@@ -84,17 +82,38 @@ pub trait TrainStep {
     fn data_fingerprint(&self) -> String;
 }
 
-/// The loop's progress, saved each epoch (`train-state.json`) so a run resumes after its
-/// last finished epoch.
+/// Sums over the batches of an epoch so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Running {
+    loss_sum: f64,
+    correct: i64,
+    seen: i64,
+}
+
+/// An epoch checkpointed before its end: its number and the batches done.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Partial {
+    epoch: u32,
+    batches: usize,
+    running: Running,
+}
+
+/// The loop's progress. It travels in the metadata of the last checkpoint, so weights,
+/// optimiser and progress are replaced by one rename; `train-state.json` is a copy to read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainState {
     epoch: u32,
     best_epoch: u32,
+    /// -inf before the first epoch ends, which JSON writes as `null`.
+    #[serde(deserialize_with = "null_is_neg_infinity")]
     best_val_acc: f64,
     history: Vec<EpochMetrics>,
     /// Optimiser steps taken so far; absent in older runs.
     #[serde(default)]
     steps: u64,
+    /// `(epoch, step, loss)` of each step so far, for `steps.csv`.
+    #[serde(default)]
+    step_losses: Vec<(u32, u64, f64)>,
     /// The settings and sample count the state belongs to; absent in older runs.
     #[serde(default)]
     config: Option<FitConfig>,
@@ -102,7 +121,17 @@ struct TrainState {
     samples: Option<i64>,
     #[serde(default)]
     data: Option<String>,
+    /// Set when the checkpoint was taken within an epoch.
+    #[serde(default)]
+    partial: Option<Partial>,
 }
+
+fn null_is_neg_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
+}
+
+/// Metadata key of the training state in a last checkpoint.
+const STATE_KEY: &str = "tlab.train_state";
 
 /// Training and validation sample indices.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,9 +162,24 @@ impl Split {
     }
 }
 
+/// The seed of batch `batch` of `epoch`. Every batch reseeds, so its dropout and
+/// augmentation depend on nothing before it and a run resumed at any checkpoint draws
+/// what an uninterrupted one draws (libtorch's generator state cannot be saved from tch).
+fn batch_seed(seed: i64, epoch: u32, batch: usize) -> i64 {
+    let mut z = (seed as u64) ^ ((epoch as u64) << 32) ^ (batch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64's finaliser: nearby inputs give unrelated seeds.
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
 /// Trains `step` on `split.train` for `cfg.epochs`, validating on `split.val` after each,
 /// writing checkpoints of kind `w` into `dir` and resuming from them when `dir` holds this
 /// training's state. The best epoch's weights are loaded back into the model at the end.
+///
+/// Randomness: each epoch's shuffle is drawn after `manual_seed(seed + epoch)`, each
+/// batch's after [`batch_seed`]. A `STOP` file ends training after the current batch with
+/// a checkpoint there, and is removed; resuming continues from that batch.
 pub fn fit(
     step: &mut dyn TrainStep,
     split: &Split,
@@ -146,22 +190,27 @@ pub fn fit(
 ) -> Result<TrainOutcome> {
     let (train_idx, val_idx) = (&split.train, &split.val);
     let n = (train_idx.len() + val_idx.len()) as i64;
-    let (best, last) = (dir.best(w), dir.last(w));
-    let mut state = resume(step, cfg, n, dir, &last, sink)?;
-    state.data = Some(step.data_fingerprint());
+    let best = dir.best(w);
     let mut opt = cfg.adam.build(step.vars(), &cfg.learning_rates)?;
+    let mut state = resume(step, &mut opt, cfg, n, dir, w, sink)?;
+    state.data = Some(step.data_fingerprint());
     let device = step.vars().device();
-    for epoch in state.epoch + 1..=cfg.epochs {
-        if cfg.reseed_each_epoch {
-            tch::manual_seed(cfg.seed + epoch as i64);
-        }
+    let batch = cfg.batch_size.max(1) as usize;
+    let mut stopped = false;
+    'epochs: for epoch in state.epoch + 1..=cfg.epochs {
+        tch::manual_seed(cfg.seed + epoch as i64);
         let perm = Vec::<i64>::try_from(&Tensor::randperm(train_idx.len() as i64, (Kind::Int64, Device::Cpu)))?;
         let order: Vec<i64> = perm.iter().map(|&i| train_idx[i as usize]).collect();
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0i64, 0i64);
-        let mut stopped = false;
-        for idx in order.chunks(cfg.batch_size.max(1) as usize) {
+        let batches = order.len().div_ceil(batch);
+        let (skip, mut run) = match state.partial.take() {
+            Some(p) if p.epoch == epoch => (p.batches, p.running),
+            _ => (0, Running::default()),
+        };
+        for (b, idx) in order.chunks(batch).enumerate().skip(skip) {
+            tch::manual_seed(batch_seed(cfg.seed, epoch, b));
             let (logits, y) = step.forward_train(idx)?;
-            let loss = logits.cross_entropy_for_logits(&y.to_device(device));
+            let y = y.to_device(device);
+            let loss = logits.cross_entropy_for_logits(&y);
             let loss_v = loss.double_value(&[]);
             state.steps += 1;
             if !loss_v.is_finite() {
@@ -172,20 +221,36 @@ pub fn fit(
                 )));
             }
             opt.backward_step(&loss);
-            loss_sum += loss_v * idx.len() as f64;
-            correct += logits.argmax(-1, false).eq_tensor(&y.to_device(device)).sum(Kind::Int64).int64_value(&[]);
-            seen += idx.len() as i64;
+            run.loss_sum += loss_v * idx.len() as f64;
+            run.correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]);
+            run.seen += idx.len() as i64;
+            state.step_losses.push((epoch, state.steps, loss_v));
             sink.emit(&RunEvent::StepFinished { epoch, step: state.steps, loss: loss_v });
-            if dir.stop_requested() {
-                stopped = true;
+            let done = b + 1;
+            if done == batches {
                 break;
+            }
+            let stop = dir.stop_requested();
+            let due = cfg.checkpoint_every.is_some_and(|k| k > 0 && done as u64 % k == 0);
+            if stop || due {
+                state.partial = Some(Partial { epoch, batches: done, running: run });
+                save_checkpoint(step.vars(), &opt, &state, dir, w)?;
+                state.partial = None;
+            }
+            if stop {
+                stopped = true;
+                sink.warn(&format!(
+                    "stopped on request after batch {done} of {batches} in epoch {epoch}; checkpoint saved, \
+                     resume continues from there"
+                ));
+                break 'epochs;
             }
         }
         let ev = step.evaluate(val_idx)?;
         let m = EpochMetrics {
             epoch,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
+            train_loss: run.loss_sum / run.seen as f64,
+            train_acc: run.correct as f64 / run.seen as f64,
             val_loss: ev.loss,
             val_acc: ev.accuracy,
         };
@@ -194,10 +259,9 @@ pub fn fit(
             (state.best_val_acc, state.best_epoch) = (m.val_acc, epoch);
             save_atomic(step.vars(), &best)?;
         }
-        save_atomic(step.vars(), &last)?;
         state.epoch = epoch;
         state.history.push(m.clone());
-        write_json_atomic(&dir.train_state_file(), &state)?;
+        save_checkpoint(step.vars(), &opt, &state, dir, w)?;
         sink.emit(&RunEvent::EpochFinished {
             epoch,
             train_loss: m.train_loss,
@@ -206,16 +270,27 @@ pub fn fit(
             val_acc: m.val_acc,
             best: is_best,
         });
-        if stopped {
-            sink.warn(&format!("stopped on request after step {} of epoch {epoch}; checkpoint saved", state.steps));
+        if epoch < cfg.epochs && dir.stop_requested() {
+            stopped = true;
+            sink.warn(&format!("stopped on request after epoch {epoch}; checkpoint saved"));
             break;
         }
     }
-    if best.exists() {
-        load(step.vars(), &best)?;
+    if stopped {
+        // Honoured: a resume must not stop again at its first batch.
+        let _ = std::fs::remove_file(dir.stop_file());
     }
+    if !best.exists() {
+        return Err(Error::Training(format!(
+            "stopped before the first epoch ended, so there is no best checkpoint yet; resume with \
+             `tlab train --resume {}`",
+            dir.path().display()
+        )));
+    }
+    load(step.vars(), &best)?;
     Ok(TrainOutcome {
         history: state.history,
+        steps: state.step_losses,
         best_epoch: state.best_epoch,
         best_val_acc: state.best_val_acc,
         checkpoint: best,
@@ -224,14 +299,28 @@ pub fn fit(
     })
 }
 
-/// The saved state when `dir` holds this training's (same settings and sample count),
-/// with the last weights loaded; otherwise a fresh start.
+/// Weights, optimiser state and progress into the last checkpoint (one rename), then
+/// the readable copy of the progress.
+fn save_checkpoint(vs: &nn::VarStore, opt: &AdamOptimizer, state: &TrainState, dir: &RunDir, w: Weights) -> Result<()> {
+    let path = dir.last(w);
+    let mut tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    tensors.extend(opt.state_tensors());
+    let json =
+        serde_json::to_string(state).map_err(|source| Error::Json { context: path.display().to_string(), source })?;
+    crate::tensorfile::write(&path, &tensors, &HashMap::from([(STATE_KEY.to_string(), json)]))?;
+    write_json_atomic(&dir.train_state_file(), state)
+}
+
+/// The saved state when `dir` holds this training's (same settings, sample count and
+/// data), with weights and optimiser restored from the last checkpoint; otherwise a fresh
+/// start.
 fn resume(
     step: &mut dyn TrainStep,
+    opt: &mut AdamOptimizer,
     cfg: &FitConfig,
     n: i64,
     dir: &RunDir,
-    last: &Path,
+    w: Weights,
     sink: &mut dyn EventSink,
 ) -> Result<TrainState> {
     let fresh = TrainState {
@@ -240,33 +329,73 @@ fn resume(
         best_val_acc: f64::NEG_INFINITY,
         history: vec![],
         steps: 0,
+        step_losses: vec![],
         config: Some(cfg.clone()),
         samples: Some(n),
         data: None,
+        partial: None,
     };
-    if !(dir.train_state_file().exists() && last.exists()) {
+    crate::fsutil::remove_stale_temps(dir.path());
+    let last = dir.last(w);
+    if !last.exists() {
         return Ok(fresh);
     }
-    let state: TrainState = crate::fsutil::read_json(&dir.train_state_file())?;
+    let (tensors, meta) = crate::tensorfile::read(&last)?;
+    let (state, exact): (TrainState, bool) = match meta.get(STATE_KEY) {
+        Some(json) => (
+            serde_json::from_str(json).map_err(|source| Error::Json { context: last.display().to_string(), source })?,
+            true,
+        ),
+        // Written before checkpoints carried their state: the separate file, no moments.
+        None if dir.train_state_file().exists() => (crate::fsutil::read_json(&dir.train_state_file())?, false),
+        None => return Ok(fresh),
+    };
     // Older states carry no settings; they are taken as this training's.
-    let same = state.config.as_ref().is_none_or(|c| same_but_epochs(c, cfg))
+    let same = state.config.as_ref().is_none_or(|c| same_settings(c, cfg))
         && state.samples.is_none_or(|s| s == n)
         && state.data.as_ref().is_none_or(|d| *d == step.data_fingerprint());
     if !same {
-        sink.warn(&format!(
-            "{} belongs to other settings or data; training starts over",
-            dir.train_state_file().display()
-        ));
+        sink.warn(&format!("{} belongs to other settings or data; training starts over", last.display()));
         return Ok(fresh);
     }
-    load(step.vars(), last)?;
-    sink.info(&format!("resuming after epoch {} from {}", state.epoch, last.display()));
-    Ok(TrainState { config: Some(cfg.clone()), samples: Some(n), ..state })
+    restore_vars(step.vars(), &tensors, &last)?;
+    opt.load_state(&tensors).map_err(|e| e.in_context(last.display().to_string()))?;
+    let at = match state.partial {
+        Some(p) => format!("batch {} of epoch {}", p.batches, p.epoch),
+        None => format!("epoch {}", state.epoch),
+    };
+    if exact {
+        sink.info(&format!("resuming after {at} from {}", last.display()));
+    } else {
+        sink.warn(&format!(
+            "resuming after {at} from {}, an older checkpoint without Adam's state: the moments restart from \
+             zero, so results will differ from an uninterrupted run",
+            last.display()
+        ));
+    }
+    let state = TrainState { config: Some(cfg.clone()), samples: Some(n), ..state };
+    // The copy may lag the checkpoint if a run died between the two writes.
+    write_json_atomic(&dir.train_state_file(), &state)?;
+    Ok(state)
 }
 
-/// More (or fewer) epochs of the same training still resume it.
-fn same_but_epochs(a: &FitConfig, b: &FitConfig) -> bool {
-    FitConfig { epochs: b.epochs, ..a.clone() } == *b
+/// Copies a checkpoint's tensors into the variables, naming any that is missing.
+fn restore_vars(vs: &mut nn::VarStore, saved: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            let src = saved.get(&name).filter(|t| t.size() == var.size()).ok_or_else(|| Error::Checkpoint {
+                path: path.to_path_buf(),
+                source: tch::TchError::FileFormat(format!("{name} is missing or has the wrong shape")),
+            })?;
+            var.f_copy_(src).map_err(|source| Error::Checkpoint { path: path.to_path_buf(), source })?;
+        }
+        Ok(())
+    })
+}
+
+/// More (or fewer) epochs, or another checkpoint interval, still resume a training.
+fn same_settings(a: &FitConfig, b: &FitConfig) -> bool {
+    FitConfig { epochs: b.epochs, checkpoint_every: b.checkpoint_every, ..a.clone() } == *b
 }
 
 /// Saves a var store through a temp file, so the previous checkpoint stays whole on a crash.

@@ -2,6 +2,7 @@
 //! cross-entropy, Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7), batch 32, 10 epochs,
 //! `validation_split=0.2` (the last 20%, taken before shuffling), best epoch by validation
 //! accuracy kept (Keras `ModelCheckpoint(save_best_only=True)`).
+use super::adam::AdamOptimizer;
 use super::fit::{fit, Adam, FitConfig, Split, TrainStep, ValSplit};
 use crate::events::EventSink;
 use crate::rundir::{RunDir, Weights};
@@ -24,6 +25,9 @@ pub struct HeadConfig {
     pub val_fraction: f64,
     pub val_split: ValSplit,
     pub seed: i64,
+    /// Also checkpoint every this many steps within an epoch (default: at epoch ends).
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
 }
 
 impl Default for HeadConfig {
@@ -39,6 +43,7 @@ impl Default for HeadConfig {
             val_fraction: 0.2,
             val_split: ValSplit::Last,
             seed: 0,
+            checkpoint_every: None,
         }
     }
 }
@@ -49,7 +54,7 @@ impl HeadConfig {
     }
 
     /// Adam over `vs` with these settings (PyTorch's update rule, Keras' defaults).
-    pub fn optimizer(&self, vs: &nn::VarStore) -> Result<nn::Optimizer> {
+    pub fn optimizer(&self, vs: &nn::VarStore) -> Result<AdamOptimizer> {
         self.adam().build(vs, &[self.learning_rate])
     }
 
@@ -62,7 +67,7 @@ impl HeadConfig {
             seed: self.seed,
             adam: self.adam(),
             learning_rates: vec![self.learning_rate],
-            reseed_each_epoch: false,
+            checkpoint_every: self.checkpoint_every,
         }
     }
 }
@@ -105,6 +110,9 @@ pub struct EpochMetrics {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainOutcome {
     pub history: Vec<EpochMetrics>,
+    /// `(epoch, step, loss)` of every training step, those before a resume included.
+    #[serde(default)]
+    pub steps: Vec<(u32, u64, f64)>,
     pub best_epoch: u32,
     pub best_val_acc: f64,
     pub checkpoint: PathBuf,
@@ -179,7 +187,7 @@ pub fn train_head(
 ) -> Result<(Head, TrainOutcome)> {
     validate(features, labels, classes)?;
     let fit_cfg = cfg.fit_config();
-    // One stream from the seed: the split, the head's init, then every epoch.
+    // The split and the head's init; `fit` reseeds for every epoch and batch.
     tch::manual_seed(cfg.seed);
     let split = Split::new(features.size()[0], &fit_cfg)?;
     let mut head = Head::new(features.size()[1], classes, cfg.dropout, features.device());

@@ -83,6 +83,9 @@ pub struct ImageTrainConfig {
     #[serde(default)]
     pub val_split: ValSplit,
     pub seed: i64,
+    /// Also checkpoint every this many steps within an epoch (default: at epoch ends).
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
 }
 
 impl ImageTrainConfig {
@@ -99,6 +102,7 @@ impl ImageTrainConfig {
             val_fraction: 0.2,
             val_split: ValSplit::Last,
             seed: 0,
+            checkpoint_every: None,
         };
         match s {
             Strategy::PretrainedInit => ImageTrainConfig { unfreeze: Unfreeze::All, freeze_bn: false, ..base },
@@ -117,7 +121,7 @@ impl ImageTrainConfig {
             seed: self.seed,
             adam: Adam::default(),
             learning_rates: vec![self.body_lr, self.head_lr],
-            reseed_each_epoch: true,
+            checkpoint_every: self.checkpoint_every,
         }
     }
 }
@@ -202,10 +206,10 @@ impl TrainStep for ImageStep<'_> {
     }
 }
 
-/// Trains `model` on `train` images with [`fit`]: checkpoints every epoch
-/// (`model-last.safetensors` + `train-state.json`) and resumes from them; the best epoch
-/// by validation accuracy is `model-best.safetensors`, loaded at the end. A `STOP` file
-/// in `dir` ends training after the current batch, checkpointed.
+/// Trains `model` on `train` images with [`fit`]: checkpoints every epoch (and every
+/// `checkpoint_every` steps) into `model-last.safetensors` and resumes from it exactly;
+/// the best epoch by validation accuracy is `model-best.safetensors`, loaded at the end. A
+/// `STOP` file in `dir` ends training after the current batch, checkpointed.
 pub fn train_on_images(
     model: &mut ImageModel,
     train: &Dataset,

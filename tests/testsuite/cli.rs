@@ -60,7 +60,7 @@ fn bad_flags_and_inputs_are_named_errors() {
 fn run_once(cache: &std::path::Path, runs: &std::path::Path) -> serde_json::Value {
     let out = tlab(cache)
         .args(["run", "--dataset", "synthetic", "--synthetic-train", "300", "--synthetic-test", "100"])
-        .args(["--arch", "resnet18", "--weights", "random", "--size", "64", "--epochs", "4", "--runs-dir"])
+        .args(["--arch", "resnet18", "--weights", "random", "--size", "64", "--epochs", "8", "--runs-dir"])
         .arg(runs)
         .output()
         .unwrap();

@@ -27,6 +27,17 @@ fn adam_steps_match_pytorch() {
         println!("adam step {step}: max |dw| {dw:.2e}, |db| {db:.2e}");
         assert!(dw < 1e-5 && db < 1e-5, "step {step}: {dw:e} {db:e}");
     }
+    // The state a checkpoint saves is PyTorch's `opt.state`.
+    let state: std::collections::HashMap<String, Tensor> = opt.state_tensors().into_iter().collect();
+    for name in ["weight", "bias"] {
+        for m in ["exp_avg", "exp_avg_sq"] {
+            let ours = &state[&format!("adam.{m}/fc.{name}")];
+            let want = &r[&format!("{m}.{name}")];
+            let rel = ((ours - want).abs().max() / want.abs().max()).double_value(&[]);
+            assert!(rel < 1e-4, "{m} of fc.{name}: relative difference {rel:e}");
+        }
+        assert_eq!(state[&format!("adam.step/fc.{name}")].int64_value(&[]), 3);
+    }
 }
 
 /// Features that a linear head can separate: class means far apart plus noise.

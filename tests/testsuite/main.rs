@@ -12,11 +12,13 @@ mod data;
 mod extract;
 mod fetch;
 mod head;
+mod kill;
 mod notebooks;
 mod parity;
 mod precision;
 mod pth;
 mod report;
+mod resume;
 mod setup;
 mod strategies;
 #[cfg(feature = "dashboard")]

@@ -277,6 +277,10 @@ pub(crate) struct HeadArgs {
     /// How the validation set is cut (last: Keras' validation_split)
     #[arg(long, value_enum, default_value_t = HeadConfig::default().val_split)]
     pub(crate) val_split: ValSplit,
+    /// Also checkpoint every N training steps (default: at the end of each epoch); a
+    /// resumed run continues from the last one exactly
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) checkpoint_every: Option<u64>,
 }
 
 #[cfg(test)]

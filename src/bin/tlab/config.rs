@@ -43,6 +43,7 @@ fn image_config(d: &DataArgs, h: &HeadArgs) -> ImageTrainConfig {
     images.seed = d.seed as i64;
     images.augment = !h.no_augment;
     images.val_split = h.val_split;
+    images.checkpoint_every = h.checkpoint_every;
     if let Some(lr) = h.body_lr {
         images.body_lr = lr;
     }
@@ -67,6 +68,7 @@ pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String
             learning_rate: h.lr,
             val_split: h.val_split,
             seed: d.seed as i64,
+            checkpoint_every: h.checkpoint_every,
             ..Default::default()
         },
         device: m.device.clone(),
