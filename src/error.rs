@@ -48,6 +48,9 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A signal stopped the work cleanly; `kept` says what is saved and how to resume.
+    #[error("interrupted by {by}; {kept}")]
+    Interrupted { by: String, kept: String },
     #[error("json {context}: {source}")]
     Json {
         context: String,

@@ -221,6 +221,14 @@ pub fn extract_to_cache(
             let start = manifest.rows_done();
             let end = (start + manifest.shard_size).min(total);
             for b in (start..end).step_by(batch) {
+                crate::interrupt::check(|| {
+                    format!(
+                        "{} of {total} rows are cached in {} (the shard in progress is dropped); run the same \
+                         command again to resume",
+                        manifest.rows_done(),
+                        dir.display()
+                    )
+                })?;
                 let (imgs, lab) = data.batch(b..(b + batch).min(end))?;
                 let x = cfg.preprocess.apply(&imgs, device)?;
                 let f = match &reduced {

@@ -13,6 +13,7 @@ pub mod events;
 pub mod features;
 pub(crate) mod fsutil;
 pub mod heap;
+pub mod interrupt;
 pub mod metrics;
 pub mod models;
 pub mod notebook;

@@ -127,6 +127,15 @@ fn stream_body(
             Err(e) => return Err(Failure::Retry(format!("transfer broke off at byte {}: {e}", pf.len))),
         };
         pf.append(&buf[..n]).map_err(Failure::Fatal)?;
+        crate::interrupt::check(|| {
+            let _ = pf.file.sync_all();
+            format!(
+                "the partial download {} ({} bytes) is kept; run the same command again to resume",
+                pf.path.display(),
+                pf.len
+            )
+        })
+        .map_err(Failure::Fatal)?;
         if last.elapsed() >= PROGRESS_EVERY {
             last = Instant::now();
             sink.emit(&progress(pf.len));

@@ -94,6 +94,7 @@ impl Downloader {
                     failures += 1;
                     sink.warn(&format!("{url}: {reason}; retry {failures}/{}", self.retries));
                     std::thread::sleep(Duration::from_millis(250 * u64::from(failures.min(8))));
+                    crate::interrupt::check(|| format!("{} is kept for the next run to resume", part.display()))?;
                 }
                 Err(Failure::Retry(reason)) => return Err(gave_up(url, part, &reason, failures + 1)),
                 Err(Failure::Fatal(e)) => return Err(e),

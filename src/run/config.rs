@@ -93,6 +93,7 @@ pub(crate) fn stage<T>(
     name: &str,
     f: impl FnOnce(&mut dyn EventSink) -> Result<T>,
 ) -> Result<T> {
+    crate::interrupt::check(|| format!("stopped before the {name} stage; what earlier stages wrote is kept"))?;
     sink.emit(&RunEvent::StageStarted { stage: name.into() });
     let t = Instant::now();
     let out = f(sink)?;

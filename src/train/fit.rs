@@ -230,13 +230,15 @@ pub fn fit(
             if done == batches {
                 break;
             }
+            let signal = crate::interrupt::requested().is_some();
             let stop = dir.stop_requested();
             let due = cfg.checkpoint_every.is_some_and(|k| k > 0 && done as u64 % k == 0);
-            if stop || due {
+            if stop || due || signal {
                 state.partial = Some(Partial { epoch, batches: done, running: run });
                 save_checkpoint(step.vars(), &opt, &state, dir, w)?;
                 state.partial = None;
             }
+            crate::interrupt::check(|| resume_hint(dir, &format!("after batch {done} of {batches} in epoch {epoch}")))?;
             if stop {
                 stopped = true;
                 sink.warn(&format!(
@@ -270,6 +272,9 @@ pub fn fit(
             val_acc: m.val_acc,
             best: is_best,
         });
+        if epoch < cfg.epochs {
+            crate::interrupt::check(|| resume_hint(dir, &format!("after epoch {epoch}")))?;
+        }
         if epoch < cfg.epochs && dir.stop_requested() {
             stopped = true;
             sink.warn(&format!("stopped on request after epoch {epoch}; checkpoint saved"));
@@ -282,9 +287,8 @@ pub fn fit(
     }
     if !best.exists() {
         return Err(Error::Training(format!(
-            "stopped before the first epoch ended, so there is no best checkpoint yet; resume with \
-             `tlab train --resume {}`",
-            dir.path().display()
+            "stopped before the first epoch ended, so there is no best checkpoint yet; {}",
+            resume_hint(dir, "")
         )));
     }
     load(step.vars(), &best)?;
@@ -297,6 +301,14 @@ pub fn fit(
         train_samples: train_idx.len(),
         val_samples: val_idx.len(),
     })
+}
+
+/// What a stopped training kept, and the command that continues it.
+fn resume_hint(dir: &RunDir, at: &str) -> String {
+    let at = if at.is_empty() { String::new() } else { format!("checkpoint saved {at}; ") };
+    // A probe's folder sits inside the run directory that `--resume` takes.
+    let run = if dir.path().ends_with(crate::rundir::PROBE) { dir.path().parent() } else { Some(dir.path()) };
+    format!("{at}resume with `tlab train --resume {}`", run.unwrap_or(dir.path()).display())
 }
 
 /// Weights, optimiser state and progress into the last checkpoint (one rename), then

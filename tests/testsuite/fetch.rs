@@ -30,6 +30,8 @@ enum Mode {
     IgnoreRange,
     /// Accept, read the request, never answer.
     Stall,
+    /// The body in 4 KiB pieces, 20 ms apart (a slow link to interrupt).
+    Slow,
 }
 
 #[derive(Default)]
@@ -110,6 +112,16 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) {
     };
     let body = &bytes[start.unwrap_or(0)..];
     let send = if mode == Mode::CutOnce && first { &body[..body.len() / 2] } else { body };
+    if mode == Mode::Slow {
+        let _ = conn.write_all(head.as_bytes());
+        for piece in send.chunks(4096) {
+            if conn.write_all(piece).and_then(|_| conn.flush()).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
+    }
     let _ = conn.write_all(head.as_bytes()).and_then(|_| conn.write_all(send));
     let _ = conn.flush();
 }
@@ -456,4 +468,47 @@ fn mirror_urls_come_from_the_environment() {
     std::env::remove_var("TLAB_CIFAR10_URL");
     assert_eq!(cache.weights_base_url(), DEFAULT_WEIGHTS_BASE_URL);
     assert_eq!(cache.cifar10_url(), CIFAR10_URL);
+}
+
+#[test]
+fn ctrl_c_keeps_the_partial_download_and_the_next_fetch_resumes_it() {
+    let server = Server::start();
+    let url = server.serve("/cifar-10-binary.tar.gz", payload(2 << 20, 9), Mode::Slow);
+    let cache = tempfile::tempdir().unwrap();
+    let fetch = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tlab"));
+        c.arg("--cache-dir").arg(cache.path()).args(["fetch", "cifar10"]).env("TLAB_CIFAR10_URL", &url);
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        c
+    };
+    let part = || {
+        let downloads = cache.path().join("downloads");
+        let found = std::fs::read_dir(downloads).into_iter().flatten().flatten().map(|e| e.path());
+        found.into_iter().find(|p| p.to_string_lossy().ends_with(".part"))
+    };
+    let mut child = fetch().spawn().unwrap();
+    let t = std::time::Instant::now();
+    while !part().is_some_and(|p| std::fs::metadata(p).unwrap().len() > 64 << 10) {
+        assert!(t.elapsed() < Duration::from_secs(60), "the download never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: a plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(128 + libc::SIGINT), "{stderr}");
+    let part = part().expect("the partial download is kept");
+    let kept = std::fs::metadata(&part).unwrap().len();
+    assert!(
+        stderr.contains("interrupted by Ctrl-C (SIGINT)") && stderr.contains(&part.display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run the same command again to resume"), "{stderr}");
+    // The next fetch asks for the rest only (it then fails the real CIFAR-10 checksum:
+    // this payload is not the dataset).
+    server.serve("/cifar-10-binary.tar.gz", payload(2 << 20, 9), Mode::Normal);
+    let out = fetch().output().unwrap();
+    let ranges: Vec<_> = server.seen("/cifar-10-binary.tar.gz").into_iter().map(|s| s.range).collect();
+    assert_eq!(ranges.last().unwrap().as_deref(), Some(format!("bytes={kept}-").as_str()), "{ranges:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -232,3 +232,69 @@ fn runs_killed_at_random_moments_resume_to_identical_files() {
         assert_eq!(kill_trials(kind, n, seed()), n, "{kind:?}: see the trials above");
     }
 }
+
+/// Waits until `ready` holds (polling), at most a minute.
+fn wait_for(what: &str, ready: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !ready() {
+        assert!(t.elapsed() < Duration::from_secs(60), "never saw {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to the child; returns its exit status and stderr.
+fn signal(mut child: std::process::Child, sig: i32) -> (Option<i32>, String) {
+    // SAFETY: a plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    let out = std::mem::take(&mut child.stderr).unwrap();
+    let status = child.wait().unwrap();
+    (status.code(), std::io::read_to_string(out).unwrap())
+}
+
+#[test]
+fn sigterm_and_ctrl_c_stop_cleanly_say_how_to_resume_and_resume_identically() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    // Training: SIGTERM once steps are under way.
+    let kind = Kind::TrainFineTune;
+    let cache = tmp.path().join("cache");
+    let (reference, runs) = (tmp.path().join("reference"), tmp.path().join("runs"));
+    ok(kind.start(&cache, &reference), "the uninterrupted run");
+    let child = kind.start(&cache, &runs).stderr(Stdio::piped()).spawn().unwrap();
+    let stepping = || {
+        run_dir(&runs).is_some_and(|d| {
+            let events = std::fs::read_to_string(d.join("events.jsonl")).unwrap_or_default();
+            events.matches("\"kind\":\"step_finished\"").count() >= 3 && events.contains("\"stage\":\"train\"")
+        })
+    };
+    wait_for("training steps", stepping);
+    let (code, log) = signal(child, libc::SIGTERM);
+    assert_eq!(code, Some(128 + libc::SIGTERM), "{log}");
+    let dir = run_dir(&runs).unwrap();
+    let hint = format!("resume with `tlab train --resume {}`", dir.display());
+    assert!(log.contains("interrupted by SIGTERM") && log.contains(&hint), "{log}");
+    assert!(log.contains("checkpoint saved after") || log.contains("stopped before the"), "{log}");
+    let got = kind.resume(&cache, &runs);
+    let diff = differences(&run_dir(&reference).unwrap(), &got, kind.skip());
+    assert!(diff.is_empty(), "training stopped by SIGTERM, then resumed: {diff:?}");
+
+    // Extraction: Ctrl-C once a shard is written.
+    let kind = Kind::Extract;
+    let (reference, cache) = (tmp.path().join("x-reference"), tmp.path().join("x-cache"));
+    ok(kind.start(&reference, &reference), "the uninterrupted extraction");
+    let child = kind.start(&cache, &cache).stderr(Stdio::piped()).spawn().unwrap();
+    let a_shard = || {
+        std::fs::read_dir(cache.join("features"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| std::fs::read_to_string(d.path().join("manifest.json")).is_ok_and(|m| m.contains("shard-")))
+    };
+    wait_for("a shard", a_shard);
+    let (code, log) = signal(child, libc::SIGINT);
+    assert_eq!(code, Some(128 + libc::SIGINT), "{log}");
+    assert!(log.contains("interrupted by Ctrl-C (SIGINT)") && log.contains("run the same command again"), "{log}");
+    let got = kind.resume(&cache, &cache);
+    let diff = differences(&reference.join("features"), &got, kind.skip());
+    assert!(diff.is_empty(), "extraction stopped by Ctrl-C, then rerun: {diff:?}");
+}

@@ -28,6 +28,7 @@ fn main() {
         std::process::exit(2);
     }
     let cli = Cli::parse();
+    transfer_lab::interrupt::install();
     if let Some(t) = cli.threads {
         tch::set_num_threads(t);
     }
@@ -35,7 +36,7 @@ fn main() {
     let mut console = ConsoleSink::default();
     if let Err(e) = dispatch(cli.command, &cache, &mut console, cli.threads) {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        std::process::exit(transfer_lab::interrupt::exit_code().unwrap_or(1));
     }
 }
 
