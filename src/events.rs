@@ -96,6 +96,9 @@ impl EventSink for Tee<'_> {
 /// Appends events as JSON lines, flushed per line so a tailing reader sees whole lines.
 pub struct JsonlSink {
     file: std::fs::File,
+    path: std::path::PathBuf,
+    /// Set after the first failed append, which is said once on stderr.
+    failed: bool,
 }
 
 impl JsonlSink {
@@ -106,7 +109,7 @@ impl JsonlSink {
             .append(true)
             .open(path)
             .ctx(|| format!("opening {}", path.display()))?;
-        Ok(Self { file })
+        Ok(Self { file, path: path.to_path_buf(), failed: false })
     }
 }
 
@@ -116,7 +119,12 @@ impl EventSink for JsonlSink {
         if let Ok(mut line) = serde_json::to_vec(&env) {
             line.push(b'\n');
             // One write call per line: appends of whole lines stay whole.
-            let _ = self.file.write_all(&line);
+            if let Err(e) = self.file.write_all(&line) {
+                if !self.failed {
+                    self.failed = true;
+                    eprintln!("warning: cannot append to {} ({e}); dashboards will miss events", self.path.display());
+                }
+            }
         }
     }
 }

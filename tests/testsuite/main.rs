@@ -9,6 +9,7 @@ mod common;
 
 mod cli;
 mod data;
+mod disk;
 mod extract;
 mod fetch;
 mod head;
