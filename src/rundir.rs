@@ -6,10 +6,11 @@
 //! ├── config.json            every setting, plus the data and weights actually used
 //! ├── events.jsonl           progress, one versioned event a line (the dashboard tails it)
 //! ├── pid                    the process writing the run (the dashboard's device panel)
-//! ├── STOP                   written by `tlab dash`'s `s`: training ends after the batch
-//! ├── train-state.json       the training loop's progress, for resume
+//! ├── STOP                   written by `tlab dash`'s `s`: training checkpoints and ends
+//! ├── train-state.json       the training loop's progress (a readable copy)
 //! ├── {head,model}-best.safetensors   best epoch's weights (head on features | whole net)
-//! ├── {head,model}-last.safetensors   last epoch's weights, for resume
+//! ├── {head,model}-last.safetensors   the resume checkpoint: weights, Adam's moments,
+//! │                          and the progress in its metadata (one rename changes all)
 //! ├── epochs.{csv,parquet}   one row per epoch        steps.{csv,parquet}  one per step
 //! ├── trained.json           what training leaves for evaluation
 //! ├── features.json          the feature-cache folders the run read
