@@ -186,9 +186,10 @@ pub fn extract_to_cache(
     remove_temp_files(&dir);
     let batch = cfg.batch_size.max(1);
     let shard_size = cfg.shard_size.max(1).div_ceil(batch) * batch;
-    let mut manifest = resume_manifest(&dir, &key)?.unwrap_or_else(|| Manifest {
+    let dim = backbone.net.feature_dim(cfg.tap);
+    let mut manifest = resume_manifest(&dir, &key, dim, shard_size)?.unwrap_or_else(|| Manifest {
         key: key.clone(),
-        dim: backbone.net.feature_dim(cfg.tap),
+        dim,
         shard_size,
         shards: vec![],
         complete: false,
@@ -272,23 +273,53 @@ pub fn extract_to_cache(
 }
 
 /// The manifest already in `dir` when it is for `key`, dropping shards whose files are gone.
-fn resume_manifest(dir: &Path, key: &CacheKey) -> Result<Option<Manifest>> {
+/// Its sizes must be the ones this extraction would write: they size the buffers.
+fn resume_manifest(dir: &Path, key: &CacheKey, dim: i64, shard_size: usize) -> Result<Option<Manifest>> {
     let path = manifest_path(dir);
     if !path.exists() {
         return Ok(None);
     }
     let mut m: Manifest = read_json(&path)?;
+    let bad = |reason: String| Error::Cache { path: path.clone(), reason: format!("{reason}; delete the folder") };
     if &m.key != key {
-        return Err(Error::Cache {
-            path,
-            reason: "manifest key differs from the folder's key; delete the folder".into(),
-        });
+        return Err(bad("manifest key differs from the folder's key".into()));
     }
+    if (m.dim, m.shard_size) != (dim, shard_size) {
+        return Err(bad(format!(
+            "manifest says {} features in shards of {} rows, this extraction makes {dim} in shards of {shard_size}",
+            m.dim, m.shard_size
+        )));
+    }
+    check_shard_list(&m).map_err(bad)?;
     if let Some(bad) = m.shards.iter().position(|s| !dir.join(&s.file).is_file()) {
         m.shards.truncate(bad);
         m.complete = false;
     }
     Ok(Some(m))
+}
+
+/// A shard entry names a file in its own folder, shards are full but the last, and the
+/// rows add up to the key's image count (all of them once complete).
+fn check_shard_list(m: &Manifest) -> std::result::Result<(), String> {
+    if let Some(s) = m.shards.iter().find(|s| !is_plain_file_name(&s.file)) {
+        return Err(format!("shard file `{}` is not a plain file name in the cache folder", s.file));
+    }
+    let last = m.shards.len().saturating_sub(1);
+    if let Some(i) = m.shards.iter().enumerate().position(|(i, s)| s.rows == 0 || (i < last && s.rows != m.shard_size))
+    {
+        return Err(format!("shard {i} holds {} rows in shards of {}", m.shards[i].rows, m.shard_size));
+    }
+    // Checked: a hostile manifest's row counts can overflow a plain sum (found by the fuzzer).
+    let rows = m.shards.iter().try_fold(0usize, |n, s| n.checked_add(s.rows)).unwrap_or(usize::MAX);
+    if rows > m.key.images || (m.complete && rows != m.key.images) {
+        return Err(format!("shards hold {rows} rows for {} images", m.key.images));
+    }
+    Ok(())
+}
+
+/// One path component, not `.` or `..`: a manifest cannot point outside its folder.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
 /// Writes one shard atomically; returns its manifest entry.
@@ -317,6 +348,10 @@ pub fn load_features(dir: &Path) -> Result<FeatureSet> {
     if !manifest.complete {
         return Err(err(dir, "extraction is incomplete; rerun `tlab extract` to resume it".into()));
     }
+    check_shard_list(&manifest).map_err(|e| err(&manifest_path(dir), format!("{e}; delete the folder")))?;
+    if manifest.shards.is_empty() {
+        return Err(err(&manifest_path(dir), "manifest lists no shards; delete the folder".into()));
+    }
     let mut feats = Vec::new();
     let mut labels = Vec::new();
     for s in &manifest.shards {
@@ -328,15 +363,25 @@ pub fn load_features(dir: &Path) -> Result<FeatureSet> {
                 format!("checksum {sha} differs from the manifest's {}; delete the folder and extract again", s.sha256),
             ));
         }
-        let named: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)?.into_iter().collect();
-        let (Some(f), Some(l)) = (named.get("features"), named.get("labels")) else {
+        let read = Tensor::read_safetensors(&path).map_err(|e| err(&path, format!("unreadable shard: {e}")))?;
+        let mut named: std::collections::HashMap<String, Tensor> = read.into_iter().collect();
+        let (Some(f), Some(l)) = (named.remove("features"), named.remove("labels")) else {
             return Err(err(&path, "shard lacks `features` or `labels`".into()));
         };
-        if f.size() != [s.rows as i64, manifest.dim] {
-            return Err(err(&path, format!("features shape {:?}, expected [{}, {}]", f.size(), s.rows, manifest.dim)));
+        let rows = s.rows as i64;
+        if (f.kind(), f.size()) != (Kind::Float, vec![rows, manifest.dim]) {
+            let want = format!("Float [{rows}, {}]", manifest.dim);
+            return Err(err(&path, format!("features are {:?} {:?}, expected {want}", f.kind(), f.size())));
         }
-        feats.push(f.shallow_clone());
-        labels.push(l.shallow_clone());
+        if (l.kind(), l.size()) != (Kind::Int64, vec![rows]) {
+            return Err(err(&path, format!("labels are {:?} {:?}, expected Int64 [{rows}]", l.kind(), l.size())));
+        }
+        let classes = manifest.classes.len() as i64;
+        if rows > 0 && (l.min().int64_value(&[]) < 0 || l.max().int64_value(&[]) >= classes) {
+            return Err(err(&path, format!("labels outside 0..{classes}, the manifest's classes")));
+        }
+        feats.push(f);
+        labels.push(l);
     }
     Ok(FeatureSet {
         features: Tensor::cat(&feats, 0),

@@ -87,6 +87,92 @@ pub fn sync_parent(path: &Path) {
     }
 }
 
+/// An exclusive claim among processes on one job (a download, an unpack): `flock` on
+/// `path`, which the kernel releases when its holder dies, so no claim goes stale. The
+/// file is removed on drop; a waiter that then locks the removed file tries again.
+pub struct FileLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl FileLock {
+    /// The lock, or `None` while another process holds it.
+    pub fn try_acquire(path: &Path) -> Result<Option<FileLock>> {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path)
+                .ctx(|| format!("creating lock {}", path.display()))?;
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    return Ok(None);
+                }
+                return Err(e).ctx(|| format!("locking {}", path.display()));
+            }
+            let ours = file.metadata().ctx(|| format!("reading lock {}", path.display()))?;
+            match std::fs::metadata(path) {
+                Ok(m) if (m.dev(), m.ino()) == (ours.dev(), ours.ino()) => {
+                    // A killed holder's pid may still be there.
+                    let _ = file.set_len(0);
+                    let mut f = &file;
+                    let _ = writeln!(f, "{}", std::process::id());
+                    return Ok(Some(FileLock { path: path.to_path_buf(), _file: file }));
+                }
+                // The holder before us removed it after we opened it: lock the new one.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Waits for the lock, saying once on `sink` that `what` is being done by another
+    /// process (and which, when its pid can be read). Ctrl-C stops the wait.
+    pub fn wait(path: &Path, what: &str, sink: &mut dyn crate::events::EventSink) -> Result<FileLock> {
+        let mut said = false;
+        loop {
+            if let Some(lock) = Self::try_acquire(path)? {
+                return Ok(lock);
+            }
+            if !said {
+                said = true;
+                let pid = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                let who = pid.map_or("another process".to_string(), |p| format!("another process (pid {p})"));
+                sink.info(&format!("{who} is {what}; waiting for it to finish"));
+            }
+            crate::interrupt::check(|| format!("stopped waiting for {}", path.display()))?;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so a waiter never takes a lock on a file that stays.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job.lock");
+        let a = FileLock::try_acquire(&path).unwrap().expect("free");
+        assert!(FileLock::try_acquire(&path).unwrap().is_none(), "flock is per open file: a second open waits");
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), std::process::id().to_string());
+        drop(a);
+        assert!(!path.exists());
+        assert!(FileLock::try_acquire(&path).unwrap().is_some());
+    }
+}
+
 #[cfg(test)]
 mod stale_tests {
     use super::*;

@@ -304,6 +304,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn runs_started_together_get_their_own_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8).map(|_| s.spawn(|| RunDir::create(root.path(), "same").unwrap().path)).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let unique: std::collections::HashSet<_> = dirs.iter().collect();
+        assert_eq!(unique.len(), 8, "{dirs:?}");
+        assert!(dirs.iter().all(|d| d.is_dir()));
+    }
+
+    #[test]
     fn utc_stamp_is_calendar_correct() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_910_400 + 3661);
         assert_eq!(utc_stamp(t), "20261129-010101"); // date -u -d @1795914061

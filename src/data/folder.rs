@@ -100,13 +100,40 @@ fn digest_files(root: &Path, paths: &[PathBuf], side: u32) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// Larger photos than any camera makes are refused, not decoded.
+pub const MAX_SIDE: u32 = 1 << 14;
+/// What one decode may allocate.
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// Decoded bytes per file byte beyond which a header cannot be honest: deflate (PNG)
+/// expands at most ~1032x, and a JPEG spends at least a few bits per 8x8 block.
+const MAX_EXPANSION: u64 = 2048;
+
+fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::File>>> {
+    let reader = image::ImageReader::open(path).ctx(|| format!("opening {}", path.display()))?;
+    // Trust the bytes over the extension: a PNG saved as .jpg still loads.
+    let mut reader = reader.with_guessed_format().ctx(|| format!("reading {}", path.display()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    Ok(reader)
+}
+
 /// Decodes an image file as RGB and resizes it (bilinear) to `side` x `side`.
 /// Returns `[3, side, side]` u8.
 pub fn decode_resized(path: &Path, side: u32) -> Result<Tensor> {
-    let reader = image::ImageReader::open(path).ctx(|| format!("opening {}", path.display()))?;
-    // Trust the bytes over the extension: a PNG saved as .jpg still loads.
-    let reader = reader.with_guessed_format().ctx(|| format!("reading {}", path.display()))?;
-    let img = reader.decode().map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?.to_rgb8();
+    let bad = |e: image::ImageError| Error::data(path, format!("cannot decode image: {e}"));
+    // A header may claim any size: it is checked against the file's length, and against
+    // fixed limits, before the decoder allocates for it.
+    let len = std::fs::metadata(path).ctx(|| format!("reading {}", path.display()))?.len();
+    let (w, h) = reader(path)?.into_dimensions().map_err(bad)?;
+    let claimed = w as u64 * h as u64 * 4;
+    if claimed > len.saturating_mul(MAX_EXPANSION).saturating_add(64 << 20) {
+        let reason = format!("its header claims {w}x{h} pixels, more than a {len}-byte file can hold; is it damaged?");
+        return Err(Error::data(path, reason));
+    }
+    let img = reader(path)?.decode().map_err(bad)?.to_rgb8();
     let img = if img.dimensions() == (side, side) {
         img
     } else {

@@ -11,7 +11,7 @@ pub use digest::{md5_file, record_path, sha256_file, verify_recorded, Checksum};
 
 use crate::error::{IoContext, Result};
 use crate::events::{EventSink, RunEvent};
-use crate::fsutil::{ensure_dir, sync_parent};
+use crate::fsutil::{ensure_dir, sync_parent, FileLock};
 use digest::{verify_existing, write_record, Digests};
 use http::{attempt, download_error, Failure};
 use std::fs;
@@ -37,13 +37,17 @@ impl Default for Downloader {
 impl Downloader {
     /// Downloads `url` to `dest` and returns its full SHA-256 (hex). An existing `dest` is
     /// verified instead of downloaded. A partial `<dest>.part` from an earlier run is resumed.
+    ///
+    /// Two processes fetching the same file (two notebooks, two terminals) take turns: the
+    /// second waits for the first, then verifies the file it left.
     pub fn download(&self, url: &str, dest: &Path, checksum: &Checksum, sink: &mut dyn EventSink) -> Result<String> {
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            ensure_dir(dir)?;
+        }
+        let _lock = FileLock::wait(&with_suffix(dest, ".lock"), &format!("downloading {}", dest.display()), sink)?;
         if dest.exists() {
             sink.info(&format!("using {} (already downloaded)", dest.display()));
             return verify_existing(dest, checksum);
-        }
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            ensure_dir(dir)?;
         }
         let part = part_path(dest);
         let digests = self.fetch_part(url, &part, checksum.needs_md5(), sink).inspect_err(|_| {
@@ -115,7 +119,11 @@ fn gave_up(url: &str, part: &Path, reason: &str, attempts: u32) -> crate::Error 
 
 /// `<dest>.part`, in the same folder so the final rename is atomic.
 pub fn part_path(dest: &Path) -> PathBuf {
+    with_suffix(dest, ".part")
+}
+
+fn with_suffix(dest: &Path, suffix: &str) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(".part");
+    name.push(suffix);
     dest.with_file_name(name)
 }

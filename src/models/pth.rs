@@ -25,6 +25,8 @@ type Res<T> = std::result::Result<T, String>;
 
 fn read(path: &Path) -> Res<Vec<(String, Tensor)>> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    // The file's real length bounds what honest entries can hold; no header is trusted.
+    let file_len = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
     let mut zip = ZipArchive::new(file).map_err(|e| {
         format!("not a zip archive ({e}); is it truncated, or saved by torch < 1.6 (legacy format, unsupported)?")
     })?;
@@ -34,9 +36,10 @@ fn read(path: &Path) -> Res<Vec<(String, Tensor)>> {
         .find(|n| *n == "data.pkl" || n.ends_with("/data.pkl"))
         .ok_or("no data.pkl in the archive; not a torch.save file")?;
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
+    let mut budget = Budget::new(file_len);
     let order = format!("{prefix}byteorder");
     if names.contains(&order) {
-        let bytes = read_entry(&mut zip, &order)?;
+        let bytes = read_entry(&mut zip, &order, &mut budget)?;
         if bytes.trim_ascii() != b"little" {
             return Err(format!(
                 "byte order is `{}`; only little-endian files are supported",
@@ -44,24 +47,89 @@ fn read(path: &Path) -> Res<Vec<(String, Tensor)>> {
             ));
         }
     }
-    let data = read_entry(&mut zip, pkl)?;
-    let vm =
-        Unpickler { data: &data, pos: 0, stack: vec![], marks: vec![], memo: HashMap::new(), zip: &mut zip, prefix };
+    let data = read_entry(&mut zip, pkl, &mut budget)?;
+    let nodes = data.len().saturating_mul(16).saturating_add(1 << 16);
+    let vm = Unpickler {
+        data: &data,
+        pos: 0,
+        stack: vec![],
+        marks: vec![],
+        memo: HashMap::new(),
+        zip: &mut zip,
+        prefix,
+        storages: HashMap::new(),
+        budget,
+        nodes,
+    };
     state_dict(vm.run()?)
 }
 
-fn read_entry(zip: &mut ZipArchive<File>, name: &str) -> Res<Vec<u8>> {
-    let mut entry = zip.by_name(name).map_err(|e| format!("archive entry {name}: {e}"))?;
+/// What a file may make us read and copy, fixed by its size before any size field inside
+/// it is believed: a pickle that claims a 1 TB storage, or an entry that inflates without
+/// end, is refused before the memory is asked for.
+struct Budget {
+    file_len: u64,
+    /// Bytes of archive entries still allowed to be read (inflated).
+    read: u64,
+    /// Bytes of tensor data still allowed to be produced.
+    copy: u64,
+}
+
+impl Budget {
+    fn new(file_len: u64) -> Self {
+        // torch.save stores entries uncompressed; 4x leaves room for other zip tools' deflate.
+        let read = file_len.saturating_mul(4).saturating_add(1 << 20);
+        // Shared storages and views are copied once per tensor: 16x the data is generous.
+        Budget { file_len, read, copy: read.saturating_mul(4) }
+    }
+}
+
+fn read_entry(zip: &mut ZipArchive<File>, name: &str, budget: &mut Budget) -> Res<Vec<u8>> {
+    let entry = zip.by_name(name).map_err(|e| format!("archive entry {name}: {e}"))?;
     let size = entry.size();
-    // Cap the up-front allocation: a corrupt header may claim any size.
-    let mut buf = Vec::with_capacity(size.min(1 << 30) as usize);
+    if size > budget.read {
+        return Err(format!(
+            "archive entry {name} claims {size} bytes, more than a {}-byte file can hold; the file is damaged",
+            budget.file_len
+        ));
+    }
+    // The claim is checked above; reads stop at it even if the data goes on.
+    let mut buf = Vec::with_capacity(size as usize);
     entry
+        .take(size + 1)
         .read_to_end(&mut buf)
         .map_err(|e| format!("archive entry {name} is unreadable ({e}); is the file truncated?"))?;
     if buf.len() as u64 != size {
-        return Err(format!("archive entry {name} has {} of {size} bytes; is the file truncated?", buf.len()));
+        return Err(format!(
+            "archive entry {name} has {} bytes, its header says {size}; is the file damaged?",
+            buf.len()
+        ));
     }
+    budget.read -= size;
     Ok(buf)
+}
+
+/// Containers nested deeper than this are refused: state dicts nest 3 deep, and deeper
+/// values would be dropped and cloned by deep recursion.
+const MAX_DEPTH: usize = 64;
+
+/// Nesting depth of `v` (1 for a scalar). Every value is checked when it is nested, so the
+/// recursion is at most `MAX_DEPTH` deep.
+fn depth(v: &Value) -> usize {
+    1 + match v {
+        Value::Tuple(items) | Value::List(items) => items.iter().map(depth).max().unwrap_or(0),
+        Value::Dict(pairs) => pairs.iter().map(|(k, v)| depth(k).max(depth(v))).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Values in `v`, itself included: what cloning it costs.
+fn nodes(v: &Value) -> usize {
+    1 + match v {
+        Value::Tuple(items) | Value::List(items) => items.iter().map(nodes).sum(),
+        Value::Dict(pairs) => pairs.iter().map(|(k, v)| nodes(k) + nodes(v)).sum(),
+        _ => 0,
+    }
 }
 
 /// The pickle objects a state dict is made of. Containers are values, not shared
@@ -131,6 +199,12 @@ struct Unpickler<'a> {
     memo: HashMap<u32, Value>,
     zip: &'a mut ZipArchive<File>,
     prefix: String,
+    /// Storage entries read so far: views of one storage read it once.
+    storages: HashMap<String, Rc<Vec<u8>>>,
+    budget: Budget,
+    /// Values that memo copies may still create: repeated GETs of a memoized list appended
+    /// to itself would otherwise grow exponentially.
+    nodes: usize,
 }
 
 impl Unpickler<'_> {
@@ -170,17 +244,15 @@ impl Unpickler<'_> {
             0x94 => return self.memoize(self.memo.len() as u32).map(|_| None),
             b'h' | b'j' => {
                 let i = self.uint(if op == b'h' { 1 } else { 4 })? as u32;
-                self.memo.get(&i).cloned().ok_or_else(|| format!("memo entry {i} is missing"))?
+                let v = self.memo.get(&i).ok_or_else(|| format!("memo entry {i} is missing"))?;
+                self.nodes = self.nodes.checked_sub(nodes(v)).ok_or(TOO_MANY)?;
+                v.clone()
             }
             b'}' => Value::Dict(vec![]),
             b']' => Value::List(vec![]),
             b')' => Value::Tuple(vec![]),
-            b't' => Value::Tuple(self.pop_mark()?),
-            0x85..=0x87 => {
-                let n = (op - 0x84) as usize;
-                let from = self.stack.len().checked_sub(n).ok_or("stack underflow")?;
-                Value::Tuple(self.stack.split_off(from))
-            }
+            b't' => Value::Tuple(nested(self.pop_mark()?)?),
+            0x85..=0x87 => Value::Tuple(nested(self.pop_n((op - 0x84) as usize)?)?),
             b'J' => Value::Int(i32::from_le_bytes(self.take(4)?.try_into().unwrap()) as i64),
             b'K' => Value::Int(self.uint(1)? as i64),
             b'M' => Value::Int(self.uint(2)? as i64),
@@ -249,6 +321,7 @@ impl Unpickler<'_> {
 
     /// APPEND(S) to the list, or SETITEM(S) `[k, v, k, v, ...]` to the dict, atop the stack.
     fn add_items(&mut self, items: Vec<Value>, to_dict: bool) -> Res<()> {
+        let items = nested(items)?;
         match self.stack.last_mut() {
             Some(Value::List(list)) if !to_dict => list.extend(items),
             Some(Value::Dict(dict)) if to_dict && items.len() % 2 == 0 => {
@@ -312,8 +385,9 @@ impl Unpickler<'_> {
     }
 
     fn memoize(&mut self, i: u32) -> Res<()> {
-        let top = self.stack.last().ok_or("MEMOIZE on an empty stack")?.clone();
-        self.memo.insert(i, top);
+        let top = self.stack.last().ok_or("MEMOIZE on an empty stack")?;
+        self.nodes = self.nodes.checked_sub(nodes(top)).ok_or(TOO_MANY)?;
+        self.memo.insert(i, top.clone());
         Ok(())
     }
 
@@ -361,7 +435,14 @@ impl Unpickler<'_> {
             return Err(format!("tensor storage is a {}", storage.type_name()));
         };
         let name = format!("{}data/{key}", self.prefix);
-        let bytes = read_entry(self.zip, &name)?;
+        let bytes = match self.storages.get(&name) {
+            Some(b) => b.clone(),
+            None => {
+                let b = Rc::new(read_entry(self.zip, &name, &mut self.budget)?);
+                self.storages.insert(name.clone(), b.clone());
+                b
+            }
+        };
         let elt = kind.elt_size_in_bytes();
         let have = (bytes.len() / elt) as i64;
         if have < *numel {
@@ -370,8 +451,13 @@ impl Unpickler<'_> {
         if size.len() != stride.len() || size.iter().chain(stride).any(|&x| x < 0) || offset < 0 {
             return Err(format!("bad tensor geometry: size {size:?}, stride {stride:?}, offset {offset}"));
         }
+        // The view's own element count is a size field too: checked before anything is allocated.
+        let count = size.iter().try_fold(1i64, |n, &d| n.checked_mul(d)).filter(|&n| n <= have.max(1));
+        let Some(count) = count else {
+            return Err(format!("tensor of size {size:?} is larger than its storage {name} ({have} elements)"));
+        };
         // Highest element index + 1 the view touches (none when it is empty).
-        let extent = if size.contains(&0) {
+        let extent = if count == 0 {
             0
         } else {
             size.iter()
@@ -385,11 +471,28 @@ impl Unpickler<'_> {
                 "storage {name} is too small: size {size:?}, stride {stride:?}, offset {offset} need {extent} elements, it has {have}"
             ));
         }
+        let out = (count as u64).saturating_mul(elt as u64);
+        self.budget.copy = self.budget.copy.checked_sub(out).ok_or_else(|| {
+            format!(
+                "the tensors copy more data than a {}-byte file can hold; the file is damaged",
+                self.budget.file_len
+            )
+        })?;
         // Copy only the elements the view spans, so a slice does not keep its whole storage.
         let lo = if extent == 0 { 0 } else { offset };
         let flat = Tensor::f_from_data_size(&bytes[lo as usize * elt..extent as usize * elt], &[extent - lo], *kind);
         flat.and_then(|t| t.f_as_strided(size, stride, 0)?.f_contiguous()).map_err(|e| format!("storage {name}: {e}"))
     }
+}
+
+const TOO_MANY: &str = "the pickle copies more values than a state dict of its size can hold; the file is damaged";
+
+/// `items` once they are known to nest within `MAX_DEPTH`.
+fn nested(items: Vec<Value>) -> Res<Vec<Value>> {
+    if items.iter().any(|v| depth(v) >= MAX_DEPTH) {
+        return Err(format!("values nest more than {MAX_DEPTH} deep; not a state dict"));
+    }
+    Ok(items)
 }
 
 fn ints(v: &Value) -> Res<Vec<i64>> {

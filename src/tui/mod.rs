@@ -110,6 +110,16 @@ pub fn run_dashboard(run_dir: &Path, opts: DashOptions) -> Result<DashExit> {
     }
 }
 
+/// The events file went away under the dashboard: said, naming what is missing.
+fn gone(files: &RunFiles) -> Error {
+    let what = if files.dir.path().exists() {
+        format!("{} was deleted", files.events.display())
+    } else {
+        format!("run folder {} was deleted (or moved)", files.dir.path().display())
+    };
+    Error::invalid("run", format!("{what} while the dashboard followed it"))
+}
+
 /// `tlab dash [RUN_DIR]`: `run_dir`, or the newest run under `runs_root`.
 pub fn dash(run_dir: Option<&Path>, runs_root: &Path, opts: DashOptions) -> Result<DashExit> {
     let dir = match run_dir {

@@ -66,6 +66,9 @@ pub fn run(files: &RunFiles, opts: &DashOptions) -> Result<DashExit> {
     let mut out = std::io::stdout().lock();
     loop {
         let p = tail.poll().ctx(|| format!("reading {}", files.events.display()))?;
+        if p.gone {
+            return Err(super::gone(files));
+        }
         if p.reset {
             printer = PlainPrinter::default();
             let _ = writeln!(out, "-- {} was replaced; reading it again", files.events.display());

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 /// At most this many bytes per poll, so catching up on a huge file keeps the UI live.
 const MAX_READ_PER_POLL: usize = 8 << 20;
 
+/// Longer lines are no event of ours (the largest are a few KiB): they are skipped, and
+/// never held whole, so a file of garbage without newlines cannot grow the reader.
+pub const MAX_LINE: usize = 1 << 20;
+
 /// What one [`Tail::poll`] found.
 #[derive(Debug, Default)]
 pub struct Poll {
@@ -20,6 +24,8 @@ pub struct Poll {
     pub events: Vec<Envelope>,
     /// Whole lines that did not parse (unknown kinds, other versions, garbage).
     pub skipped: usize,
+    /// The file was read before and is now missing (its run folder deleted, or moved).
+    pub gone: bool,
 }
 
 pub struct Tail {
@@ -30,12 +36,15 @@ pub struct Tail {
     offset: u64,
     /// Bytes after the last newline: a line still being written.
     partial: Vec<u8>,
+    /// The line being written is over `MAX_LINE` (already counted as skipped): its bytes
+    /// are dropped until its newline.
+    overlong: bool,
 }
 
 impl Tail {
     /// Does not open yet: the file may not exist until the run writes its first event.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Tail { path: path.into(), file: None, id: None, offset: 0, partial: Vec::new() }
+        Tail { path: path.into(), file: None, id: None, offset: 0, partial: Vec::new(), overlong: false }
     }
 
     pub fn path(&self) -> &Path {
@@ -48,7 +57,10 @@ impl Tail {
         let mut out = Poll::default();
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                out.gone = self.file.is_some();
+                return Ok(out);
+            }
             Err(e) => return Err(e),
         };
         let id = file_id(&meta);
@@ -58,6 +70,7 @@ impl Tail {
             self.file = None;
             self.offset = 0;
             self.partial.clear();
+            self.overlong = false;
         }
         if self.file.is_none() {
             self.file = Some(File::open(&self.path)?);
@@ -75,25 +88,39 @@ impl Tail {
         Ok(out)
     }
 
-    fn split_lines(&mut self, buf: &[u8], out: &mut Poll) {
-        let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
-            self.partial.extend_from_slice(buf);
-            return;
-        };
-        let mut whole = std::mem::take(&mut self.partial);
-        whole.extend_from_slice(&buf[..last_nl]);
-        self.partial.extend_from_slice(&buf[last_nl + 1..]);
-        for line in whole.split(|&b| b == b'\n') {
-            let text = String::from_utf8_lossy(line);
-            let text = text.trim();
-            if text.is_empty() {
-                continue;
+    fn split_lines(&mut self, mut buf: &[u8], out: &mut Poll) {
+        while !buf.is_empty() {
+            let (line, rest, ended) = match buf.iter().position(|&b| b == b'\n') {
+                Some(nl) => (&buf[..nl], &buf[nl + 1..], true),
+                None => (buf, &buf[buf.len()..], false),
+            };
+            buf = rest;
+            if !self.overlong {
+                self.partial.extend_from_slice(line);
+                if self.partial.len() > MAX_LINE {
+                    self.partial = Vec::new();
+                    self.overlong = true;
+                    out.skipped += 1;
+                }
             }
-            match parse_line(text) {
-                Some(env) => out.events.push(env),
-                None => out.skipped += 1,
+            // An overlong line's end closes it without parsing.
+            if ended && !std::mem::take(&mut self.overlong) {
+                let whole = std::mem::take(&mut self.partial);
+                parse_into(&whole, out);
             }
         }
+    }
+}
+
+fn parse_into(line: &[u8], out: &mut Poll) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    match parse_line(text) {
+        Some(env) => out.events.push(env),
+        None => out.skipped += 1,
     }
 }
 
@@ -186,5 +213,35 @@ mod tests {
         assert!(p.reset);
         assert_eq!(p.events.len(), 3);
         assert!(!t.poll().unwrap().reset);
+    }
+
+    #[test]
+    fn a_deleted_file_is_said_gone_once_it_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut t = Tail::new(&path);
+        assert!(!t.poll().unwrap().gone, "not yet created is not gone");
+        append(&path, &format!("{A}\n"));
+        assert!(!t.poll().unwrap().gone);
+        std::fs::remove_file(&path).unwrap();
+        assert!(t.poll().unwrap().gone);
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_without_being_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut t = Tail::new(&path);
+        append(&path, &format!("{A}\n"));
+        append(&path, &"x".repeat(MAX_LINE / 2));
+        assert_eq!(t.poll().unwrap().events.len(), 1);
+        append(&path, &"x".repeat(MAX_LINE));
+        let p = t.poll().unwrap();
+        assert_eq!((p.events.len(), p.skipped), (0, 1));
+        assert!(t.partial.is_empty() && t.overlong, "the overlong line is not held");
+        append(&path, &format!("{}\n{B}\n", "x".repeat(10)));
+        let p = t.poll().unwrap();
+        assert_eq!((p.events.len(), p.skipped), (1, 0), "the line after it is read");
+        assert_eq!(p.events[0].t_ms, 2);
     }
 }

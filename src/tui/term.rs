@@ -174,6 +174,11 @@ pub fn run(files: &RunFiles, opts: &DashOptions) -> Result<DashExit> {
 fn poll_files(tail: &mut Tail, files: &RunFiles, app: &mut App) -> Result<bool> {
     let p = tail.poll().ctx(|| format!("reading {}", files.events.display()))?;
     let mut changed = p.reset || !p.events.is_empty() || p.skipped > 0;
+    if p.gone {
+        let text = format!("{}; what was read stays on screen (q quits)", super::gone(files));
+        changed |= app.message.as_deref() != Some(text.as_str());
+        app.message = Some(text);
+    }
     if p.reset {
         app.state = Default::default();
     }

@@ -488,7 +488,7 @@ fn ctrl_c_keeps_the_partial_download_and_the_next_fetch_resumes_it() {
     };
     let mut child = fetch().spawn().unwrap();
     let t = std::time::Instant::now();
-    while !part().is_some_and(|p| std::fs::metadata(p).unwrap().len() > 64 << 10) {
+    while part().is_none_or(|p| std::fs::metadata(p).unwrap().len() <= 64 << 10) {
         assert!(t.elapsed() < Duration::from_secs(60), "the download never started");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -511,4 +511,46 @@ fn ctrl_c_keeps_the_partial_download_and_the_next_fetch_resumes_it() {
     let ranges: Vec<_> = server.seen("/cifar-10-binary.tar.gz").into_iter().map(|s| s.range).collect();
     assert_eq!(ranges.last().unwrap().as_deref(), Some(format!("bytes={kept}-").as_str()), "{ranges:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("checksum"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn two_fetches_of_one_file_at_once_take_turns() {
+    let server = Server::start();
+    // An incompressible extra file makes the download last about 1.5 s at the slow rate.
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    for (i, name) in CIFAR_NAMES.iter().chain(&["readme.bin"]).enumerate() {
+        let data = payload(if *name == "readme.bin" { 300_000 } else { 100 + i }, 10 + i as u64);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, format!("cifar-10-batches-bin/{name}"), data.as_slice()).unwrap();
+    }
+    let tgz = tar.into_inner().unwrap().finish().unwrap();
+    let md5 = md5_hex(&tgz);
+    let url = server.serve("/cifar-10-binary.tar.gz", tgz, Mode::Slow);
+    let cache = tempfile::tempdir().unwrap();
+    let fetch = || {
+        let mut sink = VecSink::default();
+        let dir = fetch_cifar10(&Cache::new(cache.path()), &url, &md5, &fast(), &mut sink);
+        (dir, sink)
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(fetch);
+        std::thread::sleep(Duration::from_millis(300));
+        let b = s.spawn(fetch);
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let waited = b.1 .0.iter().any(|e| {
+        matches!(e, RunEvent::Log { message, .. } if message.contains("is downloading") && message.contains("waiting"))
+    });
+    assert!(waited, "the second fetch says it waits: {:?}", b.1 .0);
+    let dir = a.0.unwrap();
+    assert_eq!(b.0.unwrap(), dir);
+    assert_eq!(server.seen("/cifar-10-binary.tar.gz").len(), 1, "the second fetch waited, then reused the file");
+    assert_eq!(std::fs::read(dir.join("test_batch.bin")).unwrap(), payload(105, 15));
+    // Nothing is left behind but the tarball and the dataset.
+    assert_eq!(only_entry(&cache.path().join("datasets")), "cifar-10-batches-bin");
+    assert_eq!(only_entry(&cache.path().join("downloads")), "cifar-10-binary.tar.gz");
 }

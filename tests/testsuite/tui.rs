@@ -344,3 +344,33 @@ fn pty_cpu_use_on_a_fast_event_stream() {
     w.join().unwrap();
     assert!(cpu_pct < 80.0, "the dashboard uses {cpu_pct:.0}% CPU");
 }
+
+#[test]
+fn a_run_folder_deleted_under_the_dashboard_is_said_and_ends_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("20260101-000000-deleted");
+    std::fs::create_dir(&run).unwrap();
+    // A run still training: plain mode would follow it for ever.
+    std::fs::copy(fixture("mid_training"), run.join("events.jsonl")).unwrap();
+    let mut child = std::process::Command::new(DASH_BIN)
+        .arg("dash")
+        .arg(&run)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.try_wait().unwrap().is_none(), "the dashboard follows a run that has not ended");
+    std::fs::remove_dir_all(&run).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the dashboard did not notice the folder went");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(!status.success());
+    assert!(err.contains(&format!("run folder {} was deleted", run.display())), "{err}");
+}

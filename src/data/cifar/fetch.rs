@@ -5,7 +5,7 @@ use crate::cache::Cache;
 use crate::download::{Checksum, Downloader};
 use crate::error::{Error, IoContext, Result};
 use crate::events::EventSink;
-use crate::fsutil::{ensure_dir, sync_parent};
+use crate::fsutil::{ensure_dir, sync_parent, FileLock};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,14 @@ pub fn fetch_cifar10(
     }
     let tarball = cache.download(TARBALL);
     downloader.download(url, &tarball, &Checksum::Md5(md5.to_string()), sink)?;
+    // Another fetch may be unpacking the same tarball: one at a time, and the second
+    // finds the dataset complete.
+    ensure_dir(&cache.datasets())?;
+    let lock = cache.datasets().join(".cifar-10-unpack.lock");
+    let _lock = FileLock::wait(&lock, &format!("unpacking {}", tarball.display()), sink)?;
+    if missing_batch_file(&target).is_none() {
+        return Ok(target);
+    }
     sink.info(&format!("unpacking {} into {}", tarball.display(), target.display()));
     extract(&tarball, &cache.datasets(), &target)?;
     Ok(target)
