@@ -24,7 +24,7 @@ fn main() {
     // Process-wide policy belongs to the binary. First thing, before any tensor exists and
     // any thread starts: c10 reads its huge-page setting once.
     if let Err(e) = transfer_lab::heap::configure_process() {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {e}");
         std::process::exit(2);
     }
     let cli = Cli::parse();
@@ -35,8 +35,34 @@ fn main() {
     let cache = Cache::locate(cli.cache_dir.as_deref());
     let mut console = ConsoleSink::default();
     if let Err(e) = dispatch(cli.command, &cache, &mut console, cli.threads) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         std::process::exit(transfer_lab::interrupt::exit_code().unwrap_or(1));
+    }
+}
+
+/// The error and its causes, each once: our errors already end with their cause's text,
+/// which `{:#}` would print a second time.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out += ": ";
+            out += &text;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod report_tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let e = anyhow::Error::new(transfer_lab::Error::io("writing runs/x/head-last.safetensors", io));
+        assert_eq!(super::report(&e), "writing runs/x/head-last.safetensors: No space left on device");
+        let e = anyhow::anyhow!("inner").context("reading the run to resume");
+        assert_eq!(super::report(&e), "reading the run to resume: inner");
     }
 }
 
