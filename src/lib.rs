@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod models;
 pub mod notebook;
 pub mod preprocess;
+pub mod probe;
 pub mod report;
 pub mod run;
 pub mod rundir;

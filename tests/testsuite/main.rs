@@ -18,6 +18,7 @@ mod kill;
 mod notebooks;
 mod parity;
 mod precision;
+mod probes;
 mod pth;
 mod report;
 mod resume;

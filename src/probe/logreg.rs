@@ -1,0 +1,517 @@
+//! Multinomial logistic regression on frozen features, the linear-evaluation protocol of
+//! Kornblith et al. (2019): full-batch L-BFGS on mean cross-entropy + `lambda/2 ||W||^2`
+//! (bias not penalised), `lambda` swept over a grid with each fit warm-started from the
+//! previous one (strongest penalty first), the best `lambda` chosen on the validation
+//! split, then one fit on train + validation.
+//!
+//! scikit-learn's `LogisticRegression(C=c)` minimises the same function with
+//! `c = 1 / (lambda * N)` (N training rows): since 1.2 it scales the data term by 1/N.
+//!
+//! Resume is exact: after every `lambda` the parameters and the rows so far go into
+//! `head-last.safetensors` (one rename), so a stopped or killed sweep continues at the next
+//! `lambda` from the same warm start and ends with the same bytes.
+use super::lbfgs::{minimize, LbfgsConfig, Minimum, Objective};
+use crate::events::EventSink;
+use crate::rundir::{RunDir, Weights};
+use crate::train::Split;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogregConfig {
+    /// Penalties to try; fitted from the largest down.
+    pub lambdas: Vec<f64>,
+    pub max_iter: usize,
+    /// Gradient tolerance (largest entry of the gradient of the mean objective).
+    pub tol: f64,
+    /// Scale each feature to zero mean and unit variance (statistics of the rows fitted);
+    /// the saved weights take raw features either way.
+    pub standardize: bool,
+}
+
+impl Default for LogregConfig {
+    fn default() -> Self {
+        LogregConfig { lambdas: log_grid(1e-6, 1e5, 45), max_iter: 1000, tol: 1e-4, standardize: false }
+    }
+}
+
+/// `n` values from `lo` to `hi`, evenly spaced in log10 (NumPy's `logspace`).
+pub fn log_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let (a, b) = (lo.log10(), hi.log10());
+    match n {
+        0 => vec![],
+        1 => vec![lo],
+        _ => (0..n).map(|i| 10f64.powf(a + (b - a) * i as f64 / (n - 1) as f64)).collect(),
+    }
+}
+
+impl LogregConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::invalid("logreg settings", reason));
+        if self.lambdas.is_empty() {
+            return bad("the lambda grid is empty; give at least one value with --lambdas".into());
+        }
+        if let Some(l) = self.lambdas.iter().find(|l| !(l.is_finite() && **l > 0.0)) {
+            return bad(format!("lambda {l} is not a positive number; every penalty must be > 0"));
+        }
+        if self.max_iter == 0 {
+            return bad("--max-iter 0: at least one iteration is needed".into());
+        }
+        if !(self.tol.is_finite() && self.tol > 0.0) {
+            return bad(format!("--tol {}: the gradient tolerance must be > 0", self.tol));
+        }
+        Ok(())
+    }
+
+    fn lbfgs(&self) -> LbfgsConfig {
+        LbfgsConfig { max_iter: self.max_iter, tol_grad: self.tol, ..Default::default() }
+    }
+
+    /// The grid in fitting order: largest penalty first, duplicates dropped.
+    pub fn order(&self) -> Vec<f64> {
+        let mut l = self.lambdas.clone();
+        l.sort_by(|a, b| b.total_cmp(a));
+        l.dedup();
+        l
+    }
+}
+
+/// A fitted model on raw features: logits = `x W^T + b`.
+#[derive(Debug)]
+pub struct Logreg {
+    /// `[C, D]`
+    pub weight: Tensor,
+    /// `[C]`
+    pub bias: Tensor,
+}
+
+impl Logreg {
+    /// `[N, D]` -> `[N, C]` logits.
+    pub fn logits(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.weight.tr()) + &self.bias
+    }
+
+    /// Named as the head's `fc`, so `evaluate` and the head's loader read it unchanged.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        vec![("fc.weight".into(), self.weight.shallow_clone()), ("fc.bias".into(), self.bias.shallow_clone())]
+    }
+}
+
+/// The rows one fit sees, standardised when asked, with what undoes it.
+struct Data {
+    x: Tensor,
+    onehot: Tensor,
+    /// Per-feature `(mean, std)` the rows were standardised with.
+    scale: Option<(Tensor, Tensor)>,
+}
+
+impl Data {
+    fn new(x: Tensor, y: &Tensor, classes: i64, standardize: bool) -> Data {
+        let y = y.to_device(x.device());
+        let onehot = y.one_hot(classes).to_kind(x.kind());
+        let (x, scale) = if standardize {
+            let mean = x.mean_dim([0i64].as_slice(), true, x.kind());
+            let std = x.std_mean_correction(Some([0i64].as_slice()), 0, true).0;
+            // Constant features stay as they are (divided by one).
+            let std = std.where_self(&std.gt(1e-12), &std.ones_like());
+            ((&x - &mean) / &std, Some((mean, std)))
+        } else {
+            (x, None)
+        };
+        Data { x, onehot, scale }
+    }
+
+    fn rows(&self) -> f64 {
+        self.x.size()[0] as f64
+    }
+
+    /// The parameter vector `[C*D + C]` as the model on raw features.
+    fn model(&self, theta: &Tensor, classes: i64) -> Logreg {
+        let d = self.x.size()[1];
+        let w = theta.narrow(0, 0, classes * d).view([classes, d]);
+        let b = theta.narrow(0, classes * d, classes);
+        match &self.scale {
+            None => Logreg { weight: w.copy(), bias: b.copy() },
+            Some((mean, std)) => {
+                let w_raw = &w / std;
+                let b_raw = &b - w_raw.matmul(&mean.view([-1]));
+                Logreg { weight: w_raw, bias: b_raw }
+            }
+        }
+    }
+}
+
+/// Mean cross-entropy + `lambda/2 ||W||^2` and its gradient, as one flat vector.
+struct Penalised<'a> {
+    data: &'a Data,
+    lambda: f64,
+    classes: i64,
+}
+
+impl Objective for Penalised<'_> {
+    fn value_grad(&mut self, theta: &Tensor) -> Result<(f64, Tensor)> {
+        let (x, c) = (&self.data.x, self.classes);
+        let d = x.size()[1];
+        let w = theta.narrow(0, 0, c * d).view([c, d]);
+        let b = theta.narrow(0, c * d, c);
+        let logits = b.addmm(x, &w.tr());
+        let lse = logits.logsumexp([1i64].as_slice(), true);
+        let picked = (&logits * &self.data.onehot).sum_dim_intlist([1i64].as_slice(), true, logits.kind());
+        let n = self.data.rows();
+        // Sums in f64: the objective is compared across line-search steps.
+        let data_term = (&lse - picked).sum(Kind::Double).double_value(&[]) / n;
+        let penalty = 0.5 * self.lambda * (&w * &w).sum(Kind::Double).double_value(&[]);
+        let resid = (logits - lse).exp() - &self.data.onehot;
+        let gw = resid.tr().matmul(x) / n + &w * self.lambda;
+        let gb = resid.sum_dim_intlist([0i64].as_slice(), false, resid.kind()) / n;
+        Ok((data_term + penalty, Tensor::cat(&[gw.view([-1]), gb], 0)))
+    }
+}
+
+/// One fit at `lambda` from `start` (zeros when `None`).
+fn fit_one(
+    data: &Data,
+    classes: i64,
+    lambda: f64,
+    start: Option<&Tensor>,
+    cfg: &LogregConfig,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Minimum> {
+    let d = data.x.size()[1];
+    let x0 = match start {
+        Some(t) => t.shallow_clone(),
+        None => Tensor::zeros([classes * d + classes], (data.x.kind(), data.x.device())),
+    };
+    minimize(&mut Penalised { data, lambda, classes }, &x0, &cfg.lbfgs(), stop)
+}
+
+/// Fits one model at `lambda` on features `[N, D]` and labels `[N]` (a library call; the
+/// parity tests use it).
+pub fn fit(features: &Tensor, labels: &Tensor, classes: i64, lambda: f64, cfg: &LogregConfig) -> Result<(Logreg, Minimum)> {
+    let data = Data::new(features.shallow_clone(), labels, classes, cfg.standardize);
+    let m = fit_one(&data, classes, lambda, None, cfg, &mut || false)?;
+    Ok((data.model(&m.x, classes), m))
+}
+
+/// Accuracy and mean cross-entropy of `model` on `x` `[N, D]`, `y` `[N]`.
+pub fn score(model: &Logreg, x: &Tensor, y: &Tensor) -> (f64, f64) {
+    tch::no_grad(|| {
+        let logits = model.logits(x);
+        let y = y.to_device(x.device());
+        let loss = logits.cross_entropy_for_logits(&y).double_value(&[]);
+        let acc = logits.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Double).mean(Kind::Double).double_value(&[]);
+        (acc, loss)
+    })
+}
+
+/// One grid point of the sweep: a row of `sweep.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub lambda: f64,
+    /// scikit-learn's `C` for the same fit: `1 / (lambda * N_train)`.
+    pub c: f64,
+    pub val_acc: f64,
+    pub val_loss: f64,
+    /// The penalised objective on the training split at the end of the fit.
+    pub objective: f64,
+    pub iterations: usize,
+    pub converged: bool,
+    pub grad_max: f64,
+}
+
+/// The final fit on train + validation at the chosen `lambda`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refit {
+    pub lambda: f64,
+    pub rows: usize,
+    pub iterations: usize,
+    pub converged: bool,
+    pub objective: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SweepState {
+    config: LogregConfig,
+    samples: i64,
+    data: String,
+    rows: Vec<SweepRow>,
+    #[serde(default)]
+    refit: Option<Refit>,
+}
+
+const STATE_KEY: &str = "tlab.sweep_state";
+
+#[derive(Debug)]
+pub struct SweepOutcome {
+    /// In fitting order (largest `lambda` first).
+    pub rows: Vec<SweepRow>,
+    /// Index into `rows` of the chosen `lambda`.
+    pub best: usize,
+    /// `None` when a `STOP` ended the sweep: the best model is then its training-split fit.
+    pub refit: Option<Refit>,
+    pub stopped: bool,
+    pub model: Logreg,
+    pub train_samples: usize,
+    pub val_samples: usize,
+}
+
+impl SweepOutcome {
+    pub fn best_row(&self) -> &SweepRow {
+        &self.rows[self.best]
+    }
+}
+
+/// Rows `idx` of `t`: a view when they are one contiguous run (Keras' split), else a copy.
+fn take_rows(t: &Tensor, idx: &[i64]) -> Tensor {
+    let contiguous = idx.windows(2).all(|w| w[1] == w[0] + 1);
+    match (contiguous, idx.first()) {
+        (true, Some(&first)) => t.narrow(0, first, idx.len() as i64),
+        _ => t.index_select(0, &Tensor::from_slice(idx).to_device(t.device())),
+    }
+}
+
+/// The first row with the highest validation accuracy (ties: the stronger penalty).
+fn best_of(rows: &[SweepRow]) -> usize {
+    let mut best = 0;
+    for (i, r) in rows.iter().enumerate() {
+        if r.val_acc > rows[best].val_acc {
+            best = i;
+        }
+    }
+    best
+}
+
+fn fingerprint(features: &Tensor, labels: &Tensor) -> String {
+    let sum = |t: &Tensor| t.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+    format!("features {:?} sum {:e}, labels sum {:e}", features.size(), sum(features), sum(labels))
+}
+
+/// The sweep on `features` `[N, D]` / `labels` `[N]` cut by `split`, in `dir`: the chosen
+/// model is `head-best.safetensors`; the grid is returned for `sweep.csv`.
+pub fn sweep(
+    features: &Tensor,
+    labels: &Tensor,
+    classes: i64,
+    cfg: &LogregConfig,
+    split: &Split,
+    dir: &RunDir,
+    sink: &mut dyn EventSink,
+) -> Result<SweepOutcome> {
+    cfg.validate()?;
+    let _guard = tch::no_grad_guard();
+    let n = features.size()[0];
+    let best_path = dir.best(Weights::Head);
+    let fresh = SweepState { config: cfg.clone(), samples: n, data: fingerprint(features, labels), rows: vec![], refit: None };
+    let (mut state, mut theta, mut best_theta) = resume(dir, fresh, sink)?;
+    let train = Data::new(take_rows(features, &split.train), &take_rows(labels, &split.train), classes, cfg.standardize);
+    let (xv, yv) = (take_rows(features, &split.val), take_rows(labels, &split.val));
+    let grid = cfg.order();
+    let total = grid.len();
+    let mut stopped = false;
+    // Asked between L-BFGS iterations; a fit cut short is not recorded.
+    let asked = std::cell::Cell::new(false);
+    let mut stop = || {
+        let s = dir.stop_requested() || crate::interrupt::requested().is_some();
+        asked.set(s);
+        s
+    };
+    for (i, &lambda) in grid.iter().enumerate().skip(state.rows.len()) {
+        if state.refit.is_some() {
+            break;
+        }
+        let m = fit_one(&train, classes, lambda, theta.as_ref(), cfg, &mut stop)?;
+        if asked.get() {
+            stopped = true;
+            break;
+        }
+        let model = train.model(&m.x, classes);
+        let (val_acc, val_loss) = score(&model, &xv, &yv);
+        let row = SweepRow {
+            lambda,
+            c: 1.0 / (lambda * split.train.len() as f64),
+            val_acc,
+            val_loss,
+            objective: m.loss,
+            iterations: m.iterations,
+            converged: m.converged,
+            grad_max: m.grad_max,
+        };
+        sink.info(&format!(
+            "logreg lambda {lambda:.3e} ({} of {total}): validation accuracy {val_acc:.4}, {} iterations{}",
+            i + 1,
+            m.iterations,
+            if m.converged { "" } else { ", NOT converged" }
+        ));
+        state.rows.push(row);
+        if best_of(&state.rows) == state.rows.len() - 1 {
+            crate::tensorfile::write(&best_path, &model.tensors(), &HashMap::new())?;
+            best_theta = Some(m.x.copy());
+        }
+        theta = Some(m.x);
+        save_state(dir, &state, theta.as_ref().unwrap(), best_theta.as_ref().unwrap())?;
+        crate::interrupt::check(|| resume_hint(dir, &format!("after lambda {} of {total}", i + 1)))?;
+    }
+    if state.rows.is_empty() {
+        return Err(Error::Training(format!("stopped before the first lambda was fitted; {}", resume_hint(dir, ""))));
+    }
+    let best = best_of(&state.rows);
+    let row = state.rows[best].clone();
+    if stopped {
+        let _ = std::fs::remove_file(dir.stop_file());
+        sink.warn(&format!(
+            "logreg sweep stopped on request after {} of {total} lambdas; the best so far (lambda {:.3e}, validation \
+             accuracy {:.4}) is kept, fitted on the training split only (no refit on train + validation); {}",
+            state.rows.len(),
+            row.lambda,
+            row.val_acc,
+            resume_hint(dir, "")
+        ));
+    } else if state.refit.is_none() {
+        let all = Data::new(features.shallow_clone(), labels, classes, cfg.standardize);
+        let m = fit_one(&all, classes, row.lambda, best_theta.as_ref(), cfg, &mut || false)?;
+        let model = all.model(&m.x, classes);
+        crate::tensorfile::write(&best_path, &model.tensors(), &HashMap::new())?;
+        state.refit = Some(Refit {
+            lambda: row.lambda,
+            rows: n as usize,
+            iterations: m.iterations,
+            converged: m.converged,
+            objective: m.loss,
+        });
+        save_state(dir, &state, &m.x, &m.x)?;
+        sink.info(&format!(
+            "logreg: lambda {:.3e} chosen (validation accuracy {:.4}); refit on {n} rows in {} iterations{}",
+            row.lambda,
+            row.val_acc,
+            m.iterations,
+            if m.converged { "" } else { ", NOT converged" }
+        ));
+    }
+    let (saved, _) = crate::tensorfile::read(&best_path)?;
+    let (Some(weight), Some(bias)) = (saved.get("fc.weight"), saved.get("fc.bias")) else {
+        return Err(Error::Checkpoint {
+            path: best_path,
+            source: tch::TchError::FileFormat("fc.weight or fc.bias is missing".into()),
+        });
+    };
+    Ok(SweepOutcome {
+        model: Logreg { weight: weight.shallow_clone(), bias: bias.shallow_clone() },
+        rows: state.rows,
+        best,
+        refit: state.refit,
+        stopped,
+        train_samples: split.train.len(),
+        val_samples: split.val.len(),
+    })
+}
+
+fn resume_hint(dir: &RunDir, at: &str) -> String {
+    let at = if at.is_empty() { String::new() } else { format!("sweep saved {at}; ") };
+    format!("{at}resume with `tlab train --resume {}`", dir.path().display())
+}
+
+/// The rows so far, the last fit's parameters (the next warm start) and the best's.
+fn save_state(dir: &RunDir, state: &SweepState, theta: &Tensor, best: &Tensor) -> Result<()> {
+    let path = dir.last(Weights::Head);
+    let json =
+        serde_json::to_string(state).map_err(|source| Error::Json { context: path.display().to_string(), source })?;
+    let tensors = [("theta".into(), theta.shallow_clone()), ("theta_best".into(), best.shallow_clone())];
+    crate::tensorfile::write(&path, &tensors, &HashMap::from([(STATE_KEY.into(), json)]))
+}
+
+/// The saved sweep when `dir` holds this one's (same settings and data), with the warm
+/// start and the best fit's parameters.
+type Resumed = (SweepState, Option<Tensor>, Option<Tensor>);
+
+fn resume(dir: &RunDir, fresh: SweepState, sink: &mut dyn EventSink) -> Result<Resumed> {
+    crate::fsutil::remove_stale_temps(dir.path());
+    let last = dir.last(Weights::Head);
+    if !last.exists() {
+        return Ok((fresh, None, None));
+    }
+    let (mut tensors, meta) = crate::tensorfile::read(&last)?;
+    let Some(json) = meta.get(STATE_KEY) else {
+        sink.warn(&format!("{} is not a logreg sweep's; the sweep starts over", last.display()));
+        return Ok((fresh, None, None));
+    };
+    let state: SweepState =
+        serde_json::from_str(json).map_err(|source| Error::Json { context: last.display().to_string(), source })?;
+    if state.config != fresh.config || state.samples != fresh.samples || state.data != fresh.data {
+        sink.warn(&format!("{} belongs to other settings or data; the sweep starts over", last.display()));
+        return Ok((fresh, None, None));
+    }
+    let mut take = |name: &str| {
+        tensors.remove(name).ok_or_else(|| Error::Checkpoint {
+            path: last.clone(),
+            source: tch::TchError::FileFormat(format!("{name} is missing")),
+        })
+    };
+    let (theta, best) = (take("theta")?, take("theta_best")?);
+    sink.info(&format!(
+        "resuming the logreg sweep after {} of {} lambdas from {}",
+        state.rows.len(),
+        fresh.config.order().len(),
+        last.display()
+    ));
+    Ok((state, Some(theta), Some(best)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn the_default_grid_is_45_log_spaced_points() {
+        let g = log_grid(1e-6, 1e5, 45);
+        assert_eq!(g.len(), 45);
+        assert!((g[0] - 1e-6).abs() < 1e-18 && (g[44] - 1e5).abs() < 1e-6);
+        assert!((g[4] / g[0] - 10f64.powf(1.0)).abs() < 1e-9, "four steps make a decade: {}", g[4] / g[0]);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cfg = |l: Vec<f64>| LogregConfig { lambdas: l, ..Default::default() };
+        assert!(cfg(vec![]).validate().unwrap_err().to_string().contains("empty"));
+        assert!(cfg(vec![1.0, 0.0]).validate().unwrap_err().to_string().contains("lambda 0"));
+        assert!(cfg(vec![-1.0]).validate().unwrap_err().to_string().contains("positive"));
+        assert!(cfg(vec![f64::NAN]).validate().is_err());
+        assert_eq!(cfg(vec![1.0, 10.0, 1.0]).order(), vec![10.0, 1.0]);
+    }
+
+    #[test]
+    fn the_gradient_matches_finite_differences() {
+        tch::manual_seed(3);
+        let x = Tensor::randn([40, 5], (Kind::Double, Device::Cpu));
+        let y = Tensor::randint(3, [40], (Kind::Int64, Device::Cpu));
+        let data = Data::new(x, &y, 3, false);
+        let mut obj = Penalised { data: &data, lambda: 0.3, classes: 3 };
+        let theta = Tensor::randn([18], (Kind::Double, Device::Cpu));
+        let (_, g) = obj.value_grad(&theta).unwrap();
+        for i in 0..18 {
+            let e = Tensor::zeros([18], (Kind::Double, Device::Cpu)).index_fill(0, &Tensor::from_slice(&[i]), 1e-6);
+            let (fp, _) = obj.value_grad(&(&theta + &e)).unwrap();
+            let (fm, _) = obj.value_grad(&(&theta - &e)).unwrap();
+            let fd = (fp - fm) / 2e-6;
+            assert!((fd - g.double_value(&[i])).abs() < 1e-6, "entry {i}: {fd} vs {}", g.double_value(&[i]));
+        }
+    }
+
+    #[test]
+    fn standardising_is_folded_into_raw_feature_weights() {
+        tch::manual_seed(4);
+        let x = Tensor::randn([60, 4], (Kind::Double, Device::Cpu)) * 7.0 + 3.0;
+        let y = Tensor::randint(2, [60], (Kind::Int64, Device::Cpu));
+        let cfg = LogregConfig { standardize: true, tol: 1e-8, ..Default::default() };
+        let data = Data::new(x.shallow_clone(), &y, 2, true);
+        let m = fit_one(&data, 2, 0.1, None, &cfg, &mut || false).unwrap();
+        let raw = data.model(&m.x, 2);
+        let w = m.x.narrow(0, 0, 8).view([2, 4]);
+        let b = m.x.narrow(0, 8, 2);
+        let direct = data.x.matmul(&w.tr()) + b;
+        let diff = (raw.logits(&x) - direct).abs().max().double_value(&[]);
+        assert!(diff < 1e-9, "{diff}");
+    }
+}
