@@ -16,7 +16,7 @@ fn main() -> transfer_lab::Result<()> {
     transfer_lab::heap::configure_process()?;
     let tutorial: Tutorial = Tutorial::detect()?;
     let mut runs: Vec<RunData> = Vec::new();
-    for &strategy in Strategy::all() {
+    for &strategy in Strategy::post_table() {
         let run: RunData = tutorial.run(strategy)?;
         println!("{:>16}: test accuracy {:.4}  ({})", strategy.name(), run.summary.test_accuracy, run.dir.display());
         runs.push(run);

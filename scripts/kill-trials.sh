@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Kill trials on demand: `tlab run` (linear probe), `tlab train` (fine-tune) and
-# `tlab extract` killed with SIGKILL at N seeded random moments each, resumed, and
+# Kill trials on demand: `tlab run` (linear probe, logreg sweep), `tlab train` (fine-tune)
+# and `tlab extract` killed with SIGKILL at N seeded random moments each, resumed, and
 # compared byte for byte with an uninterrupted run (tests/testsuite/kill.rs; CI runs 3).
 # Usage: scripts/kill-trials.sh [N=20] [SEED=1]   -> "kill trials, <kind>: N of N identical"
 set -euo pipefail

@@ -12,6 +12,8 @@
 //! ├── {head,model}-last.safetensors   the resume checkpoint: weights, Adam's moments,
 //! │                          and the progress in its metadata (one rename changes all)
 //! ├── epochs.{csv,parquet}   one row per epoch        steps.{csv,parquet}  one per step
+//! ├── sweep.{csv,parquet}    logreg: one row per lambda of the sweep
+//! ├── timings.json           how long fitting the classifier took
 //! ├── trained.json           what training leaves for evaluation
 //! ├── features.json          the feature-cache folders the run read
 //! ├── per_class.{csv,parquet}, confusion.{csv,parquet}   test-split tables
@@ -34,6 +36,7 @@ pub const TRAIN_STATE: &str = "train-state.json";
 pub const TRAINED: &str = "trained.json";
 pub const FEATURES: &str = "features.json";
 pub const SUMMARY: &str = "summary.json";
+pub const TIMINGS: &str = "timings.json";
 pub const PROBE: &str = "probe";
 
 /// Which network a checkpoint holds.
@@ -52,6 +55,8 @@ pub enum Table {
     Steps,
     PerClass,
     Confusion,
+    /// The logreg probe's lambda grid.
+    Sweep,
 }
 
 impl Table {
@@ -61,6 +66,7 @@ impl Table {
             Table::Steps => "steps",
             Table::PerClass => "per_class",
             Table::Confusion => "confusion",
+            Table::Sweep => "sweep",
         }
     }
 }

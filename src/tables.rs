@@ -32,6 +32,22 @@ pub fn steps_frame(steps: &[(u32, u64, f64)]) -> Result<DataFrame> {
     .map_err(|e| polars_err("steps table", e))
 }
 
+/// `sweep.csv`: one row per lambda of the logreg probe, in fitting order.
+pub fn sweep_frame(rows: &[crate::probe::SweepRow]) -> Result<DataFrame> {
+    let f = |g: fn(&crate::probe::SweepRow) -> f64| rows.iter().map(g).collect::<Vec<f64>>();
+    df!(
+        "lambda" => f(|r| r.lambda),
+        "sklearn_c" => f(|r| r.c),
+        "val_acc" => f(|r| r.val_acc),
+        "val_loss" => f(|r| r.val_loss),
+        "objective" => f(|r| r.objective),
+        "iterations" => rows.iter().map(|r| r.iterations as u64).collect::<Vec<u64>>(),
+        "converged" => rows.iter().map(|r| r.converged).collect::<Vec<bool>>(),
+        "grad_max" => f(|r| r.grad_max),
+    )
+    .map_err(|e| polars_err("sweep table", e))
+}
+
 /// One row per class: class, precision, recall, f1, support.
 pub fn per_class_frame(c: &Confusion) -> Result<DataFrame> {
     let s = c.per_class();

@@ -146,7 +146,14 @@ pub enum DataSpec {
     /// (fetched when absent).
     Cifar10 { path: Option<PathBuf> },
     /// Generated, CIFAR-shaped; never to be reported as CIFAR-10.
-    Synthetic { train: usize, test: usize, seed: u64 },
+    Synthetic {
+        train: usize,
+        test: usize,
+        seed: u64,
+        /// Absent in older runs, which used the easy set.
+        #[serde(default)]
+        difficulty: synthetic::Difficulty,
+    },
     /// `root/<class>/*.png|jpg`, or `root/train/<class>/..` and `root/test/<class>/..`.
     Folder { root: PathBuf, side: u32 },
 }
@@ -154,7 +161,7 @@ pub enum DataSpec {
 impl DataSpec {
     /// The synthetic stand-in the main job uses offline.
     pub fn synthetic_default() -> DataSpec {
-        DataSpec::Synthetic { train: 2000, test: 500, seed: 0 }
+        DataSpec::Synthetic { train: 2000, test: 500, seed: 0, difficulty: synthetic::Difficulty::Easy }
     }
 
     pub fn is_synthetic(&self) -> bool {
@@ -170,9 +177,9 @@ pub fn open(spec: &DataSpec, split: Split, cache: &Cache, sink: &mut dyn crate::
             let dir = cifar::fetch::fetch_default(cache, sink)?;
             cifar::load_cifar10(&dir, split)
         }
-        DataSpec::Synthetic { train, test, seed } => {
+        DataSpec::Synthetic { train, test, seed, difficulty } => {
             let n = if split == Split::Train { *train } else { *test };
-            Ok(synthetic::synthetic(n, split, *seed))
+            Ok(synthetic::synthetic_with(n, split, *seed, *difficulty))
         }
         DataSpec::Folder { root, side } => {
             let sub = root.join(split.as_str());

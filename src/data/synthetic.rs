@@ -7,6 +7,10 @@
 //! brightness jitter and pixel noise, so images differ but classes stay easy to tell
 //! apart, even from the features of a ResNet with random weights.
 //!
+//! [`Difficulty::Hard`] makes classes overlap, so probes can be told apart: half the
+//! images take another class's colours, one in five another class's pattern, contrast
+//! drops and noise grows. No classifier reaches 100% on it.
+//!
 //! Only integer arithmetic and our own SplitMix64 are used, so the bytes are identical
 //! on every platform.
 use super::cifar::{self, PIXEL_BYTES, SYNTHETIC_PREFIX, TEST_FILE, TRAIN_FILES};
@@ -52,6 +56,19 @@ const CLASSES: [Class; 10] = [
     Class("brown-antidiagonal", [150, 100, 50], [40, 30, 20], Pattern::AntiDiagonal),
 ];
 
+/// How far apart the generated classes are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Difficulty {
+    /// Every class its own colours and pattern: near 100% even from random-weight features.
+    #[default]
+    Easy,
+    /// Colours and patterns shared across classes, low contrast, heavy noise.
+    Hard,
+}
+
+crate::choice::choice!(Difficulty, "synthetic difficulty");
+
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and the same everywhere.
 struct SplitMix64(u64);
 
@@ -90,7 +107,15 @@ pub fn class_names() -> Vec<String> {
 
 /// SHA-256 hex of the generator version and its arguments.
 pub fn digest(n: usize, split: Split, seed: u64) -> String {
-    let desc = format!("{GENERATOR_VERSION} n={n} split={} seed={seed}", split.as_str());
+    digest_of(n, split, seed, Difficulty::Easy)
+}
+
+fn digest_of(n: usize, split: Split, seed: u64, difficulty: Difficulty) -> String {
+    let mut desc = format!("{GENERATOR_VERSION} n={n} split={} seed={seed}", split.as_str());
+    // Easy digests predate the choice and stay as they were.
+    if difficulty == Difficulty::Hard {
+        desc += " difficulty=hard";
+    }
     hex::encode(Sha256::digest(desc.as_bytes()))
 }
 
@@ -98,14 +123,19 @@ pub fn digest(n: usize, split: Split, seed: u64) -> String {
 ///
 /// Deterministic in `(n, split, seed)`; labels are balanced (counts differ by at most 1).
 pub fn synthetic(n: usize, split: Split, seed: u64) -> Dataset {
-    let (pixels, labels) = generate(n, split, seed);
+    synthetic_with(n, split, seed, Difficulty::Easy)
+}
+
+/// [`synthetic`] at `difficulty`; the hard set is named "synthetic-hard".
+pub fn synthetic_with(n: usize, split: Split, seed: u64, difficulty: Difficulty) -> Dataset {
+    let (pixels, labels) = generate_with(n, split, seed, difficulty);
     let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
     Dataset {
-        name: "synthetic".to_string(),
+        name: if difficulty == Difficulty::Hard { "synthetic-hard" } else { "synthetic" }.to_string(),
         split,
         synthetic: true,
         classes: class_names(),
-        digest: digest(n, split, seed),
+        digest: digest_of(n, split, seed, difficulty),
         source: Source::Memory {
             images: Tensor::from_slice(&pixels).view([n as i64, 3, 32, 32]),
             labels: Tensor::from_slice(&labels),
@@ -115,12 +145,26 @@ pub fn synthetic(n: usize, split: Split, seed: u64) -> Dataset {
 
 /// Raw bytes of [`synthetic`]: pixels `[n, 3, 32, 32]` u8 flattened, and one label byte each.
 pub fn generate(n: usize, split: Split, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    generate_with(n, split, seed, Difficulty::Easy)
+}
+
+fn generate_with(n: usize, split: Split, seed: u64, difficulty: Difficulty) -> (Vec<u8>, Vec<u8>) {
     let labels = balanced_labels(n, &mut stream(seed, split, u64::MAX));
     let mut pixels = vec![0u8; n * PIXEL_BYTES];
     let mut mask = [0u8; PLANE];
     for (i, (out, &label)) in pixels.chunks_exact_mut(PIXEL_BYTES).zip(&labels).enumerate() {
         let mut rng = stream(seed, split, i as u64);
-        draw(&CLASSES[label as usize], &mut rng, &mut mask, out);
+        let class = &CLASSES[label as usize];
+        match difficulty {
+            Difficulty::Easy => draw(class.1, class.2, class.3, &Look::EASY, &mut rng, &mut mask, out),
+            Difficulty::Hard => {
+                // Decided first, from the image's own stream: which colours, which pattern.
+                let colours = if rng.below(2) == 0 { &CLASSES[rng.below(10) as usize] } else { class };
+                let pattern = if rng.below(5) == 0 { CLASSES[rng.below(10) as usize].3 } else { class.3 };
+                let look = Look { contrast: 35 + rng.below(66), noise: [24, 40, 56, 72] };
+                draw(colours.1, colours.2, pattern, &look, &mut rng, &mut mask, out)
+            }
+        }
     }
     (pixels, labels)
 }
@@ -164,20 +208,39 @@ impl Geometry {
     }
 }
 
-/// Draws one image of `class` into `out` (`[3, 32, 32]`), using `mask` as scratch.
-fn draw(class: &Class, rng: &mut SplitMix64, mask: &mut [u8; PLANE], out: &mut [u8]) {
-    let Class(_, fg, bg, pattern) = class;
+/// How an image is rendered: foreground contrast (percent) and the pixel-noise levels.
+struct Look {
+    contrast: i32,
+    noise: [i32; 4],
+}
+
+impl Look {
+    const EASY: Look = Look { contrast: 100, noise: [4, 8, 12, 16] };
+}
+
+/// Draws one image of colours `fg` on `bg` in `pattern` into `out` (`[3, 32, 32]`), using
+/// `mask` as scratch.
+fn draw(
+    fg: [i32; 3],
+    bg: [i32; 3],
+    pattern: Pattern,
+    look: &Look,
+    rng: &mut SplitMix64,
+    mask: &mut [u8; PLANE],
+    out: &mut [u8],
+) {
     let g = Geometry::random(rng);
     for y in 0..SIDE {
         for x in 0..SIDE {
-            mask[(y * SIDE + x) as usize] = pattern_at(*pattern, &g, x, y) as u8;
+            mask[(y * SIDE + x) as usize] = pattern_at(pattern, &g, x, y) as u8;
         }
     }
     // Per-image palette and brightness jitter, then a few levels of pixel noise.
     let fg = fg.map(|v| v + rng.below(25) - 12);
     let bg = bg.map(|v| v + rng.below(25) - 12);
+    let fg: [i32; 3] = std::array::from_fn(|c| bg[c] + (fg[c] - bg[c]) * look.contrast / 100);
     let bright = 85 + rng.below(31); // percent
-    let amp = [4, 8, 12, 16][rng.below(4) as usize];
+    let amp = look.noise[rng.below(4) as usize];
     let noise: [u64; PLANE] = std::array::from_fn(|_| rng.next());
     // Lookup tables (indexed by bytes, so never out of bounds) keep the per-pixel work
     // to two loads, an add and a clamp.

@@ -60,7 +60,9 @@ impl Tutorial {
         };
         let data = match scale {
             TutorialScale::Full => DataSpec::Cifar10 { path: have_cifar.then_some(cifar) },
-            TutorialScale::Quick => DataSpec::Synthetic { train: 320, test: 160, seed: 0 },
+            TutorialScale::Quick => {
+                DataSpec::Synthetic { train: 320, test: 160, seed: 0, difficulty: Default::default() }
+            }
         };
         let entry = WeightsEntry::find(Arch::ResNet50, "v1")?;
         let weights = if cache.weights_file(entry).is_file() {

@@ -31,7 +31,10 @@ impl KnnConfig {
             return bad("--k 0: at least one neighbour is needed".into());
         }
         if self.k > bank_rows {
-            return bad(format!("--k {} is larger than the {bank_rows} training rows the neighbours come from", self.k));
+            return bad(format!(
+                "--k {} is larger than the {bank_rows} training rows the neighbours come from",
+                self.k
+            ));
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return bad(format!("--temperature {}: must be > 0", self.temperature));
@@ -72,7 +75,11 @@ pub fn classify(bank: &Tensor, bank_labels: &Tensor, queries: &Tensor, classes: 
     if bank.size()[1] != queries.size()[1] {
         return Err(Error::invalid(
             "k-NN features",
-            format!("training rows are {:?} but queries {:?}: a different layer or backbone?", bank.size(), queries.size()),
+            format!(
+                "training rows are {:?} but queries {:?}: a different layer or backbone?",
+                bank.size(),
+                queries.size()
+            ),
         ));
     }
     tch::no_grad(|| {

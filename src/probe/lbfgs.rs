@@ -203,7 +203,10 @@ fn strong_wolfe(
     // Bracketing: grow the step until an interval holds a point that satisfies Wolfe.
     let mut bracket: Vec<Point> = loop {
         if ls_iter >= cfg.max_ls {
-            break vec![Point { t: 0.0, f: f0, g: g0.shallow_clone(), gtd: gtd0 }, Point { t, f: f_new, g: g_new, gtd: gtd_new }];
+            break vec![
+                Point { t: 0.0, f: f0, g: g0.shallow_clone(), gtd: gtd0 },
+                Point { t, f: f_new, g: g_new, gtd: gtd_new },
+            ];
         }
         if f_new > f0 + C1 * t * gtd0 || (ls_iter > 1 && f_new >= prev.f) {
             break vec![prev, Point { t, f: f_new, g: g_new, gtd: gtd_new }];
@@ -330,8 +333,8 @@ mod tests {
 
     #[test]
     fn a_non_finite_objective_is_an_error() {
-        let err = minimize(&mut NanAt(1.0), &Tensor::from_slice(&[0.0f64]), &Default::default(), &mut || false)
-            .unwrap_err();
+        let err =
+            minimize(&mut NanAt(1.0), &Tensor::from_slice(&[0.0f64]), &Default::default(), &mut || false).unwrap_err();
         assert!(err.to_string().contains("NaN"), "{err}");
     }
 }

@@ -189,7 +189,13 @@ fn fit_one(
 
 /// Fits one model at `lambda` on features `[N, D]` and labels `[N]` (a library call; the
 /// parity tests use it).
-pub fn fit(features: &Tensor, labels: &Tensor, classes: i64, lambda: f64, cfg: &LogregConfig) -> Result<(Logreg, Minimum)> {
+pub fn fit(
+    features: &Tensor,
+    labels: &Tensor,
+    classes: i64,
+    lambda: f64,
+    cfg: &LogregConfig,
+) -> Result<(Logreg, Minimum)> {
     let data = Data::new(features.shallow_clone(), labels, classes, cfg.standardize);
     let m = fit_one(&data, classes, lambda, None, cfg, &mut || false)?;
     Ok((data.model(&m.x, classes), m))
@@ -303,9 +309,11 @@ pub fn sweep(
     let _guard = tch::no_grad_guard();
     let n = features.size()[0];
     let best_path = dir.best(Weights::Head);
-    let fresh = SweepState { config: cfg.clone(), samples: n, data: fingerprint(features, labels), rows: vec![], refit: None };
+    let fresh =
+        SweepState { config: cfg.clone(), samples: n, data: fingerprint(features, labels), rows: vec![], refit: None };
     let (mut state, mut theta, mut best_theta) = resume(dir, fresh, sink)?;
-    let train = Data::new(take_rows(features, &split.train), &take_rows(labels, &split.train), classes, cfg.standardize);
+    let train =
+        Data::new(take_rows(features, &split.train), &take_rows(labels, &split.train), classes, cfg.standardize);
     let (xv, yv) = (take_rows(features, &split.val), take_rows(labels, &split.val));
     let grid = cfg.order();
     let total = grid.len();

@@ -4,6 +4,7 @@ use crate::data::DataSpec;
 use crate::events::{EventSink, RunEvent};
 use crate::features::ExtractConfig;
 use crate::models::{Arch, Backbone};
+use crate::probe::{ProbeConfig, ProbeResult};
 use crate::train::{HeadConfig, ImageTrainConfig, Strategy};
 use crate::Result;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,9 @@ pub struct RunConfig {
     pub strategy: Strategy,
     /// Settings of the image-trained strategies (fine-tune, pretrained-init, scratch).
     pub images: ImageTrainConfig,
+    /// Settings of the convex probes (logreg, knn); absent in older runs.
+    #[serde(default)]
+    pub probe: ProbeConfig,
 }
 
 impl Default for RunConfig {
@@ -61,6 +65,7 @@ impl Default for RunConfig {
             offline_fallback: true,
             strategy: Strategy::LinearProbe,
             images: ImageTrainConfig::for_strategy(Strategy::FineTune),
+            probe: ProbeConfig::default(),
         }
     }
 }
@@ -86,6 +91,13 @@ pub struct RunSummary {
     pub test_samples: usize,
     #[serde(default)]
     pub note: String,
+    /// What a convex probe chose (logreg's lambda, k-NN's k).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeResult>,
+    /// Milliseconds of fitting the classifier (extraction not included; for a resumed
+    /// run, its last part only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_ms: Option<u64>,
 }
 
 pub(crate) fn stage<T>(

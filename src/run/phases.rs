@@ -9,6 +9,7 @@ use crate::events::{EventSink, RunEvent};
 use crate::features::{extract_features, ExtractConfig};
 use crate::metrics::Confusion;
 use crate::models::{Backbone, Tap};
+use crate::probe::{self, ProbeResult};
 use crate::rundir::{self, FeatureDirs, RunDir, Table, Weights};
 use crate::tables;
 use crate::train::{
@@ -16,6 +17,7 @@ use crate::train::{
 };
 use crate::Result;
 use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
 /// What training leaves for evaluation: `trained.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +35,24 @@ pub(crate) struct Trained {
     best_epoch: u32,
     best_val_acc: f64,
     epochs_run: usize,
+    /// A `STOP` ended training early; absent in older runs (inferred from `epochs_run`).
+    #[serde(default)]
+    stopped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe: Option<ProbeResult>,
+}
+
+/// `timings.json`: kept apart from `trained.json`, whose bytes a resumed run reproduces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Timings {
+    train_ms: u64,
+}
+
+/// What the training step of any strategy leaves.
+struct Fitted {
+    outcome: TrainOutcome,
+    probe: Option<ProbeResult>,
+    stopped: bool,
 }
 
 /// The layer a probe strategy reads: `earlier-layer` moves the default to layer3.
@@ -58,13 +78,19 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
     sink.emit(&RunEvent::RunStarted { name: cfg.name.clone(), synthetic: train.synthetic, note: note.clone() });
     dir.write_json(rundir::CONFIG, &RecordedConfig::new(cfg, &train, &backbone))?;
     let classes = train.classes.len() as i64;
-    let outcome = if cfg.strategy.on_images() {
-        train_images(cfg, &backbone, &train, dir, classes, sink)?
+    let mut train_ms = 0;
+    let Fitted { outcome, probe, stopped } = if cfg.strategy.on_images() {
+        train_images(cfg, &backbone, &train, dir, classes, &mut train_ms, sink)?
+    } else if cfg.strategy.is_convex_probe() {
+        train_convex(cfg, &backbone, &train, dir, cache, classes, &mut train_ms, sink)?
     } else {
-        train_probe(cfg, &backbone, &train, dir, cache, classes, sink)?
+        train_probe(cfg, &backbone, &train, dir, cache, classes, &mut train_ms, sink)?
     };
-    dir.write_table(Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
-    dir.write_table(Table::Steps, &mut tables::steps_frame(&outcome.steps)?)?;
+    if !cfg.strategy.is_convex_probe() {
+        dir.write_table(Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
+        dir.write_table(Table::Steps, &mut tables::steps_frame(&outcome.steps)?)?;
+    }
+    dir.write_json(rundir::TIMINGS, &Timings { train_ms })?;
     let trained = Trained {
         data: if train.synthetic && !cfg.data.is_synthetic() {
             DataSpec::synthetic_default()
@@ -86,6 +112,8 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         best_epoch: outcome.best_epoch,
         best_val_acc: outcome.best_val_acc,
         epochs_run: outcome.history.len(),
+        stopped,
+        probe,
     };
     dir.write_json(rundir::TRAINED, &trained)?;
     Ok(trained)
@@ -95,7 +123,31 @@ fn extract_cfg(cfg: &RunConfig, tap: Tap) -> ExtractConfig {
     ExtractConfig { tap, ..cfg.extract.clone() }
 }
 
+/// `f` as the train stage, its time added to `ms`.
+fn timed<T>(sink: &mut dyn EventSink, ms: &mut u64, f: impl FnOnce(&mut dyn EventSink) -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    let out = stage(sink, "train", f)?;
+    *ms += t.elapsed().as_millis() as u64;
+    Ok(out)
+}
+
+/// The training split's features, from the cache (extracted first when missing).
+fn train_features(
+    cfg: &RunConfig,
+    backbone: &Backbone,
+    train: &data::Dataset,
+    dir: &RunDir,
+    cache: &Cache,
+    sink: &mut dyn EventSink,
+) -> Result<crate::features::FeatureSet> {
+    let ecfg = extract_cfg(cfg, probe_tap(cfg));
+    let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache, s))?;
+    dir.write_json(rundir::FEATURES, &FeatureDirs { train: Some(ftrain.dir.clone()), test: None })?;
+    Ok(ftrain)
+}
+
 /// The linear probe (and earlier-layer): training features into the cache, head on them.
+#[allow(clippy::too_many_arguments)]
 fn train_probe(
     cfg: &RunConfig,
     backbone: &Backbone,
@@ -103,14 +155,87 @@ fn train_probe(
     dir: &RunDir,
     cache: &Cache,
     classes: i64,
+    ms: &mut u64,
     sink: &mut dyn EventSink,
-) -> Result<TrainOutcome> {
-    let ecfg = extract_cfg(cfg, probe_tap(cfg));
-    let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache, s))?;
-    dir.write_json(rundir::FEATURES, &FeatureDirs { train: Some(ftrain.dir.clone()), test: None })?;
+) -> Result<Fitted> {
+    let ftrain = train_features(cfg, backbone, train, dir, cache, sink)?;
     let (_head, outcome) =
-        stage(sink, "train", |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
-    Ok(outcome)
+        timed(sink, ms, |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
+    let stopped = outcome.history.len() < cfg.head.epochs as usize;
+    Ok(Fitted { outcome, probe: None, stopped })
+}
+
+/// logreg and k-NN on the training split's features, cut into train and validation as
+/// the head's are (`--val-split`, `--seed`).
+#[allow(clippy::too_many_arguments)]
+fn train_convex(
+    cfg: &RunConfig,
+    backbone: &Backbone,
+    train: &data::Dataset,
+    dir: &RunDir,
+    cache: &Cache,
+    classes: i64,
+    ms: &mut u64,
+    sink: &mut dyn EventSink,
+) -> Result<Fitted> {
+    let ftrain = train_features(cfg, backbone, train, dir, cache, sink)?;
+    probe::check_finite(&ftrain.features, &ftrain.dir)?;
+    let x = ftrain.features.to_device(parse_device(&cfg.device)?);
+    let n = x.size()[0];
+    tch::manual_seed(cfg.head.seed);
+    let split = crate::train::Split::new(n, &cfg.head.fit_config())?;
+    let (best_val_acc, probe, stopped) = match cfg.strategy {
+        Strategy::Logreg => {
+            let lr = &cfg.probe.logreg;
+            let out = timed(sink, ms, |s| probe::logreg::sweep(&x, &ftrain.labels, classes, lr, &split, dir, s))?;
+            dir.write_table(Table::Sweep, &mut tables::sweep_frame(&out.rows)?)?;
+            let row = out.best_row();
+            let rows = out.refit.as_ref().map_or(split.train.len(), |r| r.rows) as f64;
+            let probe = ProbeResult::Logreg {
+                lambda: row.lambda,
+                c: 1.0 / (row.lambda * rows),
+                grid_points: out.rows.len(),
+                refit: out.refit.clone(),
+            };
+            (row.val_acc, probe, out.stopped)
+        }
+        _ => {
+            let knn = &cfg.probe.knn;
+            knn.validate(n as usize)?;
+            let val_acc = timed(sink, ms, |s| {
+                let rows = |idx: &[i64]| tch::Tensor::from_slice(idx).to_device(x.device());
+                let (tr, va) = (rows(&split.train), rows(&split.val));
+                let labels = ftrain.labels.to_device(x.device());
+                let votes = probe::knn::classify(
+                    &x.index_select(0, &tr),
+                    &labels.index_select(0, &tr),
+                    &x.index_select(0, &va),
+                    classes,
+                    knn,
+                )?;
+                let (acc, _) = votes.score(&labels.index_select(0, &va));
+                s.info(&format!(
+                    "k-NN (k {}, temperature {}): validation accuracy {acc:.4} voting with the {} training rows; \
+                     the test split votes with all {n}",
+                    knn.k,
+                    knn.temperature,
+                    split.train.len()
+                ));
+                Ok(acc)
+            })?;
+            (val_acc, ProbeResult::Knn { k: knn.k, temperature: knn.temperature, bank_rows: n as usize }, false)
+        }
+    };
+    let outcome = TrainOutcome {
+        history: vec![],
+        steps: vec![],
+        best_epoch: 0,
+        best_val_acc,
+        checkpoint: dir.best(Weights::Head),
+        train_samples: split.train.len(),
+        val_samples: split.val.len(),
+    };
+    Ok(Fitted { outcome, probe: Some(probe), stopped })
 }
 
 /// Fine-tune (after a linear probe), pretrained-init and scratch: trained on images.
@@ -120,8 +245,9 @@ fn train_images(
     train: &data::Dataset,
     dir: &RunDir,
     classes: i64,
+    ms: &mut u64,
     sink: &mut dyn EventSink,
-) -> Result<TrainOutcome> {
+) -> Result<Fitted> {
     let mut model = ImageModel::new(cfg.arch, classes, cfg.images.dropout, backbone.vs.device());
     copy_body(&backbone.vs, &model.vs)?;
     if cfg.strategy == Strategy::FineTune {
@@ -135,7 +261,9 @@ fn train_images(
         model.load_head(&probe_dir.best(Weights::Head))?;
     }
     let pre = cfg.extract.preprocess;
-    stage(sink, "train", |s| train_on_images(&mut model, train, &pre, &cfg.images, dir, s))
+    let outcome = timed(sink, ms, |s| train_on_images(&mut model, train, &pre, &cfg.images, dir, s))?;
+    let stopped = outcome.history.len() < cfg.images.epochs as usize;
+    Ok(Fitted { outcome, probe: None, stopped })
 }
 
 /// Copies every body tensor of `from` into the same-named variable of `to`.
@@ -163,6 +291,8 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
         }
         let ev = if cfg.strategy.on_images() {
             evaluate_model(&cfg, &t, &test, dir, device)?
+        } else if cfg.strategy == Strategy::Knn {
+            evaluate_knn(&cfg, &t, &test, dir, cache, device, s)?
         } else {
             evaluate_probe(&cfg, &t, &test, dir, cache, device, s)?
         };
@@ -172,11 +302,18 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
     let confusion = Confusion::new(&ev.labels, &ev.predictions, &t.classes);
     dir.write_table(Table::PerClass, &mut tables::per_class_frame(&confusion)?)?;
     dir.write_table(Table::Confusion, &mut tables::confusion_frame(&confusion)?)?;
-    let expected = if cfg.strategy.on_images() { cfg.images.epochs } else { cfg.head.epochs };
+    let expected = match cfg.strategy {
+        s if s.is_convex_probe() => 0,
+        s if s.on_images() => cfg.images.epochs,
+        _ => cfg.head.epochs,
+    };
+    let timings: Option<Timings> = dir.read_json(rundir::TIMINGS).ok();
     let summary = RunSummary {
         run_dir: dir.path().to_path_buf(),
         strategy: Some(cfg.strategy),
-        stopped: t.epochs_run < expected as usize,
+        stopped: t.stopped || t.epochs_run < expected as usize,
+        probe: t.probe.clone(),
+        train_ms: timings.map(|t| t.train_ms),
         dataset: t.dataset,
         synthetic: t.synthetic,
         weights: t.weights_label,
@@ -209,7 +346,41 @@ fn evaluate_probe(
     let mut dirs = dir.read_feature_dirs().unwrap_or_default();
     dirs.test = Some(ftest.dir.clone());
     dir.write_json(rundir::FEATURES, &dirs)?;
-    evaluate(&head, &ftest.features, &ftest.labels)
+    evaluate(&head, &ftest.features.to_device(device), &ftest.labels)
+}
+
+/// k-NN: the test split's features vote with every training row (train + validation).
+fn evaluate_knn(
+    cfg: &RunConfig,
+    t: &Trained,
+    test: &data::Dataset,
+    dir: &RunDir,
+    cache: &Cache,
+    device: tch::Device,
+    sink: &mut dyn EventSink,
+) -> Result<Evaluation> {
+    let used = RunConfig { weights: t.weights.clone(), offline_fallback: false, ..cfg.clone() };
+    let backbone = open_backbone(&used, cache, device, sink)?;
+    let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache, sink)?;
+    let mut dirs = dir.read_feature_dirs()?;
+    let Some(train_dir) = dirs.train.clone() else {
+        return Err(crate::Error::data(dir.features_file(), "names no training features, which k-NN votes with"));
+    };
+    let ftrain = crate::features::load_features(&train_dir)?;
+    probe::check_finite(&ftrain.features, &ftrain.dir)?;
+    probe::check_finite(&ftest.features, &ftest.dir)?;
+    dirs.test = Some(ftest.dir.clone());
+    dir.write_json(rundir::FEATURES, &dirs)?;
+    let classes = t.classes.len() as i64;
+    let x = ftest.features.to_device(device);
+    let votes = probe::knn::classify(&ftrain.features, &ftrain.labels, &x, classes, &cfg.probe.knn)?;
+    let (accuracy, loss) = votes.score(&ftest.labels);
+    Ok(Evaluation {
+        loss,
+        accuracy,
+        predictions: Vec::<i64>::try_from(&votes.predictions.to_device(tch::Device::Cpu))?,
+        labels: Vec::<i64>::try_from(&ftest.labels)?,
+    })
 }
 
 /// Image strategies: the best whole-model checkpoint on test images.

@@ -28,12 +28,33 @@ pub enum Strategy {
     PretrainedInit,
     /// The same network from random init.
     Scratch,
+    /// Beyond the post: multinomial logistic regression on the last stage's features by
+    /// L-BFGS, its L2 penalty swept on the validation split, then refit on train + validation.
+    Logreg,
+    /// Beyond the post: weighted k-NN on L2-normalised features (DINO's evaluation).
+    Knn,
 }
 
 impl Strategy {
     /// Whether it trains on images (not on cached features).
     pub fn on_images(self) -> bool {
         matches!(self, Strategy::FineTune | Strategy::PretrainedInit | Strategy::Scratch)
+    }
+
+    /// The convex probes (`crate::probe`), fitted on cached features without `fit`'s epochs.
+    pub fn is_convex_probe(self) -> bool {
+        matches!(self, Strategy::Logreg | Strategy::Knn)
+    }
+
+    /// The post's table and its control, without the probes added beyond it.
+    pub fn post_table() -> &'static [Strategy] {
+        &[
+            Strategy::LinearProbe,
+            Strategy::EarlierLayer,
+            Strategy::FineTune,
+            Strategy::PretrainedInit,
+            Strategy::Scratch,
+        ]
     }
 }
 

@@ -87,6 +87,8 @@ enum Kind {
     TrainFineTune,
     /// `tlab extract`, resumed by running it again.
     Extract,
+    /// `tlab run --strategy logreg` (the lambda sweep), resumed by `train --resume` + `evaluate`.
+    RunLogreg,
 }
 
 impl Kind {
@@ -126,6 +128,21 @@ impl Kind {
             Kind::Extract => {
                 &["extract", "--synthetic-train", "384", "--size", "64", "--shard-size", "32", "--split", "train"]
             }
+            Kind::RunLogreg => &[
+                "run",
+                "--strategy",
+                "logreg",
+                "--synthetic-train",
+                "1000",
+                "--synthetic-test",
+                "200",
+                "--synthetic-difficulty",
+                "hard",
+                "--size",
+                "32",
+                "--tol",
+                "1e-6",
+            ],
         };
         own.iter().chain(common.iter()).copied().collect()
     }
@@ -151,7 +168,7 @@ impl Kind {
                 let mut c = tlab(cache);
                 c.args(["train", "--resume"]).arg(&dir);
                 ok(c, "train --resume");
-                if let Kind::RunLinearProbe = self {
+                if let Kind::RunLinearProbe | Kind::RunLogreg = self {
                     let mut c = tlab(cache);
                     c.arg("evaluate").arg(&dir);
                     ok(c, "evaluate");
@@ -173,7 +190,7 @@ impl Kind {
     fn skip(self) -> &'static [&'static str] {
         match self {
             Kind::Extract => &[],
-            _ => &["events.jsonl", "pid", "config.json", "summary.json", "features.json"],
+            _ => &["events.jsonl", "pid", "config.json", "summary.json", "features.json", "timings.json"],
         }
     }
 }
@@ -228,7 +245,7 @@ fn kill_trials(kind: Kind, n: usize, seed: u64) -> usize {
 fn runs_killed_at_random_moments_resume_to_identical_files() {
     let _g = torch_lock();
     let n = trials();
-    for kind in [Kind::RunLinearProbe, Kind::TrainFineTune, Kind::Extract] {
+    for kind in [Kind::RunLinearProbe, Kind::TrainFineTune, Kind::Extract, Kind::RunLogreg] {
         assert_eq!(kill_trials(kind, n, seed()), n, "{kind:?}: see the trials above");
     }
 }

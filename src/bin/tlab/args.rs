@@ -4,9 +4,11 @@
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use transfer_lab::data::synthetic::Difficulty;
 use transfer_lab::features::{ExtractConfig, Precision};
 use transfer_lab::models::{Arch, Tap};
 use transfer_lab::preprocess::Normalization;
+use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig};
 use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy, Unfreeze, ValSplit};
 
 #[derive(Parser)]
@@ -182,6 +184,9 @@ pub(crate) struct DataArgs {
     pub(crate) synthetic_train: usize,
     #[arg(long, default_value_t = 500)]
     pub(crate) synthetic_test: usize,
+    /// Synthetic classes: easy (apart) or hard (overlapping: probes differ)
+    #[arg(long, value_enum, default_value_t = Difficulty::default())]
+    pub(crate) synthetic_difficulty: Difficulty,
     /// Seed for synthetic data, random weights and training
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
@@ -281,6 +286,55 @@ pub(crate) struct HeadArgs {
     /// resumed run continues from the last one exactly
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) checkpoint_every: Option<u64>,
+    /// logreg: L2 penalties to sweep, a comma list (0.01,0.1,1) or LO:HI:COUNT log-spaced
+    #[arg(long, value_name = "GRID", default_value = "1e-6:1e5:45", value_parser = parse_lambdas)]
+    pub(crate) lambdas: Lambdas,
+    /// logreg: L-BFGS iterations per fit, at most
+    #[arg(long, default_value_t = LogregConfig::default().max_iter, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub(crate) max_iter: usize,
+    /// logreg: converged when no gradient entry exceeds this
+    #[arg(long, default_value_t = LogregConfig::default().tol, value_parser = parse_positive)]
+    pub(crate) tol: f64,
+    /// logreg: scale each feature to zero mean and unit variance before fitting
+    #[arg(long)]
+    pub(crate) standardize: bool,
+    /// knn: neighbours that vote
+    #[arg(long, default_value_t = KnnConfig::default().k, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub(crate) k: usize,
+    /// knn: temperature of the votes' weights exp(similarity / T)
+    #[arg(long, default_value_t = KnnConfig::default().temperature, value_parser = parse_positive)]
+    pub(crate) temperature: f64,
+}
+
+/// `--lambdas`: the penalties, already checked.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Lambdas(pub(crate) Vec<f64>);
+
+fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number > 0")),
+    }
+}
+
+fn parse_lambdas(s: &str) -> Result<Lambdas, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let values = match parts[..] {
+        [lo, hi, n] => {
+            let (lo, hi) = (parse_positive(lo)?, parse_positive(hi)?);
+            let n = n.parse::<usize>().ok().filter(|&n| n >= 1).ok_or(format!("`{n}`: the count must be 1 or more"))?;
+            log_grid(lo, hi, n)
+        }
+        [list] => {
+            let items: Vec<&str> = list.split(',').map(str::trim).filter(|x| !x.is_empty()).collect();
+            if items.is_empty() {
+                return Err("the grid is empty; give penalties like 0.01,0.1,1 or 1e-6:1e5:45".into());
+            }
+            items.into_iter().map(parse_positive).collect::<Result<_, _>>()?
+        }
+        _ => return Err(format!("`{s}`; expected a comma list (0.01,0.1,1) or LO:HI:COUNT (1e-6:1e5:45)")),
+    };
+    Ok(Lambdas(values))
 }
 
 #[cfg(test)]
@@ -298,5 +352,17 @@ mod tests {
         let Command::Dash(d) = cli.command else { panic!("not dash") };
         assert_eq!((d.run_dir, d.pid, d.plain, d.once), (Some("runs/x".into()), Some(42), true, true));
         assert!(Cli::try_parse_from(["tlab", "dash", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn lambda_grids_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_lambdas("0.1, 1,10").unwrap(), Lambdas(vec![0.1, 1.0, 10.0]));
+        let g = parse_lambdas("1e-6:1e5:45").unwrap().0;
+        assert_eq!((g.len(), g[0], g[44]), (45, 1e-6, 1e5));
+        assert!(parse_lambdas("").unwrap_err().contains("empty"));
+        assert!(parse_lambdas("0.1,0").unwrap_err().contains("`0`"));
+        assert!(parse_lambdas("0.1,-1").unwrap_err().contains("`-1`"));
+        assert!(parse_lambdas("1:10:0").unwrap_err().contains("count"));
+        assert!(parse_lambdas("nan").is_err() && parse_lambdas("1:2").is_err());
     }
 }

@@ -4,13 +4,19 @@ use anyhow::{bail, Result};
 use transfer_lab::data::DataSpec;
 use transfer_lab::features::ExtractConfig;
 use transfer_lab::preprocess::Preprocess;
+use transfer_lab::probe::{KnnConfig, LogregConfig, ProbeConfig};
 use transfer_lab::run::{RunConfig, WeightsChoice};
 use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy};
 
 pub(crate) fn data_spec(d: &DataArgs) -> Result<DataSpec> {
     Ok(match d.dataset {
         DatasetArg::Cifar10 => DataSpec::Cifar10 { path: d.data.clone() },
-        DatasetArg::Synthetic => DataSpec::Synthetic { train: d.synthetic_train, test: d.synthetic_test, seed: d.seed },
+        DatasetArg::Synthetic => DataSpec::Synthetic {
+            train: d.synthetic_train,
+            test: d.synthetic_test,
+            seed: d.seed,
+            difficulty: d.synthetic_difficulty,
+        },
         DatasetArg::Folder => {
             let Some(root) = d.data.clone() else { bail!("--dataset folder needs --data ROOT") };
             DataSpec::Folder { root, side: 224 }
@@ -74,6 +80,15 @@ pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String
         device: m.device.clone(),
         limit: d.limit,
         offline_fallback: fallback,
+        probe: ProbeConfig {
+            logreg: LogregConfig {
+                lambdas: h.lambdas.0.clone(),
+                max_iter: h.max_iter,
+                tol: h.tol,
+                standardize: h.standardize,
+            },
+            knn: KnnConfig { k: h.k, temperature: h.temperature, ..Default::default() },
+        },
     })
 }
 
