@@ -257,6 +257,17 @@ impl RunDir {
             .map_err(|reason| Error::Table { path: self.table_csv(Table::Epochs), reason })
     }
 
+    /// `sweep.csv` read back: `(lambda, val_acc)` per row; `None` when the run has none.
+    pub fn read_sweep(&self) -> Result<Option<Vec<(f64, f64)>>> {
+        let path = self.table_csv(Table::Sweep);
+        if !path.exists() {
+            return Ok(None);
+        }
+        crate::tables::sweep_from_frame(&crate::tables::read_csv(&path)?)
+            .map(Some)
+            .map_err(|reason| Error::Table { path, reason })
+    }
+
     /// `confusion.csv` read back with polars.
     pub fn read_confusion(&self) -> Result<crate::metrics::Confusion> {
         crate::tables::confusion_from_frame(&crate::tables::read_csv(&self.table_csv(Table::Confusion))?)

@@ -123,6 +123,11 @@ fn f64_column(df: &DataFrame, name: &str) -> std::result::Result<Vec<f64>, Strin
         .collect()
 }
 
+/// `sweep.csv` read back: `(lambda, val_acc)` per row.
+pub fn sweep_from_frame(df: &DataFrame) -> std::result::Result<Vec<(f64, f64)>, String> {
+    Ok(f64_column(df, "lambda")?.into_iter().zip(f64_column(df, "val_acc")?).collect())
+}
+
 /// [`epochs_frame`] read back.
 pub fn epochs_from_frame(df: &DataFrame) -> std::result::Result<Vec<EpochMetrics>, String> {
     let [epoch, tl, ta, vl, va] =

@@ -65,6 +65,8 @@ pub struct RunData {
     pub throughput: Throughput,
     /// Preprocessing size from `config.json`, when recorded.
     pub image_size: Option<i64>,
+    /// The logreg probe's lambda sweep (`sweep.csv`), when the run has one.
+    pub sweep: Option<super::Sweep>,
 }
 
 impl RunData {
@@ -74,14 +76,26 @@ impl RunData {
         let summary = rd.read_summary()?;
         let name = rd.name();
         let run = RunLabel { name: name.clone(), synthetic: summary.synthetic, pretrained: summary.pretrained };
-        let epochs = rd.read_epochs()?;
+        // The convex probes fit without epochs.
+        let convex = summary.strategy.is_some_and(|s| s.is_convex_probe());
+        let epochs = if convex { vec![] } else { rd.read_epochs()? };
+        let chosen = match &summary.probe {
+            Some(crate::probe::ProbeResult::Logreg { lambda, .. }) => Some(*lambda),
+            _ => None,
+        };
+        let sweep = rd.read_sweep()?.map(|points| super::Sweep {
+            run: run.clone(),
+            points,
+            chosen,
+            test_accuracy: Some(summary.test_accuracy),
+        });
         let confusion = ConfusionChart { run: run.clone(), matrix: rd.read_confusion()? };
         let throughput = match rd.read_events_text()? {
             Some(text) => parse_throughput(&text, run),
             None => Throughput { run, points: vec![], cache_hits: vec![] },
         };
         let image_size = rd.image_size();
-        Ok(RunData { dir: dir.to_path_buf(), name, summary, epochs, confusion, throughput, image_size })
+        Ok(RunData { dir: dir.to_path_buf(), name, summary, epochs, confusion, throughput, image_size, sweep })
     }
 
     pub fn label(&self) -> RunLabel {

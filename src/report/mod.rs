@@ -22,6 +22,7 @@ mod heatmap;
 mod lines;
 mod output;
 mod pca;
+mod sweep;
 mod write;
 
 pub use bars::{per_class_accuracy, run_comparison, Comparison, ComparisonBar};
@@ -30,6 +31,7 @@ pub use heatmap::confusion_heatmap;
 pub use lines::{throughput, training_curves};
 pub use output::{render_png, render_svg, save_png, save_svg, Chart, Figure};
 pub use pca::{pca_scatter, Pca};
+pub use sweep::{lambda_sweep, Sweep};
 pub use write::{comparison, summary_markdown, summary_rows, write_report, SummaryRow};
 
 /// Which run a chart shows, and the caveats its title must carry.

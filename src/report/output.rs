@@ -108,6 +108,7 @@ pub enum Figure<'a> {
     Comparison(&'a Comparison),
     Throughput(&'a Throughput),
     Pca(&'a Pca),
+    Sweep(&'a super::Sweep),
 }
 
 impl Figure<'_> {
@@ -119,6 +120,7 @@ impl Figure<'_> {
             Figure::Comparison(d) => super::run_comparison(area, d),
             Figure::Throughput(d) => super::throughput(area, d),
             Figure::Pca(d) => super::pca_scatter(area, d),
+            Figure::Sweep(d) => super::lambda_sweep(area, d),
         }
     }
 
@@ -135,6 +137,7 @@ impl Figure<'_> {
             Figure::Comparison(c) => (900, rows(c.bars.len())),
             Figure::Throughput(_) => (900, 420),
             Figure::Pca(_) => (800, 640),
+            Figure::Sweep(_) => (900, 420),
         }
     }
 

@@ -18,6 +18,10 @@ pub struct SummaryRow {
     pub pretrained: bool,
     pub image_size: Option<i64>,
     pub best_epoch: u32,
+    /// What was chosen on the validation split: "epoch 7", "lambda 1.8e-4", "k 20".
+    pub chosen: String,
+    /// Milliseconds fitting the classifier (extraction not included), when recorded.
+    pub train_ms: Option<u64>,
     /// Training ended early on a `STOP` request.
     pub stopped: bool,
     pub best_val_acc: f64,
@@ -37,6 +41,12 @@ pub fn summary_rows(runs: &[RunData]) -> Vec<SummaryRow> {
             pretrained: r.summary.pretrained,
             image_size: r.image_size,
             best_epoch: r.summary.best_epoch,
+            chosen: match &r.summary.probe {
+                Some(crate::probe::ProbeResult::Logreg { lambda, .. }) => format!("lambda {lambda:.1e}"),
+                Some(crate::probe::ProbeResult::Knn { k, temperature, .. }) => format!("k {k}, T {temperature}"),
+                None => format!("epoch {}", r.summary.best_epoch),
+            },
+            train_ms: r.summary.train_ms,
             stopped: r.summary.stopped,
             best_val_acc: r.summary.best_val_acc,
             test_accuracy: r.summary.test_accuracy,
@@ -47,20 +57,22 @@ pub fn summary_rows(runs: &[RunData]) -> Vec<SummaryRow> {
 
 /// The rows as a Markdown table; synthetic data and random weights are flagged in bold.
 pub fn summary_markdown(rows: &[SummaryRow]) -> String {
-    let mut s =
-        String::from("| run | strategy | dataset | weights | image size | best epoch | best val acc | test acc |\n");
-    s += "|---|---|---|---|---:|---:|---:|---:|\n";
+    let mut s = String::from(
+        "| run | strategy | dataset | weights | image size | chosen on validation | best val acc | test acc | fit time |\n",
+    );
+    s += "|---|---|---|---|---:|---:|---:|---:|---:|\n";
     for r in rows {
         let dataset = if r.synthetic { format!("{} **(SYNTHETIC)**", cell(&r.dataset)) } else { cell(&r.dataset) };
         let weights = if r.pretrained { cell(&r.weights) } else { format!("{} **(RANDOM)**", cell(&r.weights)) };
         let size = r.image_size.map(|s| format!("{s} px")).unwrap_or_else(|| "?".into());
         let strategy = r.strategy.as_deref().map(cell).unwrap_or_else(|| "?".into());
         let stopped = if r.stopped { " (stopped early)" } else { "" };
+        let fit = r.train_ms.map(|ms| format!("{:.2} s", ms as f64 / 1e3)).unwrap_or_else(|| "?".into());
         let _ = writeln!(
             s,
-            "| {} | {strategy} | {dataset} | {weights} | {size} | {}{stopped} | {:.2}% | {:.2}% (n={}) |",
+            "| {} | {strategy} | {dataset} | {weights} | {size} | {}{stopped} | {:.2}% | {:.2}% (n={}) | {fit} |",
             cell(&r.name),
-            r.best_epoch,
+            cell(&r.chosen),
             r.best_val_acc * 100.0,
             r.test_accuracy * 100.0,
             r.test_samples
@@ -81,6 +93,8 @@ pub fn summary_frame(rows: &[SummaryRow]) -> Result<polars::prelude::DataFrame> 
         "pretrained" => rows.iter().map(|r| r.pretrained).collect::<Vec<_>>(),
         "image_size" => rows.iter().map(|r| r.image_size).collect::<Vec<_>>(),
         "best_epoch" => rows.iter().map(|r| r.best_epoch).collect::<Vec<_>>(),
+        "chosen" => rows.iter().map(|r| r.chosen.clone()).collect::<Vec<_>>(),
+        "train_ms" => rows.iter().map(|r| r.train_ms).collect::<Vec<_>>(),
         "stopped" => rows.iter().map(|r| r.stopped).collect::<Vec<_>>(),
         "best_val_acc" => rows.iter().map(|r| r.best_val_acc).collect::<Vec<_>>(),
         "test_accuracy" => rows.iter().map(|r| r.test_accuracy).collect::<Vec<_>>(),
@@ -142,11 +156,15 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
             run.dir.display()
         );
         let curves = run.curves();
-        let figs = [
-            ("Training curves", "curves", Figure::TrainingCurves(&curves)),
-            ("Confusion matrix", "confusion", Figure::Confusion(&run.confusion)),
-            ("Per-class accuracy", "per-class", Figure::PerClassAccuracy(&run.confusion)),
-        ];
+        let mut figs = vec![];
+        if !run.epochs.is_empty() {
+            figs.push(("Training curves", "curves", Figure::TrainingCurves(&curves)));
+        }
+        if let Some(sweep) = &run.sweep {
+            figs.push(("Validation accuracy by L2 penalty", "sweep", Figure::Sweep(sweep)));
+        }
+        figs.push(("Confusion matrix", "confusion", Figure::Confusion(&run.confusion)));
+        figs.push(("Per-class accuracy", "per-class", Figure::PerClassAccuracy(&run.confusion)));
         for (alt, name, fig) in figs {
             let stem = format!("{prefix}{name}");
             fig.save(&out, &stem)?;

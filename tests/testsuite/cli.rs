@@ -171,7 +171,8 @@ fn help_lists_every_choice_and_dash_flags() {
     let out = Command::cargo_bin("tlab").unwrap().args(["run", "-h"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
     for values in [
-        "linear-probe, earlier-layer, fine-tune, pretrained-init, scratch",
+        "linear-probe, earlier-layer, fine-tune, pretrained-init, scratch, logreg, knn",
+        "easy, hard",
         "resnet18, resnet34, resnet50, resnet101, resnet152",
         "layer1, layer2, layer3, layer4",
         "torchvision, keras-caffe",

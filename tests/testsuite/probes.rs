@@ -242,6 +242,17 @@ fn logreg_and_knn_run_end_to_end_and_bad_settings_are_named() {
     );
     let acc = s["test_accuracy"].as_f64().unwrap();
     assert!(acc > 0.2 && acc < 1.0, "k-NN test accuracy {acc}");
+    let knn_dir = std::path::PathBuf::from(s["run_dir"].as_str().unwrap());
+
+    // Side by side: one table (test accuracy, what was chosen, fit time), one chart.
+    let out = tmp.path().join("report");
+    tlab(tmp.path()).arg("report").arg(&dir).arg(&knn_dir).arg("--out").arg(&out).assert().success();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| chosen on validation |") && md.contains("| fit time |"), "{md}");
+    assert!(md.contains(&format!("lambda {lambda:.1e}")) && md.contains("k 5, T 0.1"), "{md}");
+    let stem = dir.file_name().unwrap().to_string_lossy().to_string();
+    assert!(out.join(format!("{stem}-sweep.svg")).exists() && out.join("comparison.svg").exists());
+    assert!(!out.join(format!("{stem}-curves.svg")).exists(), "no epochs, so no training curves");
 
     let fails = |flags: &[&str], want: &str| {
         tlab(tmp.path())
