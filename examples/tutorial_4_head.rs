@@ -7,7 +7,7 @@
 use transfer_lab::data::{Dataset, Split};
 use transfer_lab::features::FeatureSet;
 use transfer_lab::models::Backbone;
-use transfer_lab::notebook::{show, Table, TrainedHead, Tutorial};
+use transfer_lab::notebook::{show, ProbeComparison, Table, TrainedHead, Tutorial};
 use transfer_lab::report::{Chart, Curves, Figure};
 
 fn main() -> transfer_lab::Result<()> {
@@ -45,5 +45,18 @@ fn main() -> transfer_lab::Result<()> {
     let chart: Chart = Figure::TrainingCurves(&curves).chart()?;
     show(&chart);
     // ANCHOR_END: curves
+
+    //: ## Beyond the post: convex probes on the same features
+    //: Papers measure frozen features with a convex probe: multinomial logistic
+    //: regression by L-BFGS, its L2 penalty chosen on the validation split from 45
+    //: values in 1e-6..1e5 and then refit on train + validation; and DINO's weighted
+    //: k-NN. Both run here on the same cached features, next to the post's head.
+    // ANCHOR: probes
+    let test: Dataset = tutorial.dataset(Split::Test)?;
+    let test_features: FeatureSet = tutorial.features(&backbone, &test)?;
+    let probes: ProbeComparison = tutorial.compare_probes(&train_features, &test_features, &trained)?;
+    show(&Table::new(&probes.table()?, "Three classifiers on the same features"));
+    show(&Figure::Sweep(&probes.sweep).chart()?);
+    // ANCHOR_END: probes
     Ok(())
 }

@@ -16,9 +16,11 @@ use std::fmt::Write;
 use tch::{Kind, Tensor};
 
 mod head;
+mod probes;
 mod tutorial;
 
 pub use head::TrainedHead;
+pub use probes::{ProbeComparison, ProbeRow};
 
 pub use tutorial::{strategy_table, PoolingCheck, Tutorial, TutorialScale};
 
