@@ -329,7 +329,8 @@ fn write_shard(dir: &Path, index: usize, features: &Tensor, labels: &Tensor) -> 
     let labels = labels.to_kind(Kind::Int64);
     let mut sha256 = String::new();
     crate::fsutil::write_via_temp(&path, |tmp| {
-        Tensor::write_safetensors(&[("features", features), ("labels", &labels)], tmp)?;
+        Tensor::write_safetensors(&[("features", features), ("labels", &labels)], tmp)
+            .map_err(|e| Error::Cache { path: path.clone(), reason: format!("writing the shard failed: {e}") })?;
         sha256 = sha256_file(tmp)?;
         Ok(())
     })?;

@@ -10,6 +10,7 @@
 pub mod e2e;
 pub mod head;
 pub mod peer;
+pub mod probes;
 pub mod report;
 pub mod throughput;
 
@@ -21,7 +22,8 @@ use crate::{Error, Result};
 
 /// The parts of a bench run, selectable with `--only`.
 /// `e2e-ours`: the end-to-end runs of ours alone (peak RSS at large sizes, quickly).
-pub const SECTIONS: [&str; 8] = ["ours", "torch", "keras", "ceiling", "e2e", "e2e-ours", "head", "accuracy"];
+/// `probes`: logreg's sweep against scikit-learn and k-NN against PyTorch.
+pub const SECTIONS: [&str; 9] = ["ours", "torch", "keras", "ceiling", "e2e", "e2e-ours", "head", "accuracy", "probes"];
 
 /// Every setting of one bench run; saved with the results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,6 +45,12 @@ pub struct BenchConfig {
     pub torch_workers: usize,
     pub head_rows: i64,
     pub head_epochs: u32,
+    /// Rows of the probes section's generated features (2048 wide).
+    #[serde(default = "default_probe_rows")]
+    pub probe_rows: i64,
+    /// Time only ours' sweep (scikit-learn's takes many minutes at 50,000 rows).
+    #[serde(default)]
+    pub skip_sklearn_sweep: bool,
     /// bf16 vs fp32 accuracy: synthetic train / test images, and their side.
     pub accuracy_images: [usize; 2],
     pub accuracy_size: i64,
@@ -63,11 +71,17 @@ impl Default for BenchConfig {
             torch_workers: 2,
             head_rows: 50_000,
             head_epochs: 10,
+            probe_rows: default_probe_rows(),
+            skip_sklearn_sweep: false,
             accuracy_images: [600, 300],
             accuracy_size: 64,
             results_dir: PathBuf::from("bench/results"),
         }
     }
+}
+
+fn default_probe_rows() -> i64 {
+    50_000
 }
 
 impl BenchConfig {
@@ -76,6 +90,7 @@ impl BenchConfig {
         self.reps = 2;
         self.e2e_images = [64, 160];
         self.head_epochs = 2;
+        self.probe_rows = 10_000;
         self.accuracy_images = [300, 150];
         self
     }
@@ -126,7 +141,7 @@ impl Env {
     pub fn prepare(cfg: &BenchConfig, device: Device) -> Result<Env> {
         let root = repo_root()?;
         let torch_python = root.join(".tlab/venv/bin/python");
-        let needs_python = ["torch", "keras", "e2e", "head"].iter().any(|s| cfg.has(s));
+        let needs_python = ["torch", "keras", "e2e", "head", "probes"].iter().any(|s| cfg.has(s));
         if needs_python && !torch_python.exists() {
             return Err(Error::BenchSetup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
         }
@@ -175,6 +190,8 @@ pub struct BenchReport {
     pub end_to_end: Option<e2e::EndToEnd>,
     pub head: Option<head::HeadTiming>,
     pub accuracy: Option<head::PrecisionAccuracy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<probes::ProbeTiming>,
     pub results_dir: PathBuf,
 }
 
@@ -205,6 +222,10 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     if let Some(a) = &accuracy {
         a.print();
     }
+    let probes = cfg.has("probes").then(|| probes::run(cfg, &env)).transpose()?;
+    if let Some(p) = &probes {
+        p.print();
+    }
     machine.finish();
     let report = BenchReport {
         config: cfg.clone(),
@@ -213,6 +234,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         end_to_end,
         head,
         accuracy,
+        probes,
         results_dir: env.out.clone(),
     };
     report::write(&report, &env.out)?;

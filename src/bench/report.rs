@@ -250,5 +250,14 @@ fn csv(r: &BenchReport) -> String {
         }
         line("accuracy", "bf16 vs fp32", "bf16", "cosine_min", a.cosine_min);
     }
+    if let Some(p) = &r.probes {
+        line("probes", "ours logreg sweep", "fp32", "seconds", p.ours_sweep_seconds);
+        if let Some(sk) = p.sklearn_sweep_seconds {
+            line("probes", "scikit-learn logreg sweep", "fp64", "seconds", sk);
+        }
+        line("probes", "ours logreg sweep", "fp32", "peak_over_features", p.ours_peak_over_features);
+        line("probes", "ours knn", "fp32", "seconds", p.ours_knn_seconds);
+        line("probes", "pytorch knn", "fp32", "seconds", p.torch_knn_seconds);
+    }
     s
 }

@@ -1,6 +1,7 @@
-//! A full disk during training: `tlab train` ends with an error naming the path and "No
-//! space left", every file it left is whole, and once there is room `train --resume`
-//! ends exactly as an uninterrupted run. The run folder is a small tmpfs the test mounts
+//! A full disk during training, extraction and a report (the download's is in fetch.rs):
+//! the command ends with an error naming the path and "No space left", every file it left
+//! is whole, and once there is room a rerun (`train --resume`) ends exactly as an
+//! uninterrupted run. The run folder is a small tmpfs the test mounts
 //! (it runs as root in CI); without the right to mount, a file-size limit on the process
 //! stands in for the full disk. A run folder made read-only midway is the same story.
 use crate::common::*;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A tmpfs mounted for the test, unmounted when dropped.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(at: &Path, bytes: u64) -> Option<Tmpfs> {
         std::fs::create_dir_all(at).unwrap();
@@ -30,6 +31,107 @@ struct Unmount(PathBuf);
 impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A place with little room for the commands a test runs: a tmpfs of `bytes` (root can
+/// mount one, and in CI must), else a file-size limit of `file_limit` on each command.
+pub(crate) struct Space {
+    pub(crate) dir: PathBuf,
+    fs: Option<Tmpfs>,
+    file_limit: u64,
+    grown: std::cell::Cell<bool>,
+}
+
+impl Space {
+    pub(crate) fn new(at: &Path, bytes: u64, file_limit: u64) -> Space {
+        let fs = Tmpfs::mount(at, bytes);
+        // SAFETY: geteuid has no preconditions.
+        assert!(fs.is_some() || unsafe { libc::geteuid() } != 0, "mount -t tmpfs failed as root");
+        if fs.is_none() {
+            println!(
+                "cannot mount a tmpfs here: a {} KiB file-size limit stands in for the full disk",
+                file_limit >> 10
+            );
+            std::fs::create_dir_all(at).unwrap();
+        }
+        Space { dir: at.to_path_buf(), fs, file_limit, grown: Default::default() }
+    }
+
+    /// Puts `c` under the limit (until [`Space::grow`]).
+    pub(crate) fn limit(&self, c: &mut Command) {
+        if self.fs.is_some() || self.grown.get() {
+            return;
+        }
+        use std::os::unix::process::CommandExt;
+        let max = self.file_limit as libc::rlim_t;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit { rlim_cur: max, rlim_max: max };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+                Ok(())
+            });
+        }
+    }
+
+    /// What the error says when the room runs out.
+    pub(crate) fn full_error(&self) -> &'static str {
+        if self.fs.is_some() {
+            "No space left on device"
+        } else {
+            "File too large"
+        }
+    }
+
+    /// Room again: the tmpfs grows in place; without one, no more limit.
+    pub(crate) fn grow(&self) {
+        if let Some(fs) = &self.fs {
+            let grown = Command::new("mount").args(["-o", "remount,size=64m"]).arg(&fs.0).status().unwrap();
+            assert!(grown.success());
+        }
+        self.grown.set(true);
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn no_temp_files(dir: &Path) {
+    for f in tree(dir) {
+        assert!(!f.to_string_lossy().contains(".tmp"), "{} left behind", f.display());
+    }
+}
+
+/// Whole as far as its format tells: JSON parses, safetensors load, PNG ends with IEND,
+/// SVG with its closing tag, Parquet with its magic.
+fn assert_whole(path: &Path) {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).unwrap();
+    let ext = path.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_default();
+    match ext.as_str() {
+        "json" => drop(serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))),
+        "safetensors" => drop(tch::Tensor::read_safetensors(path).unwrap_or_else(|e| panic!("{name}: {e}"))),
+        "png" => assert!(bytes.ends_with(b"IEND\xaeB`\x82"), "{name} is cut short"),
+        "svg" => assert!(String::from_utf8_lossy(&bytes).trim_end().ends_with("</svg>"), "{name} is cut short"),
+        "parquet" => assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"), "{name} is cut short"),
+        _ => {}
     }
 }
 
@@ -76,66 +178,127 @@ fn a_full_disk_is_a_named_error_leaves_whole_files_and_the_run_resumes_exactly()
     let want = only_dir(&reference);
 
     // Room for the first checkpoints, not for the run's later writes.
-    let mount = tmp.path().join("small");
-    let fs = Tmpfs::mount(&mount, 160 << 10);
-    let runs = mount.join("runs");
+    let space = Space::new(&tmp.path().join("small"), 160 << 10, 100 << 10);
+    let runs = space.dir.join("runs");
     let mut c = tlab(&cache);
     c.args(ARGS).arg("--runs-dir").arg(&runs);
-    let limited = fs.is_none();
-    if limited {
-        println!("cannot mount a tmpfs here: a 100 KiB file-size limit stands in for the full disk");
-        std::fs::create_dir_all(&runs).unwrap();
-        use std::os::unix::process::CommandExt;
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            c.pre_exec(|| {
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let lim = libc::rlimit { rlim_cur: 100 << 10, rlim_max: 100 << 10 };
-                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
-                Ok(())
-            });
-        }
-    }
+    space.limit(&mut c);
     let out = c.output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the run fit in the space: {log}");
     let dir = only_dir(&runs);
-    let why = if limited { "File too large" } else { "No space left on device" };
-    assert!(log.contains(why) && log.contains(&dir.display().to_string()), "{log}");
+    assert!(log.contains(space.full_error()) && log.contains(&dir.display().to_string()), "{log}");
     println!("the error: {}", log.lines().filter(|l| l.contains("error")).collect::<Vec<_>>().join(" | "));
 
     // Whatever it wrote is whole: JSON parses, checkpoints load, no temp files.
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let (p, name) = (e.path(), e.file_name().to_string_lossy().to_string());
-        assert!(!name.contains(".tmp"), "{name} left behind");
-        if name.ends_with(".json") {
-            serde_json::from_slice::<serde_json::Value>(&std::fs::read(&p).unwrap())
-                .unwrap_or_else(|e| panic!("{name} is not whole: {e}"));
-        }
-        if name.ends_with(".safetensors") {
-            tch::Tensor::read_safetensors(&p).unwrap_or_else(|e| panic!("{name} is not whole: {e}"));
-        }
-    }
+    no_temp_files(&dir);
+    tree(&dir).iter().for_each(|f| assert_whole(&dir.join(f)));
 
-    // Room again (the tmpfs grows in place; without it, no limit), then resume.
-    if let Some(fs) = &fs {
-        let grown = Command::new("mount").args(["-o", "remount,size=8m"]).arg(&fs.0).status().unwrap();
-        assert!(grown.success());
-    }
+    space.grow();
     let out = tlab(&cache).args(["train", "--resume"]).arg(&dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let copy = dir;
     for name in ["head-best.safetensors", "head-last.safetensors", "train-state.json", "epochs.csv", "steps.csv"] {
         assert!(std::fs::read(want.join(name)).unwrap() == std::fs::read(copy.join(name)).unwrap(), "{name} differs");
     }
-    drop(fs);
+}
+
+const EXTRACT: &[&str] = &[
+    "extract",
+    "--dataset",
+    "synthetic",
+    "--synthetic-train",
+    "384",
+    "--arch",
+    "resnet18",
+    "--weights",
+    "random",
+    "--size",
+    "64",
+    "--shard-size",
+    "32",
+    "--split",
+    "train",
+];
+
+#[test]
+fn a_full_disk_during_extraction_is_named_keeps_whole_shards_and_resumes_to_the_same_cache() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let out = tlab(&reference).args(EXTRACT).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Shards of 32 x 512 f32 (66 KB): three fit in the tmpfs, none under the file limit.
+    let space = Space::new(&tmp.path().join("small"), 200 << 10, 40 << 10);
+    let cache = space.dir.join("cache");
+    let mut c = tlab(&cache);
+    c.args(EXTRACT);
+    space.limit(&mut c);
+    let out = c.output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the extraction fit in the space: {log}");
+    let features = cache.join("features");
+    assert!(log.contains(space.full_error()) && log.contains(&features.display().to_string()), "{log}");
+    println!("the error: {}", log.lines().filter(|l| l.contains("error")).collect::<Vec<_>>().join(" | "));
+    no_temp_files(&cache);
+    tree(&features).iter().for_each(|f| assert_whole(&features.join(f)));
+
+    space.grow();
+    let mut c = tlab(&cache);
+    c.args(EXTRACT);
+    let out = c.output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("already cached") || log.contains("resum"), "the rerun resumes: {log}");
+    let want = reference.join("features");
+    assert_eq!(tree(&features), tree(&want));
+    for f in tree(&want) {
+        assert!(std::fs::read(want.join(&f)).unwrap() == std::fs::read(features.join(&f)).unwrap(), "{f:?} differs");
+    }
+}
+
+#[test]
+fn a_full_disk_while_writing_a_report_is_named_and_leaves_whole_files() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, runs) = (tmp.path().join("cache"), tmp.path().join("runs"));
+    let mut args = ARGS.to_vec();
+    args[0] = "run";
+    let i = args.iter().position(|&x| x == "--epochs").unwrap();
+    args[i + 1] = "2";
+    let out = tlab(&cache).args(&args).arg("--runs-dir").arg(&runs).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = only_dir(&runs);
+    // Charts are 30-100 KB each: a few fit in the tmpfs, none under the file limit.
+    let space = Space::new(&tmp.path().join("small"), 96 << 10, 20 << 10);
+    let report = space.dir.join("report");
+    let mut c = tlab(&cache);
+    c.arg("report").arg(&run).arg("--out").arg(&report);
+    space.limit(&mut c);
+    let out = c.output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the report fit in the space: {log}");
+    assert!(log.contains(space.full_error()) && log.contains(&report.display().to_string()), "{log}");
+    println!("the error: {}", log.lines().filter(|l| l.contains("error")).collect::<Vec<_>>().join(" | "));
+    no_temp_files(&report);
+    tree(&report).iter().for_each(|f| assert_whole(&report.join(f)));
+    assert!(!report.join("report.md").exists(), "report.md is written last, when every chart it links exists");
+
+    space.grow();
+    let mut c = tlab(&cache);
+    c.arg("report").arg(&run).arg("--out").arg(&report);
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tree(&report).iter().for_each(|f| assert_whole(&report.join(f)));
+    assert!(report.join("report.md").exists() && report.join("curves.svg").exists());
 }
 
 /// `ARGS` with more epochs, so that the folder can turn read-only mid-run.
 fn long_args() -> Vec<&'static str> {
     let mut a = ARGS.to_vec();
     let i = a.iter().position(|&x| x == "--epochs").unwrap();
-    a[i + 1] = "40";
+    // Long enough that a loaded machine still remounts before the run ends.
+    a[i + 1] = "150";
     a
 }
 

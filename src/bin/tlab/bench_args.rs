@@ -34,6 +34,12 @@ pub(crate) struct BenchArgs {
     /// Head training epochs (default 10, --quick 2)
     #[arg(long)]
     pub(crate) head_epochs: Option<u32>,
+    /// Probes: rows of the generated 2048-wide features (default 50000, --quick 10000)
+    #[arg(long)]
+    pub(crate) probe_rows: Option<i64>,
+    /// Probes: time only ours' sweep, not scikit-learn's (minutes at 50,000 rows)
+    #[arg(long)]
+    pub(crate) skip_sklearn_sweep: bool,
     /// Each run writes bench.json and bench.csv into a new folder here
     #[arg(long, default_value = "bench/results")]
     pub(crate) results_dir: PathBuf,
@@ -58,6 +64,11 @@ impl BenchArgs {
         c.precisions = self.precisions.unwrap_or(c.precisions);
         c.reps = self.reps.unwrap_or(c.reps);
         c.head_epochs = self.head_epochs.unwrap_or(c.head_epochs);
+        c.probe_rows = self.probe_rows.unwrap_or(c.probe_rows);
+        if c.probe_rows < 50 {
+            bail!("--probe-rows {}: need at least 50", c.probe_rows);
+        }
+        c.skip_sklearn_sweep = self.skip_sklearn_sweep;
         c.threads = threads.unwrap_or(c.threads);
         (c.size, c.batch, c.device, c.results_dir) = (self.size, self.batch, self.device, self.results_dir);
         Ok(c)
