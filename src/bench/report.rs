@@ -255,7 +255,9 @@ fn csv(r: &BenchReport) -> String {
         if let Some(sk) = p.sklearn_sweep_seconds {
             line("probes", "scikit-learn logreg sweep", "fp64", "seconds", sk);
         }
-        line("probes", "ours logreg sweep", "fp32", "peak_over_features", p.ours_peak_over_features);
+        if let Some(r) = p.ours_peak_over_features {
+            line("probes", "ours logreg sweep", "fp32", "peak_over_features", r);
+        }
         line("probes", "ours knn", "fp32", "seconds", p.ours_knn_seconds);
         line("probes", "pytorch knn", "fp32", "seconds", p.torch_knn_seconds);
     }

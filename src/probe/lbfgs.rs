@@ -101,7 +101,8 @@ pub fn minimize(
         if gtd > -cfg.tol_change {
             break;
         }
-        let t0 = if iterations == 1 { (1.0 / g.abs().sum(g.kind()).double_value(&[])).min(1.0) } else { 1.0 };
+        // scipy's first step, 1/||g||_2 (PyTorch's 1/||g||_1 is far shorter in many dimensions).
+        let t0 = if iterations == 1 { (1.0 / dot(&g, &g).sqrt()).min(1.0) } else { 1.0 };
         let ls = strong_wolfe(f, &x, t0, &d, loss, &g, gtd, cfg)?;
         evals += ls.evals;
         let step = &d * ls.t;
