@@ -557,6 +557,8 @@ fn two_fetches_of_one_file_at_once_take_turns() {
 
 #[test]
 fn a_full_disk_during_a_download_keeps_the_part_and_the_next_fetch_resumes_it() {
+    // Not beside the disk tests: their remounts are refused (EBUSY) while mounts change.
+    let _g = crate::common::torch_lock();
     let server = Server::start();
     let url = server.serve("/cifar-10-binary.tar.gz", payload(1 << 20, 21), Mode::Normal);
     let tmp = tempfile::tempdir().unwrap();
