@@ -338,15 +338,30 @@ fn evaluate_probe(
     device: tch::Device,
     sink: &mut dyn EventSink,
 ) -> Result<Evaluation> {
+    let ftest = test_features(cfg, t, test, dir, cache, device, sink)?;
+    let mut head = Head::new(ftest.dim(), t.classes.len() as i64, cfg.head.dropout, device);
+    crate::train::fit::load(&mut head.vs, &dir.best(Weights::Head))?;
+    evaluate(&head, &ftest.features.to_device(device), &ftest.labels)
+}
+
+/// The test split's features by the weights training used (a cache hit after the first
+/// time), recorded in `features.json`.
+fn test_features(
+    cfg: &RunConfig,
+    t: &Trained,
+    test: &data::Dataset,
+    dir: &RunDir,
+    cache: &Cache,
+    device: tch::Device,
+    sink: &mut dyn EventSink,
+) -> Result<crate::features::FeatureSet> {
     let used = RunConfig { weights: t.weights.clone(), offline_fallback: false, ..cfg.clone() };
     let backbone = open_backbone(&used, cache, device, sink)?;
     let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache, sink)?;
-    let mut head = Head::new(ftest.dim(), t.classes.len() as i64, cfg.head.dropout, device);
-    crate::train::fit::load(&mut head.vs, &dir.best(Weights::Head))?;
     let mut dirs = dir.read_feature_dirs().unwrap_or_default();
     dirs.test = Some(ftest.dir.clone());
     dir.write_json(rundir::FEATURES, &dirs)?;
-    evaluate(&head, &ftest.features.to_device(device), &ftest.labels)
+    Ok(ftest)
 }
 
 /// k-NN: the test split's features vote with every training row (train + validation).
@@ -359,18 +374,13 @@ fn evaluate_knn(
     device: tch::Device,
     sink: &mut dyn EventSink,
 ) -> Result<Evaluation> {
-    let used = RunConfig { weights: t.weights.clone(), offline_fallback: false, ..cfg.clone() };
-    let backbone = open_backbone(&used, cache, device, sink)?;
-    let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache, sink)?;
-    let mut dirs = dir.read_feature_dirs()?;
-    let Some(train_dir) = dirs.train.clone() else {
+    let Some(train_dir) = dir.read_feature_dirs()?.train else {
         return Err(crate::Error::data(dir.features_file(), "names no training features, which k-NN votes with"));
     };
     let ftrain = crate::features::load_features(&train_dir)?;
     probe::check_finite(&ftrain.features, &ftrain.dir)?;
+    let ftest = test_features(cfg, t, test, dir, cache, device, sink)?;
     probe::check_finite(&ftest.features, &ftest.dir)?;
-    dirs.test = Some(ftest.dir.clone());
-    dir.write_json(rundir::FEATURES, &dirs)?;
     let classes = t.classes.len() as i64;
     let x = ftest.features.to_device(device);
     let votes = probe::knn::classify(&ftrain.features, &ftrain.labels, &x, classes, &cfg.probe.knn)?;

@@ -42,24 +42,8 @@ fn ok(mut c: Command, what: &str) {
 /// Every file under `dir` (relative paths, sorted) but the logs and temp files that are
 /// allowed to differ between a killed run and an uninterrupted one.
 fn files(dir: &Path, skip: &[&str]) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_path_buf();
-                let name = rel.file_name().unwrap().to_string_lossy().to_string();
-                if !skip.contains(&name.as_str()) {
-                    out.push(rel);
-                }
-            }
-        }
-    }
-    out.sort();
-    out
+    let keep = |rel: &PathBuf| !skip.contains(&rel.file_name().unwrap().to_string_lossy().as_ref());
+    files_under(dir).into_iter().filter(keep).collect()
 }
 
 /// Names the files that differ; empty when the trees are identical.
