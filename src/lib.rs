@@ -5,6 +5,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
+pub mod classifier;
 pub(crate) mod choice;
 pub mod data;
 pub mod download;

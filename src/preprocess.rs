@@ -22,18 +22,49 @@ const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 /// Keras caffe means, in BGR order.
 const CAFFE_MEAN_BGR: [f64; 3] = [103.939, 116.779, 123.68];
 
+/// How an image that is not `size` x `size` becomes one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeMode {
+    /// torchvision's evaluation transform: the shorter side to `size` (bilinear,
+    /// antialiased), then the centre `size` x `size`. The aspect ratio is kept.
+    #[default]
+    Crop,
+    /// Both sides to `size`: the aspect ratio is lost (the post's CIFAR upscaling, where
+    /// images are square and both modes agree).
+    Squash,
+}
+
+crate::choice::choice!(ResizeMode, "resize mode");
+
 /// Resize + normalisation for one model input size.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Preprocess {
     /// Output side in pixels (the post: 200; ImageNet's usual: 224).
     pub size: i64,
     pub normalization: Normalization,
+    /// Absent in runs from before it was a choice; square inputs make both modes agree.
+    #[serde(default)]
+    pub resize: ResizeMode,
 }
 
 impl Default for Preprocess {
     fn default() -> Self {
-        Preprocess { size: 200, normalization: Normalization::Torchvision }
+        Preprocess { size: 200, normalization: Normalization::Torchvision, resize: ResizeMode::Crop }
     }
+}
+
+/// The side lengths and crop offsets of [`ResizeMode::Crop`] for an `h` x `w` image:
+/// `(resized_h, resized_w, top, left)`, computed as torchvision's `Resize(size)` and
+/// `CenterCrop(size)` do (the longer side truncated, the offsets rounded half to even).
+pub fn crop_geometry(h: i64, w: i64, size: i64) -> (i64, i64, i64, i64) {
+    let (rh, rw) = if h <= w {
+        (size, ((size as f64) * (w as f64) / (h as f64)) as i64)
+    } else {
+        (((size as f64) * (h as f64) / (w as f64)) as i64, size)
+    };
+    let off = |long: i64| (((long - size) as f64) / 2.0).round_ties_even() as i64;
+    (rh, rw, off(rh), off(rw))
 }
 
 impl Preprocess {
@@ -51,15 +82,27 @@ impl Preprocess {
         Ok(self.normalise(&x))
     }
 
-    fn resize(&self, x: &Tensor, h: i64, w: i64) -> Result<Tensor> {
+    /// `[B, 3, h, w]` f32 -> `[B, 3, size, size]` f32, as `self.resize` says.
+    pub fn resize(&self, x: &Tensor, h: i64, w: i64) -> Result<Tensor> {
         let s = self.size;
         if (h, w) == (s, s) {
             return Ok(x.shallow_clone());
         }
-        let out = if s < h || s < w {
-            x.f_internal_upsample_bilinear2d_aa([s, s], false, None, None)?
-        } else {
-            x.f_upsample_bilinear2d([s, s], false, None, None)?
+        // A square image is only scaled: both modes agree, as they did before crop existed.
+        let mode = if h == w { ResizeMode::Squash } else { self.resize };
+        let out = match mode {
+            ResizeMode::Squash if s < h || s < w => x.f_internal_upsample_bilinear2d_aa([s, s], false, None, None)?,
+            ResizeMode::Squash => x.f_upsample_bilinear2d([s, s], false, None, None)?,
+            ResizeMode::Crop => {
+                let (rh, rw, top, left) = crop_geometry(h, w, s);
+                // torchvision resizes with antialias=True whichever way the scale goes.
+                let r = if (rh, rw) == (h, w) {
+                    x.shallow_clone()
+                } else {
+                    x.f_internal_upsample_bilinear2d_aa([rh, rw], false, None, None)?
+                };
+                r.f_narrow(2, top, s)?.f_narrow(3, left, s)?.contiguous()
+            }
         };
         Ok(out)
     }

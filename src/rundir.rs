@@ -229,6 +229,15 @@ impl RunDir {
         Ok(self.read_json::<Recorded>(CONFIG)?.config)
     }
 
+    /// The backbone weights the run recorded using (`config.json`'s `weights`).
+    pub fn read_weights_info(&self) -> Result<crate::models::WeightsInfo> {
+        #[derive(serde::Deserialize)]
+        struct Recorded {
+            weights: crate::models::WeightsInfo,
+        }
+        Ok(self.read_json::<Recorded>(CONFIG)?.weights)
+    }
+
     pub fn read_feature_dirs(&self) -> Result<FeatureDirs> {
         self.read_json(FEATURES)
     }

@@ -1,56 +1,228 @@
-//! The user's own images: `root/<class>/*.png|jpg|jpeg`, one sub-folder per class.
+//! The user's own photos. Two layouts, as torchvision's `ImageFolder` users know them:
 //!
-//! Only the file list is read up front; pixels are decoded per batch, so a folder can
-//! be far larger than memory.
+//! ```text
+//! root/<class>/*.jpg                      validation drawn from it; every 5th image of
+//!                                         each class held out as the test split
+//! root/train/<class>/*.jpg                training
+//! root/{val,valid}/<class>/*.jpg          the validation set (optional)
+//! root/test/<class>/*.jpg                 the test split (`val` stands in when absent)
+//! ```
+//!
+//! Only the file list and each file's header are read up front; pixels are decoded per
+//! batch (see [`super::decode`]), so a folder can be far larger than memory. Files that
+//! cannot be used (an unsupported format, an unreadable or empty file) are counted and
+//! named in one warning, or refused with `strict`.
 use super::{Dataset, Source, Split};
 use crate::error::{Error, IoContext, Result};
-use image::imageops::FilterType;
+use crate::events::EventSink;
+use crate::preprocess::{Preprocess, ResizeMode};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
-/// File extensions read as images (compared case-insensitively).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+/// Formats decoded (the image crate's features); anything else is named and skipped.
+pub const FORMATS: &str = "PNG or JPEG";
 
-/// Lists one split of an image folder; images are decoded lazily at `side` x `side`.
-///
-/// Classes are the sorted sub-folder names of `root`, files are sorted within a class,
-/// and labels are class indices. The digest is SHA-256 over `side` and each file's
-/// relative path and bytes, in order.
-pub fn load_image_folder(root: &Path, split: Split, side: u32) -> Result<Dataset> {
-    if side == 0 {
-        return Err(Error::invalid("image side", "must be at least 1 pixel"));
+/// Names tried for a given validation set, in order.
+const VAL_DIRS: [&str; 2] = ["val", "valid"];
+
+/// How a folder dataset is read: where, at what size, and how strictly.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FolderSpec {
+    pub root: PathBuf,
+    /// Side of the decoded images (the model's input size).
+    #[serde(alias = "side")]
+    pub size: i64,
+    /// Absent in older runs, which squashed.
+    #[serde(default = "squash")]
+    pub resize: ResizeMode,
+    /// Unusable files are an error instead of a warning.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+fn squash() -> ResizeMode {
+    ResizeMode::Squash
+}
+
+impl FolderSpec {
+    fn pre(&self) -> Preprocess {
+        Preprocess { size: self.size, resize: self.resize, ..Default::default() }
     }
+}
+
+/// A file left out, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// One split folder: `<dir>/<class>/<files>`.
+struct Listing {
+    paths: Vec<PathBuf>,
+    labels: Vec<i64>,
+}
+
+/// Opens one split of an image folder (see the module doc for the layouts).
+pub fn open_folder(spec: &FolderSpec, split: Split, sink: &mut dyn EventSink) -> Result<Dataset> {
+    if spec.size < 1 {
+        return Err(Error::invalid("image size", "must be at least 1 pixel"));
+    }
+    let root = &spec.root;
     if !root.is_dir() {
-        return Err(Error::data(root, "image folder not found (expected root/<class>/*.png|jpg)"));
+        return Err(Error::data(root, "image folder not found (expected root/<class>/*.jpg or root/train/<class>/..)"));
     }
-    let classes = class_dirs(root)?;
-    let mut paths = Vec::new();
-    let mut labels = Vec::new();
-    for (label, class) in classes.iter().enumerate() {
-        let files = image_files(&root.join(class))?;
-        labels.extend(std::iter::repeat_n(label as i64, files.len()));
-        paths.extend(files);
-    }
-    if paths.is_empty() {
-        let reason = "no .png/.jpg/.jpeg images in any class folder (expected root/<class>/*.png)";
-        return Err(Error::data(root, reason));
-    }
+    let mut skipped = Vec::new();
+    let (classes, listing, val_from, role) = if root.join("train").is_dir() {
+        let train_dir = root.join("train");
+        let classes = class_dirs(&train_dir)?;
+        let val_dir = VAL_DIRS.iter().map(|d| root.join(d)).find(|d| d.is_dir());
+        match split {
+            Split::Train => {
+                let mut l = list(&train_dir, &classes, &mut skipped)?;
+                let val_from = match &val_dir {
+                    Some(v) => {
+                        let val = list(v, &classes, &mut skipped)?;
+                        let from = l.paths.len();
+                        sink.info(&format!(
+                            "validation set: the {} images of {} (given, so --val-split does not apply)",
+                            val.paths.len(),
+                            v.display()
+                        ));
+                        l.paths.extend(val.paths);
+                        l.labels.extend(val.labels);
+                        Some(from)
+                    }
+                    None => None,
+                };
+                (classes, l, val_from, "train")
+            }
+            Split::Test => {
+                let test_dir = root.join("test");
+                let dir = if test_dir.is_dir() {
+                    test_dir
+                } else if let Some(v) = val_dir {
+                    sink.warn(&format!(
+                        "no test folder in {}: {} stands in for the test split, so the test accuracy is measured \
+                         on the images that chose the best epoch",
+                        root.display(),
+                        v.display()
+                    ));
+                    v
+                } else {
+                    return Err(Error::data(root, "has train/ but no test/, val/ or valid/ folder to evaluate on"));
+                };
+                (classes.clone(), list(&dir, &classes, &mut skipped)?, None, "test")
+            }
+        }
+    } else {
+        let classes = class_dirs(root)?;
+        let all = list(root, &classes, &mut skipped)?;
+        let held = held_out(&all.labels);
+        let keep = |test: bool| {
+            let (mut paths, mut labels) = (vec![], vec![]);
+            for (i, (p, l)) in all.paths.iter().zip(&all.labels).enumerate() {
+                if held[i] == test {
+                    paths.push(p.clone());
+                    labels.push(*l);
+                }
+            }
+            Listing { paths, labels }
+        };
+        let test = split == Split::Test;
+        if test {
+            sink.info(&format!(
+                "no train/ and test/ folders in {}: every 5th image of each class is the test split",
+                root.display()
+            ));
+        }
+        (classes, keep(test), None, if test { "held-out" } else { "train" })
+    };
+    report_skipped(root, &skipped, spec.strict, sink)?;
+    check_classes(root, &classes, &listing.labels, split)?;
+    let pre = spec.pre();
+    let digest = digest_files(root, &listing.paths, &format!("{role} {pre:?} val_from={val_from:?}"))?;
     Ok(Dataset {
-        name: format!("folder:{}", root.display()),
+        name: format!("folder:{}", folder_name(root)),
         split,
         synthetic: false,
         classes,
-        digest: digest_files(root, &paths, side)?,
-        source: Source::Files { paths, labels, side },
+        digest,
+        val_from,
+        source: Source::Files { paths: listing.paths, labels: listing.labels, pre },
     })
 }
 
-/// Sorted names of the visible sub-folders of `root`; at least one.
-fn class_dirs(root: &Path) -> Result<Vec<String>> {
+/// The folder's own name, for labels: outputs never carry the machine's absolute path.
+pub fn folder_name(root: &Path) -> String {
+    let abs = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    abs.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "images".into())
+}
+
+/// True for the images a flat folder holds out as its test split: every 5th of each class,
+/// counted in sorted order, so adding a file to one class never moves another's.
+fn held_out(labels: &[i64]) -> Vec<bool> {
+    let mut seen = std::collections::HashMap::new();
+    labels
+        .iter()
+        .map(|l| {
+            let n = seen.entry(*l).or_insert(0usize);
+            *n += 1;
+            *n % 5 == 0
+        })
+        .collect()
+}
+
+/// A dataset of one class, or a class with no usable image, cannot train a classifier.
+fn check_classes(root: &Path, classes: &[String], labels: &[i64], split: Split) -> Result<()> {
+    if labels.is_empty() {
+        return Err(Error::data(root, format!("no usable {FORMATS} images in any class folder")));
+    }
+    if split == Split::Train {
+        if classes.len() < 2 {
+            let reason = format!("has one class folder ({}); a classifier needs at least two", classes[0]);
+            return Err(Error::data(root, reason));
+        }
+        let empty: Vec<&str> = (0..classes.len())
+            .filter(|c| !labels.contains(&(*c as i64)))
+            .map(|c| classes[c].as_str())
+            .collect();
+        if !empty.is_empty() {
+            let reason = format!("class folder(s) with no usable image to train on: {}", empty.join(", "));
+            return Err(Error::data(root, reason));
+        }
+    }
+    Ok(())
+}
+
+/// Says which files were left out, in one warning; with `strict`, refuses them.
+fn report_skipped(root: &Path, skipped: &[Skipped], strict: bool, sink: &mut dyn EventSink) -> Result<()> {
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 20;
+    let mut names: Vec<String> = skipped
+        .iter()
+        .take(SHOWN)
+        .map(|s| format!("{} ({})", s.path.strip_prefix(root).unwrap_or(&s.path).display(), s.reason))
+        .collect();
+    if skipped.len() > SHOWN {
+        names.push(format!("and {} more", skipped.len() - SHOWN));
+    }
+    let what = format!("{} file(s) that are not usable {FORMATS} images: {}", skipped.len(), names.join("; "));
+    if strict {
+        return Err(Error::data(root, format!("holds {what} (--strict)")));
+    }
+    sink.warn(&format!("{}: skipping {what}; --strict makes this an error", root.display()));
+    Ok(())
+}
+
+/// Sorted names of the visible sub-folders of `dir`; at least one.
+fn class_dirs(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(root).ctx(|| format!("listing {}", root.display()))? {
-        let entry = entry.ctx(|| format!("listing {}", root.display()))?;
+    for entry in std::fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // Skip hidden folders such as .ipynb_checkpoints or .git.
         if entry.path().is_dir() && !name.starts_with('.') {
@@ -58,36 +230,70 @@ fn class_dirs(root: &Path) -> Result<Vec<String>> {
         }
     }
     if names.is_empty() {
-        return Err(Error::data(root, "no class sub-folders (expected root/<class>/*.png|jpg)"));
+        return Err(Error::data(dir, "no class sub-folders (expected <class>/*.jpg)"));
     }
     names.sort();
     Ok(names)
 }
 
-/// Sorted image files directly inside `dir`.
-fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
-        let path = entry.ctx(|| format!("listing {}", dir.display()))?.path();
-        if path.is_file() && is_image(&path) {
-            files.push(path);
+/// The usable images of `dir/<class>/` for each of `classes` (a class folder may be
+/// missing outside the training split); a sub-folder that is not a class is an error.
+fn list(dir: &Path, classes: &[String], skipped: &mut Vec<Skipped>) -> Result<Listing> {
+    for name in class_dirs(dir)? {
+        if !classes.contains(&name) {
+            let reason = format!("class folder `{name}` is not among the training classes ({})", classes.join(", "));
+            return Err(Error::data(dir, reason));
         }
     }
-    files.sort();
-    Ok(files)
+    let (mut paths, mut labels) = (vec![], vec![]);
+    for (label, class) in classes.iter().enumerate() {
+        let cdir = dir.join(class);
+        if !cdir.is_dir() {
+            continue;
+        }
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&cdir).ctx(|| format!("listing {}", cdir.display()))? {
+            let path = entry.ctx(|| format!("listing {}", cdir.display()))?.path();
+            let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if path.is_file() && !hidden {
+                files.push(path);
+            }
+        }
+        files.sort();
+        for path in files {
+            match usable(&path) {
+                Ok(()) => {
+                    paths.push(path);
+                    labels.push(label as i64);
+                }
+                Err(reason) => skipped.push(Skipped { path, reason }),
+            }
+        }
+    }
+    Ok(Listing { paths, labels })
 }
 
-/// True for a .png/.jpg/.jpeg extension, in any case.
-pub fn is_image(path: &Path) -> bool {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    IMAGE_EXTENSIONS.iter().any(|x| ext.eq_ignore_ascii_case(x))
+/// Whether `path` is a PNG or JPEG whose header reads; the reason when not.
+pub fn usable(path: &Path) -> std::result::Result<(), String> {
+    let len = std::fs::metadata(path).map_err(|e| format!("unreadable: {e}"))?.len();
+    if len == 0 {
+        return Err("empty file".into());
+    }
+    let reader = image::ImageReader::open(path).map_err(|e| format!("unreadable: {e}"))?;
+    let reader = reader.with_guessed_format().map_err(|e| format!("unreadable: {e}"))?;
+    match reader.format() {
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg) => {}
+        Some(other) => return Err(format!("{other:?} is not supported")),
+        None => return Err("not an image".into()),
+    }
+    reader.into_dimensions().map(|_| ()).map_err(|e| format!("unreadable header: {e}"))
 }
 
-/// SHA-256 hex over `side`, then each file's path relative to `root` and its bytes.
-fn digest_files(root: &Path, paths: &[PathBuf], side: u32) -> Result<String> {
+/// SHA-256 hex over `tag` (what shapes the pixels), then each file's path relative to
+/// `root` and its bytes.
+fn digest_files(root: &Path, paths: &[PathBuf], tag: &str) -> Result<String> {
     let mut hasher = Sha256::new();
-    // The side changes every pixel, so it belongs in a cache key.
-    hasher.update(format!("side={side}\n").as_bytes());
+    hasher.update(format!("{tag}\n").as_bytes());
     for path in paths {
         let rel = path.strip_prefix(root).unwrap_or(path);
         let rel: Vec<String> = rel.iter().map(|c| c.to_string_lossy().into_owned()).collect();
@@ -120,38 +326,57 @@ fn reader(path: &Path) -> Result<image::ImageReader<std::io::BufReader<std::fs::
     Ok(reader)
 }
 
-/// Decodes an image file as RGB and resizes it (bilinear) to `side` x `side`.
-/// Returns `[3, side, side]` u8.
-pub fn decode_resized(path: &Path, side: u32) -> Result<Tensor> {
+/// Decodes an image file as upright 8-bit RGB: EXIF orientation applied; greyscale,
+/// palette, 16-bit, alpha and CMYK all become RGB.
+pub fn decode_image(path: &Path) -> Result<image::RgbImage> {
+    use image::ImageDecoder;
     let bad = |e: image::ImageError| Error::data(path, format!("cannot decode image: {e}"));
     // A header may claim any size: it is checked against the file's length, and against
     // fixed limits, before the decoder allocates for it.
     let len = std::fs::metadata(path).ctx(|| format!("reading {}", path.display()))?.len();
-    let (w, h) = reader(path)?.into_dimensions().map_err(bad)?;
+    let mut decoder = reader(path)?.into_decoder().map_err(bad)?;
+    let (w, h) = decoder.dimensions();
     let claimed = w as u64 * h as u64 * 4;
     if claimed > len.saturating_mul(MAX_EXPANSION).saturating_add(64 << 20) {
         let reason = format!("its header claims {w}x{h} pixels, more than a {len}-byte file can hold; is it damaged?");
         return Err(Error::data(path, reason));
     }
-    let img = reader(path)?.decode().map_err(bad)?.to_rgb8();
-    let img = if img.dimensions() == (side, side) {
-        img
-    } else {
-        image::imageops::resize(&img, side, side, FilterType::Triangle)
-    };
-    Ok(Tensor::from_slice(&hwc_to_chw(img.as_raw(), side as usize)).view([3, side as i64, side as i64]))
+    // A missing or unreadable EXIF block means upright, as viewers treat it.
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
+    img.apply_orientation(orientation);
+    Ok(img.to_rgb8())
 }
 
-/// Interleaved RGB `[side, side, 3]` -> planar `[3, side, side]`.
-fn hwc_to_chw(hwc: &[u8], side: usize) -> Vec<u8> {
-    let plane = side * side;
-    let mut chw = vec![0u8; 3 * plane];
-    for (i, px) in hwc.chunks_exact(3).enumerate() {
-        chw[i] = px[0];
-        chw[plane + i] = px[1];
-        chw[2 * plane + i] = px[2];
-    }
-    chw
+/// [`decode_image`] as a tensor: `[3, H, W]` u8.
+pub fn decode_rgb(path: &Path) -> Result<Tensor> {
+    let rgb = decode_image(path)?;
+    let (w, h) = rgb.dimensions();
+    let hwc = Tensor::from_slice(rgb.as_raw()).view([h as i64, w as i64, 3]);
+    Ok(hwc.permute([2, 0, 1]).contiguous())
+}
+
+/// Decodes `path` and brings it to `pre.size` x `pre.size` as `pre.resize` says, into
+/// `out` (planar `[3, size, size]` f32 in 0..=255, not rounded back to bytes).
+pub fn decode_sized_into(path: &Path, pre: &Preprocess, out: &mut [f32]) -> Result<()> {
+    let img = decode_image(path)?;
+    super::resample::resize_into(&img, pre, out);
+    Ok(())
+}
+
+/// [`decode_sized_into`] as a tensor: `[3, size, size]` f32.
+pub fn decode_sized(path: &Path, pre: &Preprocess) -> Result<Tensor> {
+    let s = pre.size;
+    let mut out = vec![0f32; (3 * s * s) as usize];
+    decode_sized_into(path, pre, &mut out)?;
+    Ok(Tensor::from_slice(&out).view([3, s, s]))
+}
+
+/// Decodes and squashes to `side` x `side` (bilinear), rounded to bytes: the fuzz
+/// targets' entry. Returns `[3, side, side]` u8.
+pub fn decode_resized(path: &Path, side: u32) -> Result<Tensor> {
+    let pre = Preprocess { size: side as i64, resize: ResizeMode::Squash, ..Default::default() };
+    Ok(decode_sized(path, &pre)?.round().clamp(0.0, 255.0).to_kind(Kind::Uint8))
 }
 
 #[cfg(test)]
@@ -159,37 +384,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn extension_check_ignores_case() {
-        assert!(is_image(Path::new("a/B.JPG")));
-        assert!(is_image(Path::new("c.Jpeg")));
-        assert!(is_image(Path::new("d.png")));
-        assert!(!is_image(Path::new("e.gif")));
-        assert!(!is_image(Path::new("png")));
-    }
-
-    #[test]
-    fn planar_layout() {
-        assert_eq!(hwc_to_chw(&[1, 2, 3], 1), [1, 2, 3]);
-        let hwc = [10, 20, 30, 11, 21, 31, 12, 22, 32, 13, 23, 33];
-        assert_eq!(hwc_to_chw(&hwc, 2), [10, 11, 12, 13, 20, 21, 22, 23, 30, 31, 32, 33]);
-    }
-
-    #[test]
     fn decode_keeps_pixels_at_native_size() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("px.png");
-        let img = image::RgbImage::from_fn(4, 4, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10, 7]));
+        let img = image::RgbImage::from_fn(4, 3, |x, y| image::Rgb([x as u8 * 10, y as u8 * 10, 7]));
         img.save(&p).unwrap();
-        let t = decode_resized(&p, 4).unwrap();
-        assert_eq!(t.size(), [3, 4, 4]);
+        let t = decode_rgb(&p).unwrap();
+        assert_eq!(t.size(), [3, 3, 4]);
         assert_eq!(t.int64_value(&[0, 1, 3]), 30); // R = x * 10 at y = 1, x = 3
-        assert_eq!(t.int64_value(&[1, 1, 3]), 10); // G = y * 10
+        assert_eq!(t.int64_value(&[1, 2, 3]), 20); // G = y * 10
         assert_eq!(t.int64_value(&[2, 0, 0]), 7);
     }
 
     #[test]
-    fn zero_side_is_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(load_image_folder(dir.path(), Split::Train, 0).is_err());
+    fn every_fifth_image_of_each_class_is_held_out() {
+        let held = held_out(&[0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+        assert_eq!(held, [false, false, false, false, true, false, false, false, false, false, true]);
     }
 }

@@ -1,6 +1,8 @@
 //! Datasets: CIFAR-10 binary files, image folders, and a synthetic set, all yielding
 //! batches of u8 images `[B, 3, H, W]` with i64 labels `[B]`.
 pub mod cifar;
+pub mod decode;
+pub mod resample;
 pub mod folder;
 pub mod synthetic;
 
@@ -31,8 +33,9 @@ impl Split {
 pub enum Source {
     /// Decoded in memory: images `[N, 3, H, W]` u8, labels `[N]` i64, on the CPU.
     Memory { images: Tensor, labels: Tensor },
-    /// Image files decoded per batch and resized to `side` x `side`.
-    Files { paths: Vec<PathBuf>, labels: Vec<i64>, side: u32 },
+    /// Image files decoded per batch, in worker threads, and brought to `pre.size`
+    /// square as `pre.resize` says: batches are f32 in 0..=255.
+    Files { paths: Vec<PathBuf>, labels: Vec<i64>, pre: crate::preprocess::Preprocess },
 }
 
 /// A labelled image dataset, one split of it.
@@ -45,6 +48,8 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// SHA-256 (hex) of the content; part of feature cache keys.
     pub digest: String,
+    /// A given validation set: the items from this index on (an image folder's `val/`).
+    pub val_from: Option<usize>,
     pub source: Source,
 }
 
@@ -60,7 +65,8 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// Returns images `[B, 3, H, W]` u8 and labels `[B]` i64 for `range`.
+    /// Returns images `[B, 3, H, W]` (u8 in memory, f32 0..=255 from files) and labels
+    /// `[B]` i64 for `range`.
     pub fn batch(&self, range: Range<usize>) -> Result<(Tensor, Tensor)> {
         if range.end > self.len() || range.start > range.end {
             return Err(Error::invalid("batch range", format!("{range:?} of {}", self.len())));
@@ -70,18 +76,24 @@ impl Dataset {
                 let (s, e) = (range.start as i64, range.end as i64);
                 Ok((images.narrow(0, s, e - s), labels.narrow(0, s, e - s)))
             }
-            Source::Files { paths, labels, side } => {
-                let imgs = paths[range.clone()]
-                    .iter()
-                    .map(|p| folder::decode_resized(p, *side))
-                    .collect::<Result<Vec<_>>>()?;
-                let labels = Tensor::from_slice(&labels[range]);
-                Ok((Tensor::stack(&imgs, 0), labels))
+            Source::Files { paths, labels, pre } => {
+                let imgs = decode::decode_all(&paths[range.clone()], pre, decode::workers())?;
+                Ok((imgs, Tensor::from_slice(&labels[range])))
             }
         }
     }
 
-    /// Images `[B, 3, H, W]` u8 and labels `[B]` i64 at `indices` (any order).
+    /// Batches for `ranges`, in order. From files, a thread decodes up to
+    /// [`decode::AHEAD`] batches ahead of the caller, so decoding overlaps its work.
+    pub fn batches(&self, ranges: Vec<Range<usize>>) -> Result<decode::Batches<'_>> {
+        if let Some(r) = ranges.iter().find(|r| r.end > self.len() || r.start > r.end) {
+            return Err(Error::invalid("batch range", format!("{r:?} of {}", self.len())));
+        }
+        Ok(decode::Batches::new(self, ranges))
+    }
+
+    /// Images `[B, 3, H, W]` (as [`Dataset::batch`]) and labels `[B]` i64 at `indices`
+    /// (any order).
     pub fn gather(&self, indices: &[i64]) -> Result<(Tensor, Tensor)> {
         if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i as usize >= self.len()) {
             return Err(Error::invalid("sample index", format!("{bad} of {}", self.len())));
@@ -91,14 +103,20 @@ impl Dataset {
                 let idx = Tensor::from_slice(indices);
                 Ok((images.index_select(0, &idx), labels.index_select(0, &idx)))
             }
-            Source::Files { paths, labels, side } => {
-                let imgs = indices
-                    .iter()
-                    .map(|&i| folder::decode_resized(&paths[i as usize], *side))
-                    .collect::<Result<Vec<_>>>()?;
+            Source::Files { paths, labels, pre } => {
+                let picked: Vec<PathBuf> = indices.iter().map(|&i| paths[i as usize].clone()).collect();
+                let imgs = decode::decode_all(&picked, pre, decode::workers())?;
                 let labels: Vec<i64> = indices.iter().map(|&i| labels[i as usize]).collect();
-                Ok((Tensor::stack(&imgs, 0), Tensor::from_slice(&labels)))
+                Ok((imgs, Tensor::from_slice(&labels)))
             }
+        }
+    }
+
+    /// The image files, for datasets read from a folder.
+    pub fn paths(&self) -> Option<&[PathBuf]> {
+        match &self.source {
+            Source::Files { paths, .. } => Some(paths),
+            Source::Memory { .. } => None,
         }
     }
 
@@ -119,13 +137,26 @@ impl Dataset {
             Source::Memory { images, labels } => {
                 Source::Memory { images: images.narrow(0, 0, n as i64), labels: labels.narrow(0, 0, n as i64) }
             }
-            Source::Files { mut paths, mut labels, side } => {
+            Source::Files { mut paths, mut labels, pre } => {
                 paths.truncate(n);
                 labels.truncate(n);
-                Source::Files { paths, labels, side }
+                Source::Files { paths, labels, pre }
             }
         };
-        Dataset { digest: format!("{}:first{n}", self.digest), source, ..self }
+        // A given validation set cut short keeps what is left of it.
+        let val_from = self.val_from.filter(|&v| v < n);
+        Dataset { digest: format!("{}:first{n}", self.digest), source, val_from, ..self }
+    }
+
+    /// What the data is, for notes: "CIFAR-10", "the image folder `photos`", or the
+    /// synthetic set said to be generated.
+    pub fn kind_label(&self) -> String {
+        match self.name.strip_prefix("folder:") {
+            _ if self.synthetic => "SYNTHETIC data (generated; not CIFAR-10)".into(),
+            Some(folder) => format!("the image folder `{folder}`"),
+            None if self.name == "cifar10" => "CIFAR-10".into(),
+            None => self.name.clone(),
+        }
     }
 
     /// A label for output: "synthetic (generated, not CIFAR-10)" or the dataset name.
@@ -154,8 +185,8 @@ pub enum DataSpec {
         #[serde(default)]
         difficulty: synthetic::Difficulty,
     },
-    /// `root/<class>/*.png|jpg`, or `root/train/<class>/..` and `root/test/<class>/..`.
-    Folder { root: PathBuf, side: u32 },
+    /// `root/<class>/*.jpg`, or `root/{train,val,test}/<class>/..` (see [`folder`]).
+    Folder(folder::FolderSpec),
 }
 
 impl DataSpec {
@@ -166,6 +197,15 @@ impl DataSpec {
 
     pub fn is_synthetic(&self) -> bool {
         matches!(self, DataSpec::Synthetic { .. })
+    }
+
+    /// Keras' `last` split for CIFAR-10 and synthetic data (as in the post); a stratified
+    /// one for image folders, whose files are listed class by class.
+    pub fn default_val_split(&self) -> crate::train::ValSplit {
+        match self {
+            DataSpec::Folder(_) => crate::train::ValSplit::Stratified,
+            _ => crate::train::ValSplit::Last,
+        }
     }
 }
 
@@ -181,18 +221,6 @@ pub fn open(spec: &DataSpec, split: Split, cache: &Cache, sink: &mut dyn crate::
             let n = if split == Split::Train { *train } else { *test };
             Ok(synthetic::synthetic_with(n, split, *seed, *difficulty))
         }
-        DataSpec::Folder { root, side } => {
-            let sub = root.join(split.as_str());
-            if sub.is_dir() {
-                folder::load_image_folder(&sub, split, *side)
-            } else if split == Split::Train {
-                folder::load_image_folder(root, split, *side)
-            } else {
-                Err(Error::data(
-                    root,
-                    format!("no `{}` sub-folder; use root/train/<class>/.. and root/test/<class>/..", split.as_str()),
-                ))
-            }
-        }
+        DataSpec::Folder(f) => folder::open_folder(f, split, sink),
     }
 }

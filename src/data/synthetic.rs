@@ -136,6 +136,7 @@ pub fn synthetic_with(n: usize, split: Split, seed: u64, difficulty: Difficulty)
         synthetic: true,
         classes: class_names(),
         digest: digest_of(n, split, seed, difficulty),
+        val_from: None,
         source: Source::Memory {
             images: Tensor::from_slice(&pixels).view([n as i64, 3, 32, 32]),
             labels: Tensor::from_slice(&labels),

@@ -116,9 +116,19 @@ pub struct LoadReport {
 /// ignored. Keys starting with one of `skip_prefixes` (e.g. `fc.` when the classifier is
 /// replaced) are left out on both sides: neither loaded nor required.
 pub fn load_weights(vs: &mut VarStore, path: &Path, skip_prefixes: &[&str]) -> Result<LoadReport> {
+    load_tensors(vs, load_state_dict(path)?, path, skip_prefixes)
+}
+
+/// [`load_weights`] from tensors already read from `path` (named in errors).
+pub fn load_tensors(
+    vs: &mut VarStore,
+    tensors: impl IntoIterator<Item = (String, Tensor)>,
+    path: &Path,
+    skip_prefixes: &[&str],
+) -> Result<LoadReport> {
     let skipped = |k: &str| skip_prefixes.iter().any(|p| k.starts_with(p));
     let file: BTreeMap<String, Tensor> =
-        load_state_dict(path)?.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+        tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
     let vars: std::collections::HashMap<String, Tensor> =
         vs.variables().into_iter().filter(|(k, _)| !skipped(k)).collect();
     let mut problems = Vec::new();

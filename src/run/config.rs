@@ -114,8 +114,8 @@ pub(crate) fn stage<T>(
 }
 
 /// The plain statement printed at the start and stored with every result.
-pub fn run_note(synthetic: bool, pretrained: bool) -> String {
-    let data = if synthetic { "SYNTHETIC data (generated; not CIFAR-10)" } else { "CIFAR-10" };
+/// `data` is what [`crate::data::Dataset::kind_label`] says.
+pub fn run_note(data: &str, pretrained: bool) -> String {
     let weights = if pretrained {
         "pretrained weights"
     } else {

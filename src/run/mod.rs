@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub mod config;
-mod phases;
+pub(crate) mod phases;
 pub mod setup;
 
 pub use config::{run_note, RunConfig, RunSummary, WeightsChoice};

@@ -23,23 +23,23 @@ use std::time::Instant;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Trained {
     /// The data and weights actually used (after any offline fallback).
-    data: DataSpec,
-    weights: WeightsChoice,
-    tap: Tap,
-    classes: Vec<String>,
-    dataset: String,
-    synthetic: bool,
-    weights_label: String,
-    pretrained: bool,
-    note: String,
-    best_epoch: u32,
-    best_val_acc: f64,
-    epochs_run: usize,
+    pub(crate) data: DataSpec,
+    pub(crate) weights: WeightsChoice,
+    pub(crate) tap: Tap,
+    pub(crate) classes: Vec<String>,
+    pub(crate) dataset: String,
+    pub(crate) synthetic: bool,
+    pub(crate) weights_label: String,
+    pub(crate) pretrained: bool,
+    pub(crate) note: String,
+    pub(crate) best_epoch: u32,
+    pub(crate) best_val_acc: f64,
+    pub(crate) epochs_run: usize,
     /// A `STOP` ended training early; absent in older runs (inferred from `epochs_run`).
     #[serde(default)]
-    stopped: bool,
+    pub(crate) stopped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    probe: Option<ProbeResult>,
+    pub(crate) probe: Option<ProbeResult>,
 }
 
 /// `timings.json`: kept apart from `trained.json`, whose bytes a resumed run reproduces.
@@ -74,7 +74,10 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         };
         Ok((train, backbone))
     })?;
-    let note = run_note(train.synthetic, backbone.weights.pretrained);
+    // A given validation folder, then a warning if the split leaves a class unvalidated.
+    let cfg = &with_given_val(cfg, train.val_from);
+    warn_split(cfg, &train, sink)?;
+    let note = run_note(&train.kind_label(), backbone.weights.pretrained);
     sink.emit(&RunEvent::RunStarted { name: cfg.name.clone(), synthetic: train.synthetic, note: note.clone() });
     dir.write_json(rundir::CONFIG, &RecordedConfig::new(cfg, &train, &backbone))?;
     let classes = train.classes.len() as i64;
@@ -117,6 +120,23 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
     };
     dir.write_json(rundir::TRAINED, &trained)?;
     Ok(trained)
+}
+
+/// `cfg` with the dataset's given validation set (an image folder's `val/`), if any.
+fn with_given_val(cfg: &RunConfig, val_from: Option<usize>) -> RunConfig {
+    let mut cfg = cfg.clone();
+    cfg.head.val_from = val_from;
+    cfg.images.val_from = val_from;
+    cfg
+}
+
+/// Warns when the validation split training will use lacks a class (the same draw: the
+/// same seed before the same call).
+fn warn_split(cfg: &RunConfig, train: &data::Dataset, sink: &mut dyn EventSink) -> Result<()> {
+    let fit = if cfg.strategy.on_images() { cfg.images.fit_config() } else { cfg.head.fit_config() };
+    tch::manual_seed(fit.seed);
+    let labels = train.labels();
+    crate::train::Split::new(&labels, &fit)?.warn_unvalidated(&labels, &train.classes, &fit, sink)
 }
 
 fn extract_cfg(cfg: &RunConfig, tap: Tap) -> ExtractConfig {
@@ -183,7 +203,7 @@ fn train_convex(
     let x = ftrain.features.to_device(parse_device(&cfg.device)?);
     let n = x.size()[0];
     tch::manual_seed(cfg.head.seed);
-    let split = crate::train::Split::new(n, &cfg.head.fit_config())?;
+    let split = crate::train::Split::new(&ftrain.labels, &cfg.head.fit_config())?;
     let (best_val_acc, probe, stopped) = match cfg.strategy {
         Strategy::Logreg => {
             let lr = &cfg.probe.logreg;

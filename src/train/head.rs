@@ -28,6 +28,9 @@ pub struct HeadConfig {
     /// Also checkpoint every this many steps within an epoch (default: at epoch ends).
     #[serde(default)]
     pub checkpoint_every: Option<u64>,
+    /// A given validation set: samples from this index on (an image folder's `val/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_from: Option<usize>,
 }
 
 impl Default for HeadConfig {
@@ -44,6 +47,7 @@ impl Default for HeadConfig {
             val_split: ValSplit::Last,
             seed: 0,
             checkpoint_every: None,
+            val_from: None,
         }
     }
 }
@@ -68,6 +72,7 @@ impl HeadConfig {
             adam: self.adam(),
             learning_rates: vec![self.learning_rate],
             checkpoint_every: self.checkpoint_every,
+            val_from: self.val_from,
         }
     }
 }
@@ -189,7 +194,7 @@ pub fn train_head(
     let fit_cfg = cfg.fit_config();
     // The split and the head's init; `fit` reseeds for every epoch and batch.
     tch::manual_seed(cfg.seed);
-    let split = Split::new(features.size()[0], &fit_cfg)?;
+    let split = Split::new(labels, &fit_cfg)?;
     let mut head = Head::new(features.size()[1], classes, cfg.dropout, features.device());
     let outcome = fit(&mut HeadStep { head: &mut head, features, labels }, &split, &fit_cfg, dir, Weights::Head, sink)?;
     Ok((head, outcome))

@@ -107,6 +107,9 @@ pub struct ImageTrainConfig {
     /// Also checkpoint every this many steps within an epoch (default: at epoch ends).
     #[serde(default)]
     pub checkpoint_every: Option<u64>,
+    /// A given validation set: samples from this index on (an image folder's `val/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_from: Option<usize>,
 }
 
 impl ImageTrainConfig {
@@ -124,6 +127,7 @@ impl ImageTrainConfig {
             val_split: ValSplit::Last,
             seed: 0,
             checkpoint_every: None,
+            val_from: None,
         };
         match s {
             Strategy::PretrainedInit => ImageTrainConfig { unfreeze: Unfreeze::All, freeze_bn: false, ..base },
@@ -143,6 +147,7 @@ impl ImageTrainConfig {
             adam: Adam::default(),
             learning_rates: vec![self.body_lr, self.head_lr],
             checkpoint_every: self.checkpoint_every,
+            val_from: self.val_from,
         }
     }
 }
@@ -242,7 +247,7 @@ pub fn train_on_images(
     model.set_trainable(cfg.unfreeze);
     let fit_cfg = cfg.fit_config();
     tch::manual_seed(cfg.seed);
-    let split = Split::new(train.len() as i64, &fit_cfg)?;
+    let split = Split::new(&train.labels(), &fit_cfg)?;
     fit(&mut ImageStep { model, data: train, pre, cfg }, &split, &fit_cfg, dir, Weights::Model, sink)
 }
 

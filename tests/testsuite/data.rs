@@ -2,7 +2,6 @@
 use std::path::Path;
 use tch::{Kind, Tensor};
 use transfer_lab::data::cifar::{self, RECORD_BYTES};
-use transfer_lab::data::folder::{decode_resized, load_image_folder};
 use transfer_lab::data::synthetic::{synthetic, write_synthetic_cifar};
 use transfer_lab::data::{Dataset, Source, Split};
 
@@ -178,95 +177,6 @@ fn cifar_accepts_unpacked_tarball_folder() {
     std::fs::create_dir(&inner).unwrap();
     write_cifar_dir(&inner);
     assert_eq!(cifar::load_cifar10(dir.path(), Split::Test).unwrap().len(), 2);
-}
-
-/// Saves a `w` x `h` image whose colour depends on `tint`; the format follows the extension.
-fn save_image(path: &Path, w: u32, h: u32, tint: u8) {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([tint, (x * 9) as u8, (y * 9) as u8]));
-    img.save(path).unwrap();
-}
-
-/// root/cat: 3 images, root/dog: 2 images, plus files and folders that must be ignored.
-fn image_folder(root: &Path) {
-    for class in ["dog", "cat", ".hidden"] {
-        std::fs::create_dir(root.join(class)).unwrap();
-    }
-    save_image(&root.join("cat/b.png"), 10, 6, 10);
-    save_image(&root.join("cat/a.JPG"), 8, 8, 20);
-    save_image(&root.join("cat/c.jpeg"), 33, 17, 30);
-    save_image(&root.join("dog/z.png"), 40, 40, 200);
-    save_image(&root.join("dog/y.Png"), 5, 9, 210);
-    save_image(&root.join(".hidden/x.png"), 4, 4, 0);
-    std::fs::write(root.join("cat/notes.txt"), "not an image").unwrap();
-    std::fs::write(root.join("README.md"), "top-level file").unwrap();
-}
-
-#[test]
-fn folder_lists_sorted_classes_and_decodes_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    image_folder(dir.path());
-    let ds = load_image_folder(dir.path(), Split::Train, 16).unwrap();
-    assert_eq!(ds.len(), 5);
-    assert_eq!(ds.classes, ["cat", "dog"]);
-    assert!(!ds.synthetic);
-    assert_eq!(ds.name, format!("folder:{}", dir.path().display()));
-    assert_eq!(flat_i64(&ds.labels()), [0, 0, 0, 1, 1]);
-    match &ds.source {
-        Source::Files { paths, side, .. } => {
-            let names: Vec<_> = paths.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
-            assert_eq!(names, ["a.JPG", "b.png", "c.jpeg", "y.Png", "z.png"]);
-            assert_eq!(*side, 16);
-        }
-        Source::Memory { .. } => panic!("folder data must be decoded lazily"),
-    }
-    let (x, y) = ds.batch(1..5).unwrap();
-    assert_eq!(x.size(), [4, 3, 16, 16]);
-    assert_eq!(x.kind(), Kind::Uint8);
-    assert_eq!(flat_i64(&y), [0, 0, 1, 1]);
-    // Red is constant per image (its tint), so resizing keeps it exactly for PNGs.
-    assert_eq!(x.int64_value(&[0, 0, 7, 7]), 10);
-    assert_eq!(x.int64_value(&[3, 0, 3, 12]), 200);
-}
-
-#[test]
-fn folder_digest_covers_file_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    image_folder(dir.path());
-    let before = load_image_folder(dir.path(), Split::Train, 16).unwrap().digest;
-    assert_eq!(before, load_image_folder(dir.path(), Split::Train, 16).unwrap().digest);
-    save_image(&dir.path().join("dog/z.png"), 40, 40, 201);
-    let after = load_image_folder(dir.path(), Split::Train, 16).unwrap().digest;
-    assert_ne!(before, after);
-}
-
-#[test]
-fn folder_corrupt_image_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    image_folder(dir.path());
-    std::fs::write(dir.path().join("dog/broken.png"), b"\x89PNG not really").unwrap();
-    let ds = load_image_folder(dir.path(), Split::Test, 8).unwrap();
-    assert_eq!(ds.len(), 6);
-    let err = ds.batch(0..6).unwrap_err().to_string();
-    assert!(err.contains("broken.png"), "{err}");
-    let err = decode_resized(&dir.path().join("dog/broken.png"), 8).unwrap_err().to_string();
-    assert!(err.contains("broken.png") && err.contains("decode"), "{err}");
-}
-
-#[test]
-fn folder_errors_name_the_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("nowhere");
-    let err = load_image_folder(&missing, Split::Train, 8).err().unwrap().to_string();
-    assert!(err.contains("nowhere") && err.contains("not found"), "{err}");
-
-    let err = load_image_folder(dir.path(), Split::Train, 8).err().unwrap().to_string();
-    assert!(err.contains("no class sub-folders"), "{err}");
-
-    std::fs::create_dir(dir.path().join("empty_class")).unwrap();
-    std::fs::write(dir.path().join("empty_class/a.gif"), b"gif").unwrap();
-    let err = load_image_folder(dir.path(), Split::Train, 8).err().unwrap().to_string();
-    assert!(err.contains("no .png/.jpg/.jpeg images"), "{err}");
-    assert!(err.contains(&dir.path().display().to_string()), "{err}");
 }
 
 #[test]

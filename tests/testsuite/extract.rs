@@ -19,7 +19,7 @@ fn tlab() -> Command {
 
 fn small_cfg(tap: Tap) -> ExtractConfig {
     ExtractConfig {
-        preprocess: Preprocess { size: 64, normalization: Normalization::Torchvision },
+        preprocess: Preprocess { size: 64, normalization: Normalization::Torchvision, ..Default::default() },
         tap,
         batch_size: 16,
         shard_size: 32,

@@ -12,6 +12,7 @@ mod data;
 mod disk;
 mod extract;
 mod fetch;
+mod folders;
 mod fuzz;
 mod head;
 mod kill;

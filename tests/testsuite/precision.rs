@@ -13,7 +13,7 @@ use transfer_lab::preprocess::{Normalization, Preprocess};
 
 fn cfg() -> ExtractConfig {
     ExtractConfig {
-        preprocess: Preprocess { size: 64, normalization: Normalization::Torchvision },
+        preprocess: Preprocess { size: 64, normalization: Normalization::Torchvision, ..Default::default() },
         tap: Tap::Layer4,
         batch_size: 16,
         shard_size: 32,

@@ -7,9 +7,21 @@ use std::path::PathBuf;
 use transfer_lab::data::synthetic::Difficulty;
 use transfer_lab::features::{ExtractConfig, Precision};
 use transfer_lab::models::{Arch, Tap};
-use transfer_lab::preprocess::Normalization;
+use transfer_lab::preprocess::{Normalization, ResizeMode};
 use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig};
 use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy, Unfreeze, ValSplit};
+
+/// How `predict` writes its rows.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub(crate) enum PredictFormat {
+    /// Aligned columns (the default on a terminal)
+    Table,
+    Csv,
+    /// One JSON array
+    Json,
+    /// One JSON object a line
+    Jsonl,
+}
 
 #[derive(Parser)]
 #[command(name = "tlab", version, about = "Transfer learning with pretrained ResNets: fetch, extract, train, evaluate")]
@@ -68,6 +80,18 @@ pub(crate) enum Command {
     },
     /// Evaluate a trained run's best checkpoint on the test split (tables, summary.json)
     Evaluate { run_dir: PathBuf },
+    /// Top classes of images, by a run directory or an exported model file
+    Predict(PredictArgs),
+    /// One file to ship: backbone, head, class names, preprocessing and metrics
+    Export {
+        run_dir: PathBuf,
+        /// The model file to write (.safetensors)
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Also trace the whole classifier as TorchScript (`torch.jit.load` runs it)
+        #[arg(long, value_name = "FILE")]
+        torchscript: Option<PathBuf>,
+    },
     /// Live dashboard of a run (default: the newest under --runs-dir). `q` leaves, `s` asks
     /// the run to stop, `?` help
     Dash(DashArgs),
@@ -91,6 +115,29 @@ pub(crate) enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Args)]
+pub(crate) struct PredictArgs {
+    /// A run directory or a file written by `tlab export`
+    pub(crate) model: PathBuf,
+    /// Images, folders (walked) or quoted glob patterns
+    #[arg(required = true)]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Classes per image
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub(crate) top_k: usize,
+    /// Output format [default: table]
+    #[arg(long, value_enum, default_value_t = PredictFormat::Table)]
+    pub(crate) format: PredictFormat,
+    /// Write to this file (atomically) instead of stdout
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Device: auto, cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto", value_parser = parse_device)]
+    pub(crate) device: String,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub(crate) batch_size: usize,
 }
 
 #[derive(Args)]
@@ -179,6 +226,9 @@ pub(crate) struct DataArgs {
     /// Use only the first N images of each split
     #[arg(long)]
     pub(crate) limit: Option<usize>,
+    /// Image folders: a file that is not a usable PNG or JPEG is an error, not a warning
+    #[arg(long)]
+    pub(crate) strict: bool,
     /// Synthetic dataset sizes
     #[arg(long, default_value_t = 2000)]
     pub(crate) synthetic_train: usize,
@@ -237,6 +287,10 @@ pub(crate) struct ModelArgs {
     /// Pixel normalisation
     #[arg(long, value_enum, default_value_t = ExtractConfig::default().preprocess.normalization)]
     pub(crate) norm: Normalization,
+    /// Non-square images: crop (shorter side to --size, centre crop: torchvision's
+    /// evaluation transform) or squash (both sides to --size)
+    #[arg(long, value_enum, default_value_t = ExtractConfig::default().preprocess.resize)]
+    pub(crate) resize: ResizeMode,
     /// Stage whose pooled activations are the features
     #[arg(long, value_enum, default_value_t = ExtractConfig::default().tap)]
     pub(crate) layer: Tap,
@@ -279,9 +333,10 @@ pub(crate) struct HeadArgs {
     pub(crate) no_augment: bool,
     #[arg(long, default_value_t = HeadConfig::default().learning_rate)]
     pub(crate) lr: f64,
-    /// How the validation set is cut (last: Keras' validation_split)
-    #[arg(long, value_enum, default_value_t = HeadConfig::default().val_split)]
-    pub(crate) val_split: ValSplit,
+    /// How the validation set is cut [default: last (Keras' validation_split) for CIFAR-10
+    /// and synthetic data, stratified for image folders; a folder's val/ is used as given]
+    #[arg(long, value_enum)]
+    pub(crate) val_split: Option<ValSplit>,
     /// Also checkpoint every N training steps (default: at the end of each epoch); a
     /// resumed run continues from the last one exactly
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

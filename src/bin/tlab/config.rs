@@ -1,6 +1,7 @@
 //! Flags -> the library's configs (the objects built from what was parsed).
 use crate::args::{DataArgs, DatasetArg, HeadArgs, ModelArgs, RunArgs, WeightsArg};
 use anyhow::{bail, Result};
+use transfer_lab::data::folder::FolderSpec;
 use transfer_lab::data::DataSpec;
 use transfer_lab::features::ExtractConfig;
 use transfer_lab::preprocess::Preprocess;
@@ -8,7 +9,7 @@ use transfer_lab::probe::{KnnConfig, LogregConfig, ProbeConfig};
 use transfer_lab::run::{RunConfig, WeightsChoice};
 use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy};
 
-pub(crate) fn data_spec(d: &DataArgs) -> Result<DataSpec> {
+pub(crate) fn data_spec(d: &DataArgs, m: &ModelArgs) -> Result<DataSpec> {
     Ok(match d.dataset {
         DatasetArg::Cifar10 => DataSpec::Cifar10 { path: d.data.clone() },
         DatasetArg::Synthetic => DataSpec::Synthetic {
@@ -19,7 +20,7 @@ pub(crate) fn data_spec(d: &DataArgs) -> Result<DataSpec> {
         },
         DatasetArg::Folder => {
             let Some(root) = d.data.clone() else { bail!("--dataset folder needs --data ROOT") };
-            DataSpec::Folder { root, side: 224 }
+            DataSpec::Folder(FolderSpec { root, size: m.size, resize: m.resize, strict: d.strict })
         }
     })
 }
@@ -34,7 +35,7 @@ fn weights_choice(w: &WeightsArg, seed: u64) -> WeightsChoice {
 
 fn extract_config(m: &ModelArgs) -> ExtractConfig {
     ExtractConfig {
-        preprocess: Preprocess { size: m.size, normalization: m.norm },
+        preprocess: Preprocess { size: m.size, normalization: m.norm, resize: m.resize },
         tap: m.layer,
         batch_size: m.batch_size,
         shard_size: m.shard_size,
@@ -48,7 +49,6 @@ fn image_config(d: &DataArgs, h: &HeadArgs) -> ImageTrainConfig {
     images.head_lr = h.lr;
     images.seed = d.seed as i64;
     images.augment = !h.no_augment;
-    images.val_split = h.val_split;
     images.checkpoint_every = h.checkpoint_every;
     if let Some(lr) = h.body_lr {
         images.body_lr = lr;
@@ -61,18 +61,20 @@ fn image_config(d: &DataArgs, h: &HeadArgs) -> ImageTrainConfig {
 }
 
 pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback: bool) -> Result<RunConfig> {
+    let data = data_spec(d, m)?;
+    let val_split = h.val_split.unwrap_or_else(|| data.default_val_split());
     Ok(RunConfig {
         strategy: h.strategy,
-        images: image_config(d, h),
+        images: ImageTrainConfig { val_split, ..image_config(d, h) },
         name,
-        data: data_spec(d)?,
+        data,
         arch: m.arch,
         weights: weights_choice(&m.weights, d.seed),
         extract: extract_config(m),
         head: HeadConfig {
             epochs: h.epochs,
             learning_rate: h.lr,
-            val_split: h.val_split,
+            val_split,
             seed: d.seed as i64,
             checkpoint_every: h.checkpoint_every,
             ..Default::default()
@@ -103,7 +105,7 @@ impl RunArgs {
 pub(crate) fn extract_run_config(d: &DataArgs, m: &ModelArgs) -> Result<RunConfig> {
     Ok(RunConfig {
         name: "extract".into(),
-        data: data_spec(d)?,
+        data: data_spec(d, m)?,
         arch: m.arch,
         weights: weights_choice(&m.weights, d.seed),
         extract: extract_config(m),

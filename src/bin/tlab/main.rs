@@ -16,6 +16,7 @@ mod args;
 #[cfg(feature = "bench")]
 mod bench_args;
 mod config;
+mod predict;
 
 use args::*;
 use config::*;
@@ -131,6 +132,10 @@ fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Opt
         Command::Evaluate { run_dir } => {
             let s = run::evaluate_run(&RunDir::open(run_dir)?, cache, console)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Command::Predict(a) => predict::predict(&a, cache)?,
+        Command::Export { run_dir, out, torchscript } => {
+            predict::export(&run_dir, &out, torchscript.as_deref(), cache)?;
         }
         Command::Dash(a) => {
             test_panic_hook();

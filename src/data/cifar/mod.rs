@@ -114,6 +114,7 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<Dataset> {
         synthetic,
         classes,
         digest: hex::encode(hasher.finalize()),
+        val_from: None,
         source: Source::Memory { images: Tensor::cat(&images, 0), labels: Tensor::cat(&labels, 0) },
     })
 }

@@ -1,0 +1,113 @@
+//! `tlab predict` and `tlab export`: a trained model used outside the run.
+use crate::args::{PredictArgs, PredictFormat};
+use anyhow::{bail, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use transfer_lab::cache::Cache;
+use transfer_lab::classifier::{expand_paths, Classifier, Prediction};
+
+pub(crate) fn predict(a: &PredictArgs, cache: &Cache) -> Result<()> {
+    let device = transfer_lab::run::parse_device(&a.device)?;
+    let model = Classifier::load(&a.model, cache, device)?;
+    let paths = expand_paths(&a.paths)?;
+    let rows = model.predict(&paths, a.top_k, a.batch_size)?;
+    let text = render(&rows, a.format, a.top_k)?;
+    match &a.out {
+        Some(out) => {
+            write_atomic(out, text.as_bytes())?;
+            eprintln!("{} predictions written to {}", rows.len(), out.display());
+        }
+        None => print!("{text}"),
+    }
+    if model.meta.synthetic || !model.meta.pretrained {
+        eprintln!("note: this model was trained on {} with {} weights", model.meta.dataset, model.meta.weights);
+    }
+    let failed = rows.iter().filter(|r| r.error.is_some()).count();
+    if failed > 0 {
+        bail!("{failed} of {} images could not be predicted (their rows say why)", rows.len());
+    }
+    Ok(())
+}
+
+pub(crate) fn export(run_dir: &Path, out: &Path, torchscript: Option<&Path>, cache: &Cache) -> Result<()> {
+    let model = Classifier::load(run_dir, cache, tch::Device::Cpu)?;
+    model.export(out)?;
+    println!("{}", out.display());
+    if let Some(ts) = torchscript {
+        model.export_torchscript(ts)?;
+        println!("{}", ts.display());
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::anyhow!("writing {}: {e}", path.display())
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The rows as text: a table, CSV (one row per image: path, then class and probability
+/// for each rank, then the error), a JSON array or JSON lines.
+fn render(rows: &[Prediction], format: PredictFormat, k: usize) -> Result<String> {
+    let mut out = String::new();
+    match format {
+        PredictFormat::Json => {
+            out = serde_json::to_string_pretty(&rows.iter().map(json_row).collect::<Vec<_>>())?;
+            out.push('\n');
+        }
+        PredictFormat::Jsonl => {
+            for r in rows {
+                writeln!(out, "{}", serde_json::to_string(&json_row(r))?)?;
+            }
+        }
+        PredictFormat::Csv => {
+            let mut head = vec!["path".to_string()];
+            for i in 1..=k {
+                head.push(format!("class_{i}"));
+                head.push(format!("prob_{i}"));
+            }
+            head.push("error".into());
+            writeln!(out, "{}", head.join(","))?;
+            for r in rows {
+                let mut f = vec![csv_field(&r.path.display().to_string())];
+                for i in 0..k {
+                    match r.top.get(i) {
+                        Some((c, p)) => f.extend([csv_field(c), format!("{p:.6}")]),
+                        None => f.extend([String::new(), String::new()]),
+                    }
+                }
+                f.push(csv_field(r.error.as_deref().unwrap_or("")));
+                writeln!(out, "{}", f.join(","))?;
+            }
+        }
+        PredictFormat::Table => {
+            let width = rows.iter().map(|r| r.path.display().to_string().chars().count()).max().unwrap_or(4).max(4);
+            writeln!(out, "{:<width$}  top {k}", "image")?;
+            for r in rows {
+                let cells = match &r.error {
+                    Some(e) => format!("error: {e}"),
+                    None => r.top.iter().map(|(c, p)| format!("{c} {:5.1}%", p * 100.0)).collect::<Vec<_>>().join("   "),
+                };
+                writeln!(out, "{:<width$}  {cells}", r.path.display().to_string())?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn json_row(r: &Prediction) -> serde_json::Value {
+    let top: Vec<_> = r.top.iter().map(|(c, p)| serde_json::json!({"class": c, "probability": p})).collect();
+    serde_json::json!({"path": r.path, "top": top, "error": r.error})
+}

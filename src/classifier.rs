@@ -1,0 +1,329 @@
+//! A trained model that runs on images: backbone up to its tap, the linear head, the
+//! class names and the preprocessing its training used. Loaded from a run directory or
+//! from one exported file, which is this module's layout:
+//!
+//! ```text
+//! model.safetensors
+//! ├── conv1.weight, bn1.*, layer1..4.*   the backbone, torchvision's state-dict names
+//! ├── fc.weight [C, D], fc.bias [C]      the head on the tap's pooled features
+//! └── metadata "tlab.model"              JSON: ModelMeta (format, arch, tap, classes,
+//!                                        preprocessing, weights' digest, run metrics)
+//! ```
+//! k-NN keeps its training features as its model and is not exported.
+use crate::cache::Cache;
+use crate::data::folder;
+use crate::models::{load_tensors, Arch, ResNet, Tap};
+use crate::preprocess::Preprocess;
+use crate::rundir::{self, RunDir, Weights};
+use crate::train::Strategy;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind, Tensor};
+
+/// The metadata key of an exported model.
+pub const META_KEY: &str = "tlab.model";
+/// Bumped when the exported layout changes.
+pub const FORMAT: u32 = 1;
+
+/// What an exported model says about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub format: u32,
+    pub arch: Arch,
+    pub tap: Tap,
+    pub classes: Vec<String>,
+    pub preprocess: Preprocess,
+    pub strategy: Strategy,
+    /// The backbone weights training started from, and their SHA-256.
+    pub weights: String,
+    pub weights_digest: String,
+    pub pretrained: bool,
+    /// What the model was trained on ("CIFAR-10", "the image folder `photos`", ...).
+    pub dataset: String,
+    pub synthetic: bool,
+    pub best_val_acc: f64,
+    /// Absent when the run was not evaluated before export.
+    pub test_accuracy: Option<f64>,
+    pub test_samples: Option<usize>,
+    pub crate_version: String,
+}
+
+/// One image's result: its top classes, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub path: PathBuf,
+    /// (class, probability), most likely first; empty when `error` is set.
+    pub top: Vec<(String, f64)>,
+    pub error: Option<String>,
+}
+
+/// A classifier ready to predict.
+pub struct Classifier {
+    pub meta: ModelMeta,
+    vs: nn::VarStore,
+    net: ResNet,
+    /// The inference copy (BatchNorm folded), built once the weights are in.
+    folded: crate::models::folded::FoldedResNet,
+}
+
+impl Classifier {
+    /// A run directory or an exported `.safetensors` file, on `device`. A run directory
+    /// of a probe reads its backbone's weights from `cache`.
+    pub fn load(path: &Path, cache: &Cache, device: Device) -> Result<Classifier> {
+        if path.is_dir() {
+            Classifier::from_run(&RunDir::open(path)?, cache, device)
+        } else {
+            Classifier::from_file(path, device)
+        }
+    }
+
+    /// An exported model file.
+    pub fn from_file(path: &Path, device: Device) -> Result<Classifier> {
+        if !path.is_file() {
+            return Err(Error::data(path, "no such model file or run directory"));
+        }
+        let (tensors, metadata) = crate::tensorfile::read(path)?;
+        let Some(json) = metadata.get(META_KEY) else {
+            let reason = format!("holds no `{META_KEY}` metadata: not a model exported by `tlab export`");
+            return Err(Error::data(path, reason));
+        };
+        let meta: ModelMeta = serde_json::from_str(json)
+            .map_err(|e| Error::data(path, format!("its `{META_KEY}` metadata does not read: {e}")))?;
+        if meta.format != FORMAT {
+            let reason = format!("format {} is not the {FORMAT} this tlab reads", meta.format);
+            return Err(Error::data(path, reason));
+        }
+        let (mut vs, net) = build(&meta, device);
+        load_tensors(&mut vs, tensors, path, &[])?;
+        Ok(Classifier::assemble(meta, vs, net))
+    }
+
+    /// The best checkpoint of a trained run (not k-NN).
+    pub fn from_run(dir: &RunDir, cache: &Cache, device: Device) -> Result<Classifier> {
+        use crate::run::phases::Trained;
+        if !dir.trained_file().is_file() {
+            let reason = "holds no trained.json: the run has not finished training (`tlab train --resume` it)";
+            return Err(Error::data(dir.path(), reason));
+        }
+        let cfg = dir.read_config()?;
+        let t: Trained = dir.read_json(rundir::TRAINED)?;
+        if t.stopped {
+            let reason = "was stopped before it finished training; finish it with `tlab train --resume`";
+            return Err(Error::data(dir.path(), reason));
+        }
+        if cfg.strategy == Strategy::Knn {
+            let reason = "is a k-NN run: its model is its training features; export and predict take the head, \
+                          logreg and image strategies";
+            return Err(Error::data(dir.path(), reason));
+        }
+        let summary: Option<crate::run::RunSummary> = dir.read_json(rundir::SUMMARY).ok();
+        let info = dir.read_weights_info()?;
+        let (tensors, source) = if cfg.strategy.on_images() {
+            let path = dir.best(Weights::Model);
+            (crate::models::load_state_dict(&path)?, path)
+        } else {
+            // The probe's backbone is the run's starting weights, from the cache.
+            let used = crate::run::RunConfig { weights: t.weights.clone(), offline_fallback: false, ..cfg.clone() };
+            let b = crate::run::open_backbone(&used, cache, Device::Cpu, &mut crate::events::NullSink)?;
+            let mut tensors: Vec<(String, Tensor)> = b.vs.variables().into_iter().collect();
+            let path = dir.best(Weights::Head);
+            tensors.extend(crate::models::load_state_dict(&path)?);
+            (tensors, path)
+        };
+        let tap = if cfg.strategy.on_images() { Tap::Layer4 } else { t.tap };
+        let meta = ModelMeta {
+            format: FORMAT,
+            arch: cfg.arch,
+            tap,
+            classes: t.classes.clone(),
+            preprocess: run_preprocess(&cfg),
+            strategy: cfg.strategy,
+            weights: info.label,
+            weights_digest: info.digest,
+            pretrained: t.pretrained,
+            dataset: kind_label(&t.dataset, t.synthetic),
+            synthetic: t.synthetic,
+            best_val_acc: t.best_val_acc,
+            test_accuracy: summary.as_ref().map(|s| s.test_accuracy),
+            test_samples: summary.as_ref().map(|s| s.test_samples),
+            crate_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let (mut vs, net) = build(&meta, device);
+        load_tensors(&mut vs, tensors, &source, &[])?;
+        Ok(Classifier::assemble(meta, vs, net))
+    }
+
+    fn assemble(meta: ModelMeta, vs: nn::VarStore, net: ResNet) -> Classifier {
+        let folded = crate::models::folded::FoldedResNet::new(&net, true);
+        Classifier { meta, vs, net, folded }
+    }
+
+    /// Writes the model as one safetensors file (temp file, then rename).
+    pub fn export(&self, path: &Path) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        let json = serde_json::to_string(&self.meta).expect("metadata serialises");
+        crate::tensorfile::write(path, &tensors, &HashMap::from([(META_KEY.to_string(), json)]))
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The head's logits for decoded images `[B, 3, S, S]` f32 in 0..=255.
+    pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
+        let x = self.meta.preprocess.apply(images, self.device())?;
+        let f = self.folded.features(&x, self.meta.tap);
+        let (w, b) = (self.fc("weight"), self.fc("bias"));
+        Ok(tch::no_grad(|| f.linear(&w, Some(&b))))
+    }
+
+    /// Class probabilities `[B, C]` for decoded images `[B, 3, S, S]` f32 in 0..=255.
+    pub fn probabilities(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(self.logits(images)?.softmax(-1, Kind::Float))
+    }
+
+    fn fc(&self, which: &str) -> Tensor {
+        self.vs.variables()[&format!("fc.{which}")].shallow_clone()
+    }
+
+    /// Decodes an image file as the model's training did: `[3, S, S]` f32.
+    pub fn decode(&self, path: &Path) -> Result<Tensor> {
+        folder::decode_sized(path, &self.meta.preprocess)
+    }
+
+    /// The `top_k` classes of each image, in batches of `batch`. An image that cannot be
+    /// read is a prediction with its error; the others are still predicted.
+    pub fn predict(&self, paths: &[PathBuf], top_k: usize, batch: usize) -> Result<Vec<Prediction>> {
+        let mut out = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(batch.max(1)) {
+            // Decode one by one so that one bad file costs only its own row.
+            let mut ok = Vec::new();
+            let mut rows: Vec<Prediction> = Vec::new();
+            for p in chunk {
+                match self.decode(p) {
+                    Ok(x) => {
+                        ok.push((rows.len(), x));
+                        rows.push(Prediction { path: p.clone(), top: vec![], error: None });
+                    }
+                    Err(e) => rows.push(Prediction { path: p.clone(), top: vec![], error: Some(e.to_string()) }),
+                }
+            }
+            if !ok.is_empty() {
+                let x = Tensor::stack(&ok.iter().map(|(_, t)| t.shallow_clone()).collect::<Vec<_>>(), 0);
+                let probs = self.probabilities(&x)?.to_device(Device::Cpu);
+                let k = top_k.clamp(1, self.meta.classes.len()) as i64;
+                let (vals, idx) = probs.topk(k, -1, true, true);
+                for (r, (row, _)) in ok.iter().enumerate() {
+                    let v = Vec::<f64>::try_from(vals.get(r as i64).to_kind(Kind::Double))?;
+                    let i = Vec::<i64>::try_from(idx.get(r as i64))?;
+                    rows[*row].top = i.iter().zip(v).map(|(&c, p)| (self.meta.classes[c as usize].clone(), p)).collect();
+                }
+            }
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// Traces [`Classifier::forward_unfolded`] with tch and saves it (temp file, then
+    /// rename): `torch.jit.load(path)(images)` gives the probabilities in Python.
+    pub fn export_torchscript(&self, path: &Path) -> Result<()> {
+        let s = self.meta.preprocess.size;
+        let example = Tensor::rand([2, 3, s, s], (Kind::Float, self.device())) * 255.0;
+        let module = tch::no_grad(|| {
+            let mut f = |xs: &[Tensor]| vec![self.forward_unfolded(&xs[0])];
+            tch::CModule::create_by_tracing("TlabClassifier", "forward", &[example], &mut f)
+        })?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+        module.save(&tmp).map_err(|e| Error::data(&tmp, format!("cannot write TorchScript: {e}")))?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(format!("writing {}", path.display()), e)
+        })
+    }
+
+    /// The whole network as a module, for tracing: `[B, 3, S, S]` f32 in 0..=255 ->
+    /// probabilities `[B, C]`. Unfolded (BatchNorm in eval mode), so the trace holds plain
+    /// torchvision layers.
+    pub fn forward_unfolded(&self, images: &Tensor) -> Tensor {
+        let x = self.meta.preprocess.normalise(images);
+        let f = self.net.features(&x, self.meta.tap, false);
+        f.linear(&self.fc("weight"), Some(&self.fc("bias"))).softmax(-1, Kind::Float)
+    }
+}
+
+/// The variables a model with `meta` holds, under torchvision's names.
+fn build(meta: &ModelMeta, device: Device) -> (nn::VarStore, ResNet) {
+    let vs = nn::VarStore::new(device);
+    let net = ResNet::new(&vs.root(), meta.arch, None);
+    let dim = meta.arch.stage_channels()[meta.tap.index()];
+    let _ = nn::linear(vs.root() / "fc", dim, meta.classes.len() as i64, Default::default());
+    (vs, net)
+}
+
+/// The preprocessing a run's images went through: a folder's resize mode is the data's.
+fn run_preprocess(cfg: &crate::run::RunConfig) -> Preprocess {
+    match &cfg.data {
+        crate::data::DataSpec::Folder(f) => Preprocess { size: f.size, resize: f.resize, ..cfg.extract.preprocess },
+        _ => cfg.extract.preprocess,
+    }
+}
+
+/// "CIFAR-10", "the image folder `x`", or the synthetic label, from a run's dataset name.
+fn kind_label(dataset: &str, synthetic: bool) -> String {
+    if synthetic {
+        "SYNTHETIC data (generated; not CIFAR-10)".into()
+    } else if let Some(f) = dataset.strip_prefix("folder:") {
+        format!("the image folder `{f}`")
+    } else if dataset == "cifar10" {
+        "CIFAR-10".into()
+    } else {
+        dataset.into()
+    }
+}
+
+/// Image files named by `args`: files as they are, folders walked (sorted, hidden entries
+/// skipped), and glob patterns expanded (sorted). A name that matches nothing is an error.
+pub fn expand_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        let s = a.to_string_lossy();
+        if a.is_dir() {
+            walk(a, &mut out)?;
+        } else if a.exists() {
+            out.push(a.clone());
+        } else if s.contains(['*', '?', '[']) {
+            let matches: Vec<PathBuf> = glob::glob(&s)
+                .map_err(|e| Error::invalid("image pattern", format!("`{s}`: {e}")))?
+                .filter_map(|m| m.ok())
+                .filter(|p| p.is_file())
+                .collect();
+            if matches.is_empty() {
+                return Err(Error::data(a, "the pattern matches no file"));
+            }
+            out.extend(matches);
+        } else {
+            return Err(Error::data(a, "no such image file or folder"));
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Decoding image files off the forward pass: each batch's files are decoded and resized
+//! by worker threads, and [`Batches`] keeps a bounded queue of ready batches ahead of its
+//! reader. Order is the order asked for, whatever thread finishes first; memory is
+//! bounded by `AHEAD` batches in the queue plus the one being decoded.
+use super::{folder, Dataset, Source};
+use crate::preprocess::Preprocess;
+use crate::Result;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+use tch::Tensor;
+
+/// Ready batches queued ahead of the reader.
+pub const AHEAD: usize = 2;
+
+/// Decoding threads per batch: `$TLAB_DECODE_THREADS`, else the machine's cores.
+pub fn workers() -> usize {
+    std::env::var("TLAB_DECODE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 1)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Decodes `paths` with `threads` workers into `[B, 3, S, S]` f32, in `paths`' order.
+/// The first failing file (in that order) is the error.
+pub fn decode_all(paths: &[PathBuf], pre: &Preprocess, threads: usize) -> Result<Tensor> {
+    let s = pre.size;
+    let each = (3 * s * s) as usize;
+    let mut out = vec![0f32; each * paths.len()];
+    let threads = threads.clamp(1, paths.len().max(1));
+    // Workers take contiguous runs of images; no libtorch call runs off this thread, so
+    // they never contend with libtorch's own pool.
+    let per = paths.len().div_ceil(threads).max(1);
+    let errors: Vec<Option<crate::Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = out
+            .chunks_mut(each * per)
+            .zip(paths.chunks(per))
+            .map(|(buf, ps)| {
+                scope.spawn(move || {
+                    for (img, p) in buf.chunks_mut(each).zip(ps) {
+                        if let Err(e) = folder::decode_sized_into(p, pre, img) {
+                            return Some(e);
+                        }
+                    }
+                    None
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a decoding thread panicked")).collect()
+    });
+    if let Some(e) = errors.into_iter().flatten().next() {
+        return Err(e);
+    }
+    Ok(Tensor::from_slice(&out).view([paths.len() as i64, 3, s, s]))
+}
+
+/// Batches of a dataset in a fixed order; from files, decoded ahead by a thread.
+pub struct Batches<'a> {
+    inner: Inner<'a>,
+}
+
+enum Inner<'a> {
+    Memory { data: &'a Dataset, ranges: std::vec::IntoIter<Range<usize>> },
+    Files { rx: Receiver<Result<(Tensor, Tensor)>>, _thread: std::thread::JoinHandle<()> },
+}
+
+impl<'a> Batches<'a> {
+    pub(super) fn new(data: &'a Dataset, ranges: Vec<Range<usize>>) -> Batches<'a> {
+        let inner = match &data.source {
+            Source::Memory { .. } => Inner::Memory { data, ranges: ranges.into_iter() },
+            Source::Files { paths, labels, pre } => {
+                let (paths, labels, pre) = (paths.clone(), labels.clone(), *pre);
+                let (tx, rx) = sync_channel(AHEAD);
+                let threads = workers();
+                let thread = std::thread::spawn(move || {
+                    for r in ranges {
+                        let batch = decode_all(&paths[r.clone()], &pre, threads)
+                            .map(|x| (x, Tensor::from_slice(&labels[r.clone()])));
+                        let failed = batch.is_err();
+                        // The reader went away (an error, a stop): nothing more to do.
+                        if tx.send(batch).is_err() || failed {
+                            return;
+                        }
+                    }
+                });
+                Inner::Files { rx, _thread: thread }
+            }
+        };
+        Batches { inner }
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Result<(Tensor, Tensor)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            Inner::Memory { data, ranges } => ranges.next().map(|r| data.batch(r)),
+            Inner::Files { rx, .. } => rx.recv().ok(),
+        }
+    }
+}
