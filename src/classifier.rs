@@ -155,7 +155,9 @@ impl Classifier {
         Ok(Classifier::assemble(meta, vs, net))
     }
 
-    fn assemble(meta: ModelMeta, vs: nn::VarStore, net: ResNet) -> Classifier {
+    fn assemble(meta: ModelMeta, mut vs: nn::VarStore, net: ResNet) -> Classifier {
+        // Inference only; a traced graph also needs weights without gradients.
+        vs.freeze();
         let folded = crate::models::folded::FoldedResNet::new(&net, true);
         Classifier { meta, vs, net, folded }
     }
@@ -184,6 +186,7 @@ impl Classifier {
         Ok(self.logits(images)?.softmax(-1, Kind::Float))
     }
 
+    /// The head's weight or bias; made before any trace (see [`Preprocess::constants`]).
     fn fc(&self, which: &str) -> Tensor {
         self.vs.variables()[&format!("fc.{which}")].shallow_clone()
     }
@@ -231,10 +234,9 @@ impl Classifier {
     pub fn export_torchscript(&self, path: &Path) -> Result<()> {
         let s = self.meta.preprocess.size;
         let example = Tensor::rand([2, 3, s, s], (Kind::Float, self.device())) * 255.0;
-        let module = tch::no_grad(|| {
-            let mut f = |xs: &[Tensor]| vec![self.forward_unfolded(&xs[0])];
-            tch::CModule::create_by_tracing("TlabClassifier", "forward", &[example], &mut f)
-        })?;
+        let norm = self.meta.preprocess.constants(self.device());
+        let mut f = |xs: &[Tensor]| vec![self.forward_unfolded(&xs[0], &norm)];
+        let module = tch::CModule::create_by_tracing("TlabClassifier", "forward", &[example], &mut f)?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
         module.save(&tmp).map_err(|e| Error::data(&tmp, format!("cannot write TorchScript: {e}")))?;
@@ -247,8 +249,8 @@ impl Classifier {
     /// The whole network as a module, for tracing: `[B, 3, S, S]` f32 in 0..=255 ->
     /// probabilities `[B, C]`. Unfolded (BatchNorm in eval mode), so the trace holds plain
     /// torchvision layers.
-    pub fn forward_unfolded(&self, images: &Tensor) -> Tensor {
-        let x = self.meta.preprocess.normalise(images);
+    pub fn forward_unfolded(&self, images: &Tensor, norm: &crate::preprocess::NormConstants) -> Tensor {
+        let x = norm.apply(images);
         let f = self.net.features(&x, self.meta.tap, false);
         f.linear(&self.fc("weight"), Some(&self.fc("bias"))).softmax(-1, Kind::Float)
     }

@@ -218,6 +218,16 @@ pub fn extract_to_cache(
         let rows = manifest.shard_size.min(total) as i64;
         let shard_feats = Tensor::zeros([rows, manifest.dim], (Kind::Float, Device::Cpu));
         let shard_labels = Tensor::zeros([rows], (Kind::Int64, Device::Cpu));
+        // Every batch still to do, in order: image files are decoded ahead of the forward pass.
+        let shard = manifest.shard_size;
+        let ranges: Vec<_> = (manifest.rows_done()..total)
+            .step_by(shard)
+            .flat_map(|s| {
+                let e = (s + shard).min(total);
+                (s..e).step_by(batch).map(move |b| b..(b + batch).min(e))
+            })
+            .collect();
+        let mut ahead = data.batches(ranges)?;
         while manifest.rows_done() < total {
             let start = manifest.rows_done();
             let end = (start + manifest.shard_size).min(total);
@@ -230,7 +240,7 @@ pub fn extract_to_cache(
                         dir.display()
                     )
                 })?;
-                let (imgs, lab) = data.batch(b..(b + batch).min(end))?;
+                let (imgs, lab) = ahead.next().expect("one batch per range")?;
                 let x = cfg.preprocess.apply(&imgs, device)?;
                 let f = match &reduced {
                     Some(net) => net.features(&x, cfg.tap),

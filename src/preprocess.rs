@@ -109,15 +109,38 @@ impl Preprocess {
 
     /// `[B, 3, H, W]` f32 in 0..255 -> normalised, same shape.
     pub fn normalise(&self, x: &Tensor) -> Tensor {
-        let dev = x.device();
-        let col = |v: [f64; 3]| Tensor::from_slice(&v).to_kind(Kind::Float).to_device(dev).view([1, 3, 1, 1]);
+        self.constants(x.device()).apply(x)
+    }
+
+    /// The normalisation's constants as tensors on `device`. Made before tracing, a trace
+    /// keeps their values (one made during a trace would be recorded as empty storage).
+    pub fn constants(&self, device: Device) -> NormConstants {
+        let col = |v: [f64; 3]| Tensor::from_slice(&v).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
         match self.normalization {
             Normalization::Torchvision => {
                 let scale = IMAGENET_STD.map(|s| 1.0 / (255.0 * s));
                 let shift = [0, 1, 2].map(|c| IMAGENET_MEAN[c] / IMAGENET_STD[c]);
-                x * col(scale) - col(shift)
+                NormConstants { flip: false, scale: Some(col(scale)), shift: col(shift) }
             }
-            Normalization::KerasCaffe => x.flip([1]) - col(CAFFE_MEAN_BGR),
+            Normalization::KerasCaffe => NormConstants { flip: true, scale: None, shift: col(CAFFE_MEAN_BGR) },
+        }
+    }
+}
+
+/// `x` (flipped RGB -> BGR if `flip`) `* scale - shift`, per channel.
+pub struct NormConstants {
+    flip: bool,
+    scale: Option<Tensor>,
+    shift: Tensor,
+}
+
+impl NormConstants {
+    /// `[B, 3, H, W]` f32 in 0..255 -> normalised, same shape.
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let x = if self.flip { x.flip([1]) } else { x.shallow_clone() };
+        match &self.scale {
+            Some(scale) => x * scale - &self.shift,
+            None => x - &self.shift,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! ├── trained.json           what training leaves for evaluation
 //! ├── features.json          the feature-cache folders the run read
 //! ├── per_class.{csv,parquet}, confusion.{csv,parquet}   test-split tables
+//! ├── predictions.{csv,parquet}   the test split, image by image: true and predicted class
 //! ├── summary.json           the finished run's result
 //! └── probe/                 fine-tune's first step: a run directory of its own
 //! ```
@@ -57,6 +58,8 @@ pub enum Table {
     Confusion,
     /// The logreg probe's lambda grid.
     Sweep,
+    /// The test split, one row per image: true and predicted class.
+    Predictions,
 }
 
 impl Table {
@@ -67,6 +70,7 @@ impl Table {
             Table::PerClass => "per_class",
             Table::Confusion => "confusion",
             Table::Sweep => "sweep",
+            Table::Predictions => "predictions",
         }
     }
 }

@@ -61,6 +61,23 @@ pub fn per_class_frame(c: &Confusion) -> Result<DataFrame> {
     .map_err(|e| polars_err("per-class table", e))
 }
 
+/// One row per test item: index, image file (empty for in-memory data), true and
+/// predicted class.
+pub fn predictions_frame(paths: Option<&[std::path::PathBuf]>, labels: &[i64], predicted: &[i64], classes: &[String]) -> Result<DataFrame> {
+    let name = |c: &i64| classes.get(*c as usize).cloned().unwrap_or_else(|| c.to_string());
+    let images: Vec<String> = match paths {
+        Some(p) => p.iter().map(|p| p.display().to_string()).collect(),
+        None => vec![String::new(); labels.len()],
+    };
+    df!(
+        "index" => (0..labels.len() as u64).collect::<Vec<_>>(),
+        "image" => images,
+        "true" => labels.iter().map(name).collect::<Vec<_>>(),
+        "predicted" => predicted.iter().map(name).collect::<Vec<_>>(),
+    )
+    .map_err(|e| polars_err("predictions table", e))
+}
+
 /// Rows are true classes (column `true`), one count column per predicted class.
 pub fn confusion_frame(c: &Confusion) -> Result<DataFrame> {
     let mut cols: Vec<Column> = vec![Column::new("true".into(), c.classes.clone())];

@@ -317,6 +317,8 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
             evaluate_probe(&cfg, &t, &test, dir, cache, device, s)?
         };
         s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
+        let mut frame = tables::predictions_frame(test.paths(), &ev.labels, &ev.predictions, &t.classes)?;
+        dir.write_table(Table::Predictions, &mut frame)?;
         Ok(ev)
     })?;
     let confusion = Confusion::new(&ev.labels, &ev.predictions, &t.classes);

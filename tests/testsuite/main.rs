@@ -19,6 +19,7 @@ mod kill;
 mod notebooks;
 mod parity;
 mod precision;
+mod predict;
 mod probes;
 mod pth;
 mod report;
