@@ -8,6 +8,7 @@
 //! is installed on first use by `bench/setup.sh` into `.tlab/bench-venv`, which also sees
 //! `.tlab/venv`'s torch through a `.pth` file.
 pub mod e2e;
+pub mod folder;
 pub mod head;
 pub mod peer;
 pub mod probes;
@@ -23,7 +24,8 @@ use crate::{Error, Result};
 /// The parts of a bench run, selectable with `--only`.
 /// `e2e-ours`: the end-to-end runs of ours alone (peak RSS at large sizes, quickly).
 /// `probes`: logreg's sweep against scikit-learn and k-NN against PyTorch.
-pub const SECTIONS: [&str; 9] = ["ours", "torch", "keras", "ceiling", "e2e", "e2e-ours", "head", "accuracy", "probes"];
+pub const SECTIONS: [&str; 10] =
+    ["ours", "torch", "keras", "ceiling", "e2e", "e2e-ours", "folder", "head", "accuracy", "probes"];
 
 /// Every setting of one bench run; saved with the results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +56,9 @@ pub struct BenchConfig {
     /// bf16 vs fp32 accuracy: synthetic train / test images, and their side.
     pub accuracy_images: [usize; 2],
     pub accuracy_size: i64,
+    /// JPEGs in the `folder` section.
+    #[serde(default = "default_folder_images")]
+    pub folder_images: usize,
     pub results_dir: PathBuf,
 }
 
@@ -75,9 +80,14 @@ impl Default for BenchConfig {
             skip_sklearn_sweep: false,
             accuracy_images: [600, 300],
             accuracy_size: 64,
+            folder_images: default_folder_images(),
             results_dir: PathBuf::from("bench/results"),
         }
     }
+}
+
+fn default_folder_images() -> usize {
+    192
 }
 
 fn default_probe_rows() -> i64 {
@@ -92,6 +102,7 @@ impl BenchConfig {
         self.head_epochs = 2;
         self.probe_rows = 10_000;
         self.accuracy_images = [300, 150];
+        self.folder_images = 64;
         self
     }
 
@@ -141,7 +152,7 @@ impl Env {
     pub fn prepare(cfg: &BenchConfig, device: Device) -> Result<Env> {
         let root = repo_root()?;
         let torch_python = root.join(".tlab/venv/bin/python");
-        let needs_python = ["torch", "keras", "e2e", "head", "probes"].iter().any(|s| cfg.has(s));
+        let needs_python = ["torch", "keras", "e2e", "folder", "head", "probes"].iter().any(|s| cfg.has(s));
         if needs_python && !torch_python.exists() {
             return Err(Error::BenchSetup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
         }
@@ -188,6 +199,8 @@ pub struct BenchReport {
     pub machine: report::Machine,
     pub throughput: Option<throughput::Throughput>,
     pub end_to_end: Option<e2e::EndToEnd>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folder: Option<folder::FolderTiming>,
     pub head: Option<head::HeadTiming>,
     pub accuracy: Option<head::PrecisionAccuracy>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,6 +227,10 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     if let Some(e) = &end_to_end {
         e.print();
     }
+    let folder = cfg.has("folder").then(|| folder::run(cfg, &env)).transpose()?;
+    if let Some(f) = &folder {
+        f.print();
+    }
     let head = cfg.has("head").then(|| head::run_timing(cfg, &env)).transpose()?;
     if let Some(h) = &head {
         h.print();
@@ -232,6 +249,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         machine,
         throughput,
         end_to_end,
+        folder,
         head,
         accuracy,
         probes,

@@ -250,6 +250,13 @@ fn csv(r: &BenchReport) -> String {
         }
         line("accuracy", "bf16 vs fp32", "bf16", "cosine_min", a.cosine_min);
     }
+    if let Some(f) = &r.folder {
+        line("folder", "ours from files", "fp32", "images_per_s", f.files_images_per_s);
+        line("folder", "ours pre-decoded", "fp32", "images_per_s", f.decoded_images_per_s);
+        if let Some(t) = f.torch_images_per_s {
+            line("folder", "pytorch imagefolder", "fp32", "images_per_s", t);
+        }
+    }
     if let Some(p) = &r.probes {
         line("probes", "ours logreg sweep", "fp32", "seconds", p.ours_sweep_seconds);
         if let Some(sk) = p.sklearn_sweep_seconds {

@@ -6,7 +6,7 @@ use super::{folder, Dataset, Source};
 use crate::preprocess::Preprocess;
 use crate::Result;
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
 use tch::Tensor;
 
@@ -25,7 +25,24 @@ pub fn workers() -> usize {
 /// Decodes `paths` with `threads` workers into `[B, 3, S, S]` f32, in `paths`' order.
 /// The first failing file (in that order) is the error.
 pub fn decode_all(paths: &[PathBuf], pre: &Preprocess, threads: usize) -> Result<Tensor> {
-    let s = pre.size;
+    decode_with(paths, pre.size, threads, |_, p, out| folder::decode_sized_into(p, pre, out))
+}
+
+/// As [`decode_all`], each image through a RandomResizedCrop + flip decided by its row of
+/// `draws` (`[B, AUGMENT_DRAWS]` uniforms, drawn by the caller from its seeded stream).
+pub fn decode_augmented(paths: &[PathBuf], size: i64, draws: &[f32], threads: usize) -> Result<Tensor> {
+    use super::resample::AUGMENT_DRAWS;
+    decode_with(paths, size, threads, |i, p, out| {
+        folder::decode_augmented_into(p, size, &draws[i * AUGMENT_DRAWS..(i + 1) * AUGMENT_DRAWS], out)
+    })
+}
+
+/// Runs `one(index, path, output slice)` for every path on `threads` workers.
+fn decode_with<F>(paths: &[PathBuf], size: i64, threads: usize, one: F) -> Result<Tensor>
+where
+    F: Fn(usize, &Path, &mut [f32]) -> Result<()> + Sync,
+{
+    let s = size;
     let each = (3 * s * s) as usize;
     let mut out = vec![0f32; each * paths.len()];
     let threads = threads.clamp(1, paths.len().max(1));
@@ -36,10 +53,12 @@ pub fn decode_all(paths: &[PathBuf], pre: &Preprocess, threads: usize) -> Result
         let handles: Vec<_> = out
             .chunks_mut(each * per)
             .zip(paths.chunks(per))
-            .map(|(buf, ps)| {
+            .enumerate()
+            .map(|(k, (buf, ps))| {
+                let one = &one;
                 scope.spawn(move || {
-                    for (img, p) in buf.chunks_mut(each).zip(ps) {
-                        if let Err(e) = folder::decode_sized_into(p, pre, img) {
+                    for (j, (img, p)) in buf.chunks_mut(each).zip(ps).enumerate() {
+                        if let Err(e) = one(k * per + j, p, img) {
                             return Some(e);
                         }
                     }

@@ -364,6 +364,14 @@ pub fn decode_sized_into(path: &Path, pre: &Preprocess, out: &mut [f32]) -> Resu
     Ok(())
 }
 
+/// Decodes `path` with a RandomResizedCrop + flip decided by `u` (see
+/// [`super::resample::random_resized_crop_into`]), into `out`.
+pub fn decode_augmented_into(path: &Path, size: i64, u: &[f32], out: &mut [f32]) -> Result<()> {
+    let img = decode_image(path)?;
+    super::resample::random_resized_crop_into(&img, size, u, out);
+    Ok(())
+}
+
 /// [`decode_sized_into`] as a tensor: `[3, size, size]` f32.
 pub fn decode_sized(path: &Path, pre: &Preprocess) -> Result<Tensor> {
     let s = pre.size;

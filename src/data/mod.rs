@@ -112,6 +112,23 @@ impl Dataset {
         }
     }
 
+    /// For image files: [`Dataset::gather`] with each image through torchvision's
+    /// RandomResizedCrop + horizontal flip, drawn from the global (seeded) stream.
+    /// `None` for in-memory data.
+    pub fn gather_augmented(&self, indices: &[i64]) -> Result<Option<(Tensor, Tensor)>> {
+        let Source::Files { paths, labels, pre } = &self.source else { return Ok(None) };
+        if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i as usize >= self.len()) {
+            return Err(Error::invalid("sample index", format!("{bad} of {}", self.len())));
+        }
+        let n = indices.len() as i64;
+        let draws = Tensor::rand([n, resample::AUGMENT_DRAWS as i64], (Kind::Float, tch::Device::Cpu));
+        let draws = Vec::<f32>::try_from(draws.flatten(0, -1))?;
+        let picked: Vec<PathBuf> = indices.iter().map(|&i| paths[i as usize].clone()).collect();
+        let imgs = decode::decode_augmented(&picked, pre.size, &draws, decode::workers())?;
+        let labels: Vec<i64> = indices.iter().map(|&i| labels[i as usize]).collect();
+        Ok(Some((imgs, Tensor::from_slice(&labels))))
+    }
+
     /// The image files, for datasets read from a folder.
     pub fn paths(&self) -> Option<&[PathBuf]> {
         match &self.source {

@@ -89,12 +89,77 @@ pub fn resize_into(img: &image::RgbImage, pre: &Preprocess, out: &mut [f32]) {
     }
 }
 
+/// Uniform draws one RandomResizedCrop + flip takes: 10 tries of (area, log-ratio,
+/// top, left), then the flip.
+pub const AUGMENT_DRAWS: usize = 41;
+
+/// torchvision's `RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3))` then
+/// `RandomHorizontalFlip()`, with the randomness given as `u` (uniforms in 0..1), so that
+/// the caller's seeded stream decides it and threads only compute. Into `out`, planar
+/// `[3, size, size]` f32.
+pub fn random_resized_crop_into(img: &image::RgbImage, size: i64, u: &[f32], out: &mut [f32]) {
+    let (w, h) = (img.width() as f64, img.height() as f64);
+    let area = w * h;
+    let (lo, hi) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    let mut boxed = None;
+    for t in 0..10 {
+        let d = &u[t * 4..t * 4 + 4];
+        let target = area * (0.08 + (1.0 - 0.08) * d[0] as f64);
+        let ratio = (lo + (hi - lo) * d[1] as f64).exp();
+        let (cw, ch) = ((target * ratio).sqrt().round(), (target / ratio).sqrt().round());
+        if cw > 0.0 && cw <= w && ch > 0.0 && ch <= h {
+            let top = ((h - ch + 1.0) * d[2] as f64).floor().min(h - ch);
+            let left = ((w - cw + 1.0) * d[3] as f64).floor().min(w - cw);
+            boxed = Some((left as u32, top as u32, cw as u32, ch as u32));
+            break;
+        }
+    }
+    // torchvision's fallback: the largest centre crop within the ratio range.
+    let (x, y, cw, ch) = boxed.unwrap_or_else(|| {
+        let r = w / h;
+        let (cw, ch) = if r < 3.0 / 4.0 {
+            (w, (w / (3.0 / 4.0)).round())
+        } else if r > 4.0 / 3.0 {
+            ((h * 4.0 / 3.0).round(), h)
+        } else {
+            (w, h)
+        };
+        (((w - cw) / 2.0) as u32, ((h - ch) / 2.0) as u32, cw as u32, ch as u32)
+    });
+    let mut crop = image::imageops::crop_imm(img, x, y, cw, ch).to_image();
+    if u[40] < 0.5 {
+        image::imageops::flip_horizontal_in_place(&mut crop);
+    }
+    let pre = Preprocess { size, resize: ResizeMode::Squash, ..Default::default() };
+    resize_into(&crop, &pre, out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::{Kind, Tensor};
 
     /// The same numbers as libtorch's own kernel, on odd sizes both ways.
+    #[test]
+    fn random_resized_crops_stay_inside_and_follow_their_draws() {
+        let img = image::RgbImage::from_fn(50, 30, |x, _| image::Rgb([x as u8 * 5, 0, 0]));
+        let mut out = vec![0f32; 3 * 8 * 8];
+        // The whole image (area 1, ratio 50/30 is outside 3/4..4/3 so every try may fail,
+        // then the fallback): values stay within the image's range.
+        let u = [0.99f32; AUGMENT_DRAWS];
+        random_resized_crop_into(&img, 8, &u, &mut out);
+        assert!(out.iter().all(|v| (0.0..=245.0 + 1e-3).contains(v)));
+        // The flip draw mirrors the result.
+        let mut u = [0.3f32; AUGMENT_DRAWS];
+        u[40] = 0.9;
+        let mut kept = vec![0f32; 3 * 8 * 8];
+        random_resized_crop_into(&img, 8, &u, &mut kept);
+        u[40] = 0.1;
+        random_resized_crop_into(&img, 8, &u, &mut out);
+        assert!(kept[0] < kept[7], "red grows with x");
+        assert!((out[0] - kept[7]).abs() < 1e-3 && (out[7] - kept[0]).abs() < 1e-3, "mirrored");
+    }
+
     #[test]
     fn matches_libtorch_antialiased_bilinear() {
         for &(w, h, s, mode) in &[

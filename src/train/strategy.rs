@@ -219,8 +219,17 @@ impl TrainStep for ImageStep<'_> {
         &mut self.model.vs
     }
     fn forward_train(&mut self, idx: &[i64]) -> Result<(Tensor, Tensor)> {
-        let (imgs, y) = self.data.gather(idx)?;
-        let imgs = if self.cfg.augment { augment(&imgs) } else { imgs };
+        // Photos: RandomResizedCrop + flip while decoding; in-memory CIFAR: pad-and-crop + flip.
+        let (imgs, y) = match self.cfg.augment {
+            true => match self.data.gather_augmented(idx)? {
+                Some(b) => b,
+                None => {
+                    let (imgs, y) = self.data.gather(idx)?;
+                    (augment(&imgs), y)
+                }
+            },
+            false => self.data.gather(idx)?,
+        };
         let x = self.pre.apply(&imgs, self.model.vs.device())?;
         Ok((self.model.forward_t(&x, !self.cfg.freeze_bn, true), y))
     }

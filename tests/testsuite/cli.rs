@@ -180,7 +180,8 @@ fn help_lists_every_choice_and_dash_flags() {
         "cifar10, synthetic, folder",
         "layer4, all",
         "frozen, train",
-        "last, random",
+        "last, random, stratified",
+        "crop, squash",
     ] {
         assert!(help.contains(&format!("[possible values: {values}]")), "`tlab run -h` lacks {values}:\n{help}");
     }

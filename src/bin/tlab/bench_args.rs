@@ -31,6 +31,9 @@ pub(crate) struct BenchArgs {
     /// End to end / peak RSS: the two dataset sizes, e.g. 128,384
     #[arg(long, value_delimiter = ',')]
     pub(crate) e2e_images: Option<Vec<usize>>,
+    /// Folder section: 500x375 JPEGs to generate (default 192, --quick 64)
+    #[arg(long)]
+    pub(crate) folder_images: Option<usize>,
     /// Head training epochs (default 10, --quick 2)
     #[arg(long)]
     pub(crate) head_epochs: Option<u32>,
@@ -64,6 +67,10 @@ impl BenchArgs {
         c.precisions = self.precisions.unwrap_or(c.precisions);
         c.reps = self.reps.unwrap_or(c.reps);
         c.head_epochs = self.head_epochs.unwrap_or(c.head_epochs);
+        c.folder_images = self.folder_images.unwrap_or(c.folder_images);
+        if c.folder_images < 2 {
+            bail!("--folder-images {}: need at least 2", c.folder_images);
+        }
         c.probe_rows = self.probe_rows.unwrap_or(c.probe_rows);
         if c.probe_rows < 50 {
             bail!("--probe-rows {}: need at least 50", c.probe_rows);
