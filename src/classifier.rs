@@ -221,7 +221,8 @@ impl Classifier {
                 for (r, (row, _)) in ok.iter().enumerate() {
                     let v = Vec::<f64>::try_from(vals.get(r as i64).to_kind(Kind::Double))?;
                     let i = Vec::<i64>::try_from(idx.get(r as i64))?;
-                    rows[*row].top = i.iter().zip(v).map(|(&c, p)| (self.meta.classes[c as usize].clone(), p)).collect();
+                    rows[*row].top =
+                        i.iter().zip(v).map(|(&c, p)| (self.meta.classes[c as usize].clone(), p)).collect();
                 }
             }
             out.extend(rows);

@@ -5,8 +5,8 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
-pub mod classifier;
 pub(crate) mod choice;
+pub mod classifier;
 pub mod data;
 pub mod download;
 pub(crate) mod error;

@@ -63,7 +63,12 @@ pub fn per_class_frame(c: &Confusion) -> Result<DataFrame> {
 
 /// One row per test item: index, image file (empty for in-memory data), true and
 /// predicted class.
-pub fn predictions_frame(paths: Option<&[std::path::PathBuf]>, labels: &[i64], predicted: &[i64], classes: &[String]) -> Result<DataFrame> {
+pub fn predictions_frame(
+    paths: Option<&[std::path::PathBuf]>,
+    labels: &[i64],
+    predicted: &[i64],
+    classes: &[String],
+) -> Result<DataFrame> {
     let name = |c: &i64| classes.get(*c as usize).cloned().unwrap_or_else(|| c.to_string());
     let images: Vec<String> = match paths {
         Some(p) => p.iter().map(|p| p.display().to_string()).collect(),

@@ -39,7 +39,7 @@ pub fn write_photos(root: &Path, n: usize) -> Result<()> {
         let class = if i % 2 == 0 { "a" } else { "b" };
         let dir = root.join("train").join(class);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let seed = i as u32 * 2654435761;
+        let seed = (i as u32).wrapping_mul(2654435761);
         let img = image::RgbImage::from_fn(500, 375, |x, y| {
             // Gradients plus a pseudo-random texture: JPEG works as hard as on a photo.
             let t = (x.wrapping_mul(73) ^ y.wrapping_mul(151) ^ seed) % 41;

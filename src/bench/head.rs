@@ -89,7 +89,11 @@ pub fn run_accuracy(cfg: &BenchConfig, env: &Env) -> Result<PrecisionAccuracy> {
     let train = synthetic(n_train, Split::Train, 0);
     let test = synthetic(n_test, Split::Test, 0);
     let ex = ExtractConfig {
-        preprocess: Preprocess { size: cfg.accuracy_size, normalization: Normalization::Torchvision, ..Default::default() },
+        preprocess: Preprocess {
+            size: cfg.accuracy_size,
+            normalization: Normalization::Torchvision,
+            ..Default::default()
+        },
         tap: Tap::Layer4,
         batch_size: cfg.batch as usize,
         shard_size: 4096,

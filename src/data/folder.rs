@@ -184,10 +184,8 @@ fn check_classes(root: &Path, classes: &[String], labels: &[i64], split: Split) 
             let reason = format!("has one class folder ({}); a classifier needs at least two", classes[0]);
             return Err(Error::data(root, reason));
         }
-        let empty: Vec<&str> = (0..classes.len())
-            .filter(|c| !labels.contains(&(*c as i64)))
-            .map(|c| classes[c].as_str())
-            .collect();
+        let empty: Vec<&str> =
+            (0..classes.len()).filter(|c| !labels.contains(&(*c as i64))).map(|c| classes[c].as_str()).collect();
         if !empty.is_empty() {
             let reason = format!("class folder(s) with no usable image to train on: {}", empty.join(", "));
             return Err(Error::data(root, reason));

@@ -2,8 +2,8 @@
 //! batches of u8 images `[B, 3, H, W]` with i64 labels `[B]`.
 pub mod cifar;
 pub mod decode;
-pub mod resample;
 pub mod folder;
+pub mod resample;
 pub mod synthetic;
 
 use crate::cache::Cache;

@@ -1,41 +1,10 @@
-//! PyTorch's antialiased bilinear resampling (`interpolate(..., antialias=True)`, which
-//! torchvision's `Resize` runs), in plain Rust so that decoding threads never call into
-//! libtorch. Separable: a horizontal pass over the source rows, then a vertical one, each
-//! output pixel a normalised triangle-filter average whose support widens with the
-//! downscale factor (as PIL's). With [`ResizeMode::Crop`] only the centre crop's pixels
-//! are computed.
+//! The resizes the image transforms need, on decoded photos: torchvision's evaluation
+//! transform (or a squash) and its RandomResizedCrop + flip. The arithmetic is
+//! PyTorch's antialiased bilinear, in the `tlab-resample` crate, so that decoding threads
+//! never call into libtorch; with [`ResizeMode::Crop`] only the centre crop's pixels are
+//! computed.
 use crate::preprocess::{crop_geometry, Preprocess, ResizeMode};
-
-/// One output pixel's source window along an axis: first index and normalised weights.
-struct Taps {
-    start: usize,
-    weights: Vec<f32>,
-}
-
-/// Taps of outputs `first..first + count` when `in_len` is resized to `out_len`,
-/// computed as PyTorch's `_compute_index_ranges_weights` for bilinear antialias.
-fn taps(in_len: usize, out_len: usize, first: usize, count: usize) -> Vec<Taps> {
-    let scale = in_len as f64 / out_len as f64;
-    let (support, invscale) = if scale >= 1.0 { (scale, 1.0 / scale) } else { (1.0, 1.0) };
-    (first..first + count)
-        .map(|i| {
-            let center = scale * (i as f64 + 0.5);
-            let lo = ((center - support + 0.5) as i64).max(0) as usize;
-            let hi = ((center + support + 0.5) as i64).min(in_len as i64) as usize;
-            let mut w: Vec<f64> = (lo..hi)
-                .map(|j| {
-                    let x = (j as f64 - center + 0.5) * invscale;
-                    (1.0 - x.abs()).max(0.0)
-                })
-                .collect();
-            let total: f64 = w.iter().sum();
-            if total > 0.0 {
-                w.iter_mut().for_each(|v| *v /= total);
-            }
-            Taps { start: lo, weights: w.into_iter().map(|v| v as f32).collect() }
-        })
-        .collect()
-}
+use tlab_resample::{resize_rgb, Region, Target};
 
 /// Resizes `img` to `pre.size` square as `pre.resize` says, into `out`: planar
 /// `[3, size, size]` f32 in 0..=255.
@@ -43,50 +12,15 @@ pub fn resize_into(img: &image::RgbImage, pre: &Preprocess, out: &mut [f32]) {
     let s = pre.size as usize;
     let (w, h) = (img.width() as usize, img.height() as usize);
     // The full resized size, and where the kept window starts in it.
-    let (rh, rw, top, left) = match pre.resize {
+    let (full_h, full_w, top, left) = match pre.resize {
         ResizeMode::Crop if w != h => {
             let (rh, rw, t, l) = crop_geometry(h as i64, w as i64, s as i64);
             (rh as usize, rw as usize, t as usize, l as usize)
         }
         _ => (s, s, 0, 0),
     };
-    let xs = taps(w, rw, left, s);
-    let ys = taps(h, rh, top, s);
-    let px = img.as_raw();
-    // Horizontal pass over only the source rows some output row reads.
-    let (y0, y1) = (ys[0].start, ys.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0));
-    let rows = y1 - y0;
-    let mut tmp = vec![0f32; 3 * rows * s];
-    for y in y0..y1 {
-        let row = &px[y * w * 3..(y + 1) * w * 3];
-        for (ox, t) in xs.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for (k, wt) in t.weights.iter().enumerate() {
-                let p = &row[(t.start + k) * 3..(t.start + k) * 3 + 3];
-                acc[0] += wt * p[0] as f32;
-                acc[1] += wt * p[1] as f32;
-                acc[2] += wt * p[2] as f32;
-            }
-            for c in 0..3 {
-                tmp[(c * rows + (y - y0)) * s + ox] = acc[c];
-            }
-        }
-    }
-    // Vertical pass.
-    for c in 0..3 {
-        let plane = &tmp[c * rows * s..(c + 1) * rows * s];
-        let dst = &mut out[c * s * s..(c + 1) * s * s];
-        for (oy, t) in ys.iter().enumerate() {
-            let drow = &mut dst[oy * s..(oy + 1) * s];
-            drow.fill(0.0);
-            for (k, wt) in t.weights.iter().enumerate() {
-                let src = &plane[(t.start + k - y0) * s..(t.start + k - y0 + 1) * s];
-                for (d, v) in drow.iter_mut().zip(src) {
-                    *d += wt * v;
-                }
-            }
-        }
-    }
+    let region = Region { x: 0, y: 0, w, h };
+    resize_rgb(img.as_raw(), w, region, Target { full_h, full_w, top, left, size: s, flip: false }, out);
 }
 
 /// Uniform draws one RandomResizedCrop + flip takes: 10 tries of (area, log-ratio,
@@ -126,12 +60,10 @@ pub fn random_resized_crop_into(img: &image::RgbImage, size: i64, u: &[f32], out
         };
         (((w - cw) / 2.0) as u32, ((h - ch) / 2.0) as u32, cw as u32, ch as u32)
     });
-    let mut crop = image::imageops::crop_imm(img, x, y, cw, ch).to_image();
-    if u[40] < 0.5 {
-        image::imageops::flip_horizontal_in_place(&mut crop);
-    }
-    let pre = Preprocess { size, resize: ResizeMode::Squash, ..Default::default() };
-    resize_into(&crop, &pre, out);
+    let region = Region { x: x as usize, y: y as usize, w: cw as usize, h: ch as usize };
+    let s = size as usize;
+    let target = Target { full_h: s, full_w: s, top: 0, left: 0, size: s, flip: u[40] < 0.5 };
+    resize_rgb(img.as_raw(), img.width() as usize, region, target, out);
 }
 
 #[cfg(test)]

@@ -189,7 +189,13 @@ impl Split {
 
     /// Warns, naming them, when classes are missing from the validation part: its
     /// accuracy then says nothing about them, and the best epoch is chosen without them.
-    pub fn warn_unvalidated(&self, labels: &Tensor, names: &[String], cfg: &FitConfig, sink: &mut dyn EventSink) -> Result<()> {
+    pub fn warn_unvalidated(
+        &self,
+        labels: &Tensor,
+        names: &[String],
+        cfg: &FitConfig,
+        sink: &mut dyn EventSink,
+    ) -> Result<()> {
         let missing = self.unvalidated_classes(labels)?;
         if missing.is_empty() {
             return Ok(());
@@ -227,7 +233,11 @@ fn stratified(labels: &[i64], fraction: f64) -> Result<Split> {
         let want = ((n as f64) * fraction).round() as i64;
         let k = if n >= 2 { want.clamp(1, n - 1) } else { 0 };
         for (j, &p) in perm.iter().enumerate() {
-            if (j as i64) < k { val.push(idx[p as usize]) } else { train.push(idx[p as usize]) }
+            if (j as i64) < k {
+                val.push(idx[p as usize])
+            } else {
+                train.push(idx[p as usize])
+            }
         }
     }
     train.sort_unstable();

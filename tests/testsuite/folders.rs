@@ -73,12 +73,25 @@ fn a_flat_folder_holds_out_a_test_split_and_names_every_file_it_skips() {
     let train = train.unwrap();
     assert_eq!(train.classes, ["cat", "dog"]);
     // Every 5th image of each class is the test split: cat c4, dog d4.
-    assert_eq!(names(&train), ["c0.png", "c1.JPG", "c2.jpeg", "c3.png", "c5.jpeg", "c6.png", "d0.jpg", "d1.jpg", "d2.jpg", "d3.jpg", "d5.jpg"]);
+    assert_eq!(
+        names(&train),
+        [
+            "c0.png", "c1.JPG", "c2.jpeg", "c3.png", "c5.jpeg", "c6.png", "d0.jpg", "d1.jpg", "d2.jpg", "d3.jpg",
+            "d5.jpg"
+        ]
+    );
     assert_eq!(labels(&train), [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
     assert_eq!(train.val_from, None);
     let w = warnings(&logs);
     assert_eq!(w.len(), 1, "one warning for all skipped files: {logs:?}");
-    for name in ["4 file(s)", "cat/notes.txt (not an image)", "cat/empty.jpg (empty file)", "dog/broken.png", "dog/anim.gif (Gif is not supported)", "--strict"] {
+    for name in [
+        "4 file(s)",
+        "cat/notes.txt (not an image)",
+        "cat/empty.jpg (empty file)",
+        "dog/broken.png",
+        "dog/anim.gif (Gif is not supported)",
+        "--strict",
+    ] {
         assert!(w[0].contains(name), "`{name}` missing from: {}", w[0]);
     }
     let (test, _) = open(&spec(dir.path()), Split::Test);
@@ -243,7 +256,12 @@ fn jpeg_exif_and_colour_modes_decode_as_pil_does() {
     println!("EXIF-rotated JPEG: mean |ours - PIL exif_transpose| = {d:.3} levels");
     assert!(d < 1.0, "{d}");
     let modes = reference("ref_modes.pth");
-    for (name, file, tol) in [("grey", "grey.png", 0.0), ("palette", "palette.png", 0.0), ("rgba", "rgba.png", 0.0), ("cmyk", "cmyk.jpg", 3.0)] {
+    for (name, file, tol) in [
+        ("grey", "grey.png", 0.0),
+        ("palette", "palette.png", 0.0),
+        ("rgba", "rgba.png", 0.0),
+        ("cmyk", "cmyk.jpg", 3.0),
+    ] {
         let d = mean_abs_u8(&decode_image(&photos().join("modes").join(file)).unwrap(), &modes[name]);
         println!("{name}: mean |ours - PIL convert('RGB')| = {d:.3} levels");
         assert!(d <= tol, "{name}: {d}");

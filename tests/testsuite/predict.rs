@@ -52,15 +52,19 @@ fn run(cache: &Path, runs: &Path, data: &Path, flags: &[&str]) -> (PathBuf, serd
 /// `predictions.csv` of a run: image -> predicted class.
 fn evaluated(run: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(run.join("predictions.csv")).unwrap();
-    text.lines().skip(1).map(|l| {
-        let f: Vec<&str> = l.split(',').collect();
-        (f[1].to_string(), f[3].to_string())
-    }).collect()
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1].to_string(), f[3].to_string())
+        })
+        .collect()
 }
 
 /// `tlab predict --format jsonl` rows: (path, [(class, probability)], error).
 fn predict(cache: &Path, model: &Path, paths: &[&Path], extra: &[&str]) -> (Vec<serde_json::Value>, bool, String) {
-    let out = tlab(cache).arg("predict").arg(model).args(paths).args(["--format", "jsonl"]).args(extra).output().unwrap();
+    let out =
+        tlab(cache).arg("predict").arg(model).args(paths).args(["--format", "jsonl"]).args(extra).output().unwrap();
     let rows = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     (rows, out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
 }
@@ -71,7 +75,11 @@ fn predict_equals_evaluate_and_an_exported_model_predicts_the_same_anywhere() {
     let tmp = tempfile::tempdir().unwrap();
     let (cache, runs, data) = (tmp.path().join("cache"), tmp.path().join("runs"), tmp.path().join("photos"));
     photo_folder(&data);
-    for (strategy, extra) in [("linear-probe", &["--epochs", "4"][..]), ("earlier-layer", &["--epochs", "4"][..]), ("pretrained-init", &["--image-epochs", "1"][..])] {
+    for (strategy, extra) in [
+        ("linear-probe", &["--epochs", "4"][..]),
+        ("earlier-layer", &["--epochs", "4"][..]),
+        ("pretrained-init", &["--image-epochs", "1"][..]),
+    ] {
         let (dir, summary, stderr) = run(&cache, &runs, &data, &[&["--strategy", strategy][..], extra].concat());
         assert!(stderr.contains("image folder `photos`") && !stderr.contains("CIFAR-10;"), "{stderr}");
         assert_eq!(summary["test_samples"], 15);
@@ -102,7 +110,10 @@ fn predict_equals_evaluate_and_an_exported_model_predicts_the_same_anywhere() {
             assert!((pa - pb).abs() < 1e-6, "{strategy}: {pa} vs {pb}");
         }
         let meta = Classifier::from_file(&model, Device::Cpu).unwrap().meta;
-        assert_eq!((meta.classes.len(), meta.preprocess.size, meta.dataset.as_str()), (3, 32, "the image folder `photos`"));
+        assert_eq!(
+            (meta.classes.len(), meta.preprocess.size, meta.dataset.as_str()),
+            (3, 32, "the image folder `photos`")
+        );
         assert_eq!(meta.test_accuracy, summary["test_accuracy"].as_f64());
 
         // The TorchScript file in Python gives our probabilities.
@@ -121,7 +132,8 @@ fn predict_equals_evaluate_and_an_exported_model_predicts_the_same_anywhere() {
             .output()
             .unwrap();
         assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
-        let theirs: Vec<f32> = std::fs::read(&output).unwrap().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let theirs: Vec<f32> =
+            std::fs::read(&output).unwrap().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         let theirs = Tensor::from_slice(&theirs).view([paths.len() as i64, 3]);
         let diff = (&ours - &theirs).abs().max().double_value(&[]);
         println!("{strategy}: TorchScript in Python vs ours: max |p - p'| = {diff:.2e}");
@@ -192,4 +204,3 @@ fn bad_models_and_images_are_named_and_the_rest_still_predicted() {
     let out = tlab(&cache).arg("export").arg(&knn).arg("-o").arg(tmp.path().join("k.safetensors")).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("k-NN"), "{}", String::from_utf8_lossy(&out.stderr));
 }
-

@@ -98,7 +98,9 @@ fn render(rows: &[Prediction], format: PredictFormat, k: usize) -> Result<String
             for r in rows {
                 let cells = match &r.error {
                     Some(e) => format!("error: {e}"),
-                    None => r.top.iter().map(|(c, p)| format!("{c} {:5.1}%", p * 100.0)).collect::<Vec<_>>().join("   "),
+                    None => {
+                        r.top.iter().map(|(c, p)| format!("{c} {:5.1}%", p * 100.0)).collect::<Vec<_>>().join("   ")
+                    }
                 };
                 writeln!(out, "{:<width$}  {cells}", r.path.display().to_string())?;
             }
