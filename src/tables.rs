@@ -62,13 +62,13 @@ pub fn per_class_frame(c: &Confusion) -> Result<DataFrame> {
 }
 
 /// One row per test item: index, image file (empty for in-memory data), true and
-/// predicted class.
+/// predicted class, and the probability the model gave its prediction.
 pub fn predictions_frame(
     paths: Option<&[std::path::PathBuf]>,
-    labels: &[i64],
-    predicted: &[i64],
+    ev: &crate::train::Evaluation,
     classes: &[String],
 ) -> Result<DataFrame> {
+    let (labels, predicted) = (&ev.labels, &ev.predictions);
     let name = |c: &i64| classes.get(*c as usize).cloned().unwrap_or_else(|| c.to_string());
     let images: Vec<String> = match paths {
         Some(p) => p.iter().map(|p| p.display().to_string()).collect(),
@@ -79,6 +79,7 @@ pub fn predictions_frame(
         "image" => images,
         "true" => labels.iter().map(name).collect::<Vec<_>>(),
         "predicted" => predicted.iter().map(name).collect::<Vec<_>>(),
+        "probability" => ev.confidence.clone(),
     )
     .map_err(|e| polars_err("predictions table", e))
 }

@@ -20,6 +20,7 @@ mod bars;
 mod data;
 mod heatmap;
 mod lines;
+pub mod mistakes;
 mod output;
 mod pca;
 mod sweep;

@@ -57,10 +57,10 @@ pub fn summary_rows(runs: &[RunData]) -> Vec<SummaryRow> {
 
 /// The rows as a Markdown table; synthetic data and random weights are flagged in bold.
 pub fn summary_markdown(rows: &[SummaryRow]) -> String {
-    let mut s = String::from(
-        "| run | strategy | dataset | weights | image size | chosen on validation | best val acc | test acc | fit time |\n",
-    );
-    s += "|---|---|---|---|---:|---:|---:|---:|---:|\n";
+    // Eight narrow columns, so the table fits a book page: the image size goes with the
+    // backbone.
+    let mut s = String::from("| run | strategy | data | backbone | chosen on val | val acc | test acc | fit |\n");
+    s += "|---|---|---|---|---:|---:|---:|---:|\n";
     for r in rows {
         let dataset = if r.synthetic { format!("{} **(SYNTHETIC)**", cell(&r.dataset)) } else { cell(&r.dataset) };
         let weights = if r.pretrained { cell(&r.weights) } else { format!("{} **(RANDOM)**", cell(&r.weights)) };
@@ -70,7 +70,7 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
         let fit = r.train_ms.map(|ms| format!("{:.2} s", ms as f64 / 1e3)).unwrap_or_else(|| "?".into());
         let _ = writeln!(
             s,
-            "| {} | {strategy} | {dataset} | {weights} | {size} | {}{stopped} | {:.2}% | {:.2}% (n={}) | {fit} |",
+            "| {} | {strategy} | {dataset} | {weights}, {size} | {}{stopped} | {:.2}% | {:.2}% (n={}) | {fit} |",
             cell(&r.name),
             cell(&r.chosen),
             r.best_val_acc * 100.0,
@@ -149,11 +149,11 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
         let prefix = if runs.len() > 1 { format!("{stem}-") } else { String::new() };
         let _ = write!(
             md,
-            "## {}{}\n\n{}\n\nFrom `{}`.\n\n",
+            "## {}{}\n\n{}\n\nFrom the run directory `{}`.\n\n",
             run.name,
             run.label().caveats(),
             run.summary.note,
-            run.dir.display()
+            run.name
         );
         let curves = run.curves();
         let mut figs = vec![];
@@ -176,6 +176,9 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
             Figure::Pca(&pca).save(&out, &stem)?;
             md += &image_link("PCA of the test features", &stem);
         }
+        md += "### Most confident mistakes\n\n";
+        let gallery_stem = format!("{prefix}mistakes");
+        md += &super::mistakes::gallery(&crate::rundir::RunDir::at(&run.dir), &out, &gallery_stem, 12)?;
         if run.throughput.points.is_empty() {
             md += "No extraction throughput: the run recorded no extraction progress (features from the cache, a strategy trained on images, or no `events.jsonl`).\n\n";
         } else {

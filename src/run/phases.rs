@@ -317,7 +317,7 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
             evaluate_probe(&cfg, &t, &test, dir, cache, device, s)?
         };
         s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
-        let mut frame = tables::predictions_frame(test.paths(), &ev.labels, &ev.predictions, &t.classes)?;
+        let mut frame = tables::predictions_frame(test.paths(), &ev, &t.classes)?;
         dir.write_table(Table::Predictions, &mut frame)?;
         Ok(ev)
     })?;
@@ -411,6 +411,9 @@ fn evaluate_knn(
         loss,
         accuracy,
         predictions: Vec::<i64>::try_from(&votes.predictions.to_device(tch::Device::Cpu))?,
+        confidence: Vec::<f64>::try_from(
+            &votes.probabilities.amax(-1, false).to_kind(tch::Kind::Double).to_device(tch::Device::Cpu),
+        )?,
         labels: Vec::<i64>::try_from(&ftest.labels)?,
     })
 }

@@ -207,6 +207,8 @@ pub struct Evaluation {
     pub accuracy: f64,
     /// `[N]` i64 predicted classes.
     pub predictions: Vec<i64>,
+    /// `[N]` the probability the model gave its prediction (softmax, or k-NN's vote share).
+    pub confidence: Vec<f64>,
     pub labels: Vec<i64>,
 }
 
@@ -223,7 +225,7 @@ pub fn evaluate(head: &Head, features: &Tensor, labels: &Tensor) -> Result<Evalu
     }
     let n = fs[0];
     if n == 0 {
-        return Ok(Evaluation { loss: f64::NAN, accuracy: f64::NAN, predictions: vec![], labels: vec![] });
+        return Ok(Evaluation { loss: f64::NAN, accuracy: f64::NAN, predictions: vec![], confidence: vec![], labels: vec![] });
     }
     tch::no_grad(|| {
         let logits = head.forward_t(features, false);
@@ -231,10 +233,12 @@ pub fn evaluate(head: &Head, features: &Tensor, labels: &Tensor) -> Result<Evalu
         let loss = logits.cross_entropy_for_logits(&y).double_value(&[]);
         let pred = logits.argmax(-1, false).to_device(Device::Cpu);
         let accuracy = pred.eq_tensor(labels).sum(Kind::Int64).int64_value(&[]) as f64 / n as f64;
+        let confidence = logits.softmax(-1, Kind::Float).amax(-1, false).to_kind(Kind::Double).to_device(Device::Cpu);
         Ok(Evaluation {
             loss,
             accuracy,
             predictions: Vec::<i64>::try_from(&pred)?,
+            confidence: Vec::<f64>::try_from(&confidence)?,
             labels: Vec::<i64>::try_from(&labels.to_kind(Kind::Int64))?,
         })
     })

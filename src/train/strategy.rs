@@ -269,7 +269,7 @@ pub fn evaluate_images(
     batch: i64,
 ) -> Result<Evaluation> {
     let device = model.vs.device();
-    let (mut loss_sum, mut predictions, mut labels) = (0.0, Vec::new(), Vec::new());
+    let (mut loss_sum, mut predictions, mut confidence, mut labels) = (0.0, Vec::new(), Vec::new(), Vec::new());
     for idx in indices.chunks(batch.max(1) as usize) {
         let (imgs, y) = data.gather(idx)?;
         let x = pre.apply(&imgs, device)?;
@@ -277,9 +277,11 @@ pub fn evaluate_images(
         let loss = logits.cross_entropy_for_logits(&y.to_device(device)).double_value(&[]);
         loss_sum += loss * idx.len() as f64;
         predictions.extend(Vec::<i64>::try_from(&logits.argmax(-1, false).to_device(Device::Cpu))?);
+        let p = logits.softmax(-1, Kind::Float).amax(-1, false).to_kind(Kind::Double).to_device(Device::Cpu);
+        confidence.extend(Vec::<f64>::try_from(&p)?);
         labels.extend(Vec::<i64>::try_from(&y)?);
     }
     let n = labels.len().max(1) as f64;
     let correct = predictions.iter().zip(&labels).filter(|(p, y)| p == y).count();
-    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, labels })
+    Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, confidence, labels })
 }

@@ -98,6 +98,13 @@ fn run_is_deterministic_and_writes_a_complete_run_dir() {
     tlab(tmp.path()).args(["report", da, db, "--out"]).arg(&out).assert().success();
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("SYNTHETIC") && md.contains("pca.svg") && md.contains("comparison.svg"), "{md}");
+    // The most confident mistakes, as thumbnails of the (regenerated) synthetic images.
+    assert!(md.contains("### Most confident mistakes"), "{md}");
+    for line in md.lines().filter(|l| l.contains("-mistakes-")) {
+        let name = line.split("](").nth(1).unwrap().split(')').next().unwrap();
+        assert!(out.join(name).is_file(), "{name} missing");
+    }
+    assert!(!md.contains(&tmp.path().display().to_string()), "no machine path in the report:\n{md}");
     for f in ["summary.csv", "summary.parquet", "comparison.png"] {
         assert!(out.join(f).is_file(), "{f} missing");
     }

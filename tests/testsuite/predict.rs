@@ -156,6 +156,17 @@ fn bad_models_and_images_are_named_and_the_rest_still_predicted() {
     let model = tmp.path().join("m.safetensors");
     tlab(&cache).arg("export").arg(&dir).arg("-o").arg(&model).assert().success();
 
+    // The report's gallery: the most confident mistakes, most confident first, as thumbnails.
+    tlab(&cache).arg("report").arg(&dir).assert().success();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ![test image")).collect();
+    let table = std::fs::read_to_string(dir.join("predictions.csv")).unwrap();
+    let wrong = table.lines().skip(1).filter(|l| l.split(',').nth(2) != l.split(',').nth(3)).count();
+    assert_eq!(rows.len(), wrong.min(12), "{md}");
+    let probs: Vec<f64> = rows.iter().map(|r| r.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap()).collect();
+    assert!(probs.windows(2).all(|w| w[0] >= w[1]), "most confident first: {probs:?}");
+    assert!(dir.join("mistakes-01.png").is_file() || rows.is_empty());
+
     // One unreadable photo among good ones: its row says why, the rest are predicted, and
     // the exit status says something failed. CSV goes to a file.
     let bad = tmp.path().join("bad.jpg");

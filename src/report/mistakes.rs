@@ -1,0 +1,124 @@
+//! The most confident mistakes of a run's test split (fastai's "top losses"): read from
+//! `predictions.csv`, shown as thumbnails with the true class, the prediction and the
+//! probability the model gave it.
+use crate::data::{self, Split};
+use crate::rundir::{RunDir, Table};
+use crate::{Error, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use tch::Tensor;
+
+/// One wrong prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mistake {
+    pub index: usize,
+    /// The image file, for folder datasets; empty for in-memory data.
+    pub image: String,
+    pub truth: String,
+    pub predicted: String,
+    pub probability: f64,
+}
+
+/// Thumbnails' side in pixels.
+const THUMB: i64 = 96;
+
+/// The `max` wrong predictions with the highest probability, most confident first;
+/// `None` when the run has no `predictions.csv` (runs from before it existed).
+pub fn most_confident(dir: &RunDir, max: usize) -> Result<Option<Vec<Mistake>>> {
+    let path = dir.table_csv(Table::Predictions);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let df = crate::tables::read_csv(&path)?;
+    let bad = |reason: String| Error::Table { path: path.clone(), reason };
+    let strings = |name: &str| -> Result<Vec<String>> {
+        let col = df.column(name).map_err(|_| bad(format!("no `{name}` column")))?;
+        let col = col.cast(&polars::prelude::DataType::String).map_err(|e| bad(e.to_string()))?;
+        Ok(col.str().map_err(|e| bad(e.to_string()))?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+    };
+    let (image, truth, predicted) = (strings("image")?, strings("true")?, strings("predicted")?);
+    let prob = strings("probability")?;
+    let mut wrong: Vec<Mistake> = (0..truth.len())
+        .filter(|&i| truth[i] != predicted[i])
+        .map(|i| Mistake {
+            index: i,
+            image: image[i].clone(),
+            truth: truth[i].clone(),
+            predicted: predicted[i].clone(),
+            probability: prob[i].parse().unwrap_or(f64::NAN),
+        })
+        .collect();
+    wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability).then(a.index.cmp(&b.index)));
+    wrong.truncate(max);
+    Ok(Some(wrong))
+}
+
+/// Writes the gallery's thumbnails as `<stem>-NN.png` into `out` and returns its Markdown.
+/// Pictures come from the image files, or from the dataset the run recorded when it is in
+/// memory (synthetic, or CIFAR-10 in the cache); when neither can be read, the table is
+/// given without them and says so.
+pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize) -> Result<String> {
+    let Some(mistakes) = most_confident(dir, max)? else {
+        return Ok("No predictions table (a run from before `predictions.csv`): no gallery of mistakes.\n\n".into());
+    };
+    if mistakes.is_empty() {
+        return Ok("No mistakes on the test split.\n\n".into());
+    }
+    let pictures = thumbnails(dir, &mistakes);
+    let mut md = String::from("| image | true class | predicted | probability |\n|---|---|---|---:|\n");
+    let mut missing = None;
+    for (k, m) in mistakes.iter().enumerate() {
+        let cell = match &pictures {
+            Ok(p) => {
+                let name = format!("{stem}-{:02}.png", k + 1);
+                crate::fsutil::write_atomic(&out.join(&name), &png(&p[k])?)?;
+                format!("![test image {}]({name})", m.index)
+            }
+            Err(e) => {
+                missing = Some(e.to_string());
+                format!("#{}", m.index)
+            }
+        };
+        let _ = writeln!(md, "| {cell} | {} | {} | {:.1}% |", m.truth, m.predicted, m.probability * 100.0);
+    }
+    if let Some(e) = missing {
+        let _ = writeln!(md, "\nThumbnails could not be made: {e}");
+    }
+    md.push('\n');
+    Ok(md)
+}
+
+/// `[3, THUMB, THUMB]` u8 pictures of the mistakes.
+fn thumbnails(dir: &RunDir, mistakes: &[Mistake]) -> Result<Vec<Tensor>> {
+    let pre = crate::preprocess::Preprocess { size: THUMB, ..Default::default() };
+    if mistakes.iter().all(|m| !m.image.is_empty()) {
+        return mistakes
+            .iter()
+            .map(|m| {
+                let x = data::folder::decode_sized(Path::new(&m.image), &pre)?;
+                Ok(x.round().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8))
+            })
+            .collect();
+    }
+    #[derive(serde::Deserialize)]
+    struct Trained {
+        data: data::DataSpec,
+    }
+    let t: Trained = dir.read_json(crate::rundir::TRAINED)?;
+    let cache = crate::cache::Cache::locate(None);
+    let test = data::open(&t.data, Split::Test, &cache, &mut crate::events::NullSink)?;
+    let idx: Vec<i64> = mistakes.iter().map(|m| m.index as i64).collect();
+    let (imgs, _) = test.gather(&idx)?;
+    let x = pre.resize(&imgs.to_kind(tch::Kind::Float), imgs.size()[2], imgs.size()[3])?;
+    let x = x.round().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8);
+    Ok((0..idx.len() as i64).map(|i| x.get(i)).collect())
+}
+
+fn png(chw: &Tensor) -> Result<Vec<u8>> {
+    let (h, w) = (chw.size()[1] as u32, chw.size()[2] as u32);
+    let hwc = Vec::<u8>::try_from(chw.permute([1, 2, 0]).contiguous().reshape([-1]))?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::write_buffer_with_format(&mut out, &hwc, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
+        .map_err(|e| Error::Chart { chart: "mistakes gallery (PNG)".into(), reason: e.to_string() })?;
+    Ok(out.into_inner())
+}
