@@ -95,6 +95,8 @@ impl Classifier {
             let reason = format!("format {} is not the {FORMAT} this tlab reads", meta.format);
             return Err(Error::data(path, reason));
         }
+        // Checked against the tensors before anything is allocated from the metadata.
+        check_meta(&meta, &tensors).map_err(|reason| Error::data(path, reason))?;
         let (mut vs, net) = build(&meta, device);
         load_tensors(&mut vs, tensors, path, &[])?;
         Ok(Classifier::assemble(meta, vs, net))
@@ -153,6 +155,13 @@ impl Classifier {
         let (mut vs, net) = build(&meta, device);
         load_tensors(&mut vs, tensors, &source, &[])?;
         Ok(Classifier::assemble(meta, vs, net))
+    }
+
+    /// A classifier of seeded random weights for `meta`: for tests and examples, not for use.
+    pub fn untrained(meta: ModelMeta, seed: i64, device: Device) -> Classifier {
+        tch::manual_seed(seed);
+        let (vs, net) = build(&meta, device);
+        Classifier::assemble(meta, vs, net)
     }
 
     fn assemble(meta: ModelMeta, mut vs: nn::VarStore, net: ResNet) -> Classifier {
@@ -255,6 +264,30 @@ impl Classifier {
         let f = self.net.features(&x, self.meta.tap, false);
         f.linear(&self.fc("weight"), Some(&self.fc("bias"))).softmax(-1, Kind::Float)
     }
+}
+
+/// Whether `meta` describes `tensors`: the head's shape is the tap's width by the number
+/// of classes, and the input size is one `tlab` can run.
+fn check_meta(meta: &ModelMeta, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
+    let dim = meta.arch.stage_channels()[meta.tap.index()];
+    let c = meta.classes.len() as i64;
+    let shape = |k: &str| tensors.get(k).map(|t| t.size());
+    if c < 2 {
+        return Err(format!("its metadata names {c} classes; a classifier has at least two"));
+    }
+    if shape("fc.weight") != Some(vec![c, dim]) || shape("fc.bias") != Some(vec![c]) {
+        return Err(format!(
+            "its head is {:?} / {:?}, but the metadata says {c} classes on {} {} features ([{c}, {dim}])",
+            shape("fc.weight"),
+            shape("fc.bias"),
+            meta.arch.name(),
+            meta.tap.name()
+        ));
+    }
+    if !(16..=1024).contains(&meta.preprocess.size) {
+        return Err(format!("its input size {} is outside 16..=1024", meta.preprocess.size));
+    }
+    Ok(())
 }
 
 /// The variables a model with `meta` holds, under torchvision's names.
