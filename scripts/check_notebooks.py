@@ -13,6 +13,7 @@ EXPECT = {
     "4-head.ipynb": (1, 1),
     "5-evaluate.ipynb": (3, 1),
     "6-strategies.ipynb": (0, 1),
+    "7-model.ipynb": (1, 0),
 }
 
 

@@ -1,10 +1,10 @@
 //! A folder of photos to features: generated 500x375 JPEGs (the size of a typical phone
 //! photo scaled for the web), read by ours end to end (decoding threads ahead of the
 //! forward pass) against ours on the same images already decoded in memory (the forward
-//! pass alone), and against the usual PyTorch script (`bench/folder_torch.py`: ImageFolder
-//! + DataLoader workers + Resize/CenterCrop, channels-last, `inference_mode`). Ours are
-//! timed in this process from the first batch to the last shard written; the script
-//! times its own loop, after its model and loader are built.
+//! pass alone), and against the usual PyTorch script (`bench/folder_torch.py`: ImageFolder,
+//! DataLoader workers, Resize/CenterCrop, channels-last, `inference_mode`). Ours are timed
+//! in this process from the first batch to the last shard written; the script times its
+//! own loop, after its model and loader are built.
 use super::{BenchConfig, Env};
 use crate::data::folder::{open_folder, FolderSpec};
 use crate::data::{decode, Dataset, Source, Split};

@@ -186,6 +186,36 @@ impl ImageGrid {
     }
 }
 
+impl ImageGrid {
+    /// Each predicted image as the model saw it (decoded, resized, cropped), captioned with
+    /// its top classes and their probabilities; an image that could not be read is said
+    /// below the grid.
+    pub fn predictions(model: &crate::classifier::Classifier, rows: &[crate::classifier::Prediction]) -> Result<Html> {
+        let ok: Vec<&crate::classifier::Prediction> = rows.iter().filter(|r| r.error.is_none()).collect();
+        let mut pics = Vec::with_capacity(ok.len());
+        for r in &ok {
+            pics.push(model.decode(&r.path)?.round().clamp(0.0, 255.0).to_kind(Kind::Uint8));
+        }
+        let captions: Vec<String> = ok
+            .iter()
+            .map(|r| r.top.iter().map(|(c, p)| format!("{c} {:.0}%", p * 100.0)).collect::<Vec<_>>().join(" · "))
+            .collect();
+        let mut grid = if pics.is_empty() {
+            Html { html: String::new(), plain: String::new() }
+        } else {
+            let size = pics[0].size()[1];
+            let scale = (160 / size).max(1);
+            ImageGrid::new(&Tensor::stack(&pics, 0), &captions, 4, scale)?
+        };
+        for r in rows.iter().filter(|r| r.error.is_some()) {
+            let e = r.error.as_deref().unwrap_or_default();
+            let _ = write!(grid.html, "<p>{}: {}</p>", escape(&r.path.display().to_string()), escape(e));
+            let _ = write!(grid.plain, "\n{}: {e}", r.path.display());
+        }
+        Ok(grid)
+    }
+}
+
 fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
     image::write_buffer_with_format(&mut out, rgb, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)

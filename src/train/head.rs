@@ -225,7 +225,13 @@ pub fn evaluate(head: &Head, features: &Tensor, labels: &Tensor) -> Result<Evalu
     }
     let n = fs[0];
     if n == 0 {
-        return Ok(Evaluation { loss: f64::NAN, accuracy: f64::NAN, predictions: vec![], confidence: vec![], labels: vec![] });
+        return Ok(Evaluation {
+            loss: f64::NAN,
+            accuracy: f64::NAN,
+            predictions: vec![],
+            confidence: vec![],
+            labels: vec![],
+        });
     }
     tch::no_grad(|| {
         let logits = head.forward_t(features, false);

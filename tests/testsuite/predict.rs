@@ -124,7 +124,7 @@ fn predict_equals_evaluate_and_an_exported_model_predicts_the_same_anywhere() {
         let (input, output) = (tmp.path().join("x.f32"), tmp.path().join("p.f32"));
         std::fs::write(&input, bytes(&x)).unwrap();
         let py = std::process::Command::new(python())
-            .arg(root().join("tests/fixtures/py/run_torchscript.py"))
+            .arg(root().join("examples/python/run_torchscript.py"))
             .arg(&ts)
             .arg(&input)
             .args([paths.len().to_string(), "32".into()])
@@ -163,7 +163,8 @@ fn bad_models_and_images_are_named_and_the_rest_still_predicted() {
     let table = std::fs::read_to_string(dir.join("predictions.csv")).unwrap();
     let wrong = table.lines().skip(1).filter(|l| l.split(',').nth(2) != l.split(',').nth(3)).count();
     assert_eq!(rows.len(), wrong.min(12), "{md}");
-    let probs: Vec<f64> = rows.iter().map(|r| r.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap()).collect();
+    let probs: Vec<f64> =
+        rows.iter().map(|r| r.rsplit('|').nth(1).unwrap().trim().trim_end_matches('%').parse().unwrap()).collect();
     assert!(probs.windows(2).all(|w| w[0] >= w[1]), "most confident first: {probs:?}");
     assert!(dir.join("mistakes-01.png").is_file() || rows.is_empty());
 

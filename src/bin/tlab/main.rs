@@ -55,17 +55,6 @@ fn report(e: &anyhow::Error) -> String {
     out
 }
 
-#[cfg(test)]
-mod report_tests {
-    #[test]
-    fn each_cause_is_said_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
-        let e = anyhow::Error::new(transfer_lab::Error::io("writing runs/x/head-last.safetensors", io));
-        assert_eq!(super::report(&e), "writing runs/x/head-last.safetensors: No space left on device");
-        let e = anyhow::anyhow!("inner").context("reading the run to resume");
-        assert_eq!(super::report(&e), "reading the run to resume: inner");
-    }
-}
 
 #[cfg_attr(not(feature = "bench"), allow(unused_variables))]
 fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Option<i32>) -> Result<()> {
@@ -201,4 +190,16 @@ fn info(cache: &Cache) {
     println!("cudnn available: {}", tch::Cuda::cudnn_is_available());
     println!("threads: {}", tch::get_num_threads());
     println!("cache: {}", cache.display());
+}
+
+#[cfg(test)]
+mod report_tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let e = anyhow::Error::new(transfer_lab::Error::io("writing runs/x/head-last.safetensors", io));
+        assert_eq!(super::report(&e), "writing runs/x/head-last.safetensors: No space left on device");
+        let e = anyhow::anyhow!("inner").context("reading the run to resume");
+        assert_eq!(super::report(&e), "reading the run to resume: inner");
+    }
 }
