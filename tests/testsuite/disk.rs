@@ -330,23 +330,24 @@ fn a_run_folder_made_read_only_midway_is_a_named_error_and_the_run_resumes_exact
         }
         ok
     };
-    let remounted = run(Command::new("mount").arg("--bind").arg(&dir).arg(&dir)) && {
-        // EBUSY while the run has a file open for writing through the new mount: retry.
-        let remount = || Command::new("mount").args(["-o", "remount,ro,bind"]).arg(&dir).status();
-        let mut ro = false;
-        for _ in 0..500 {
-            if remount().is_ok_and(|s| s.success()) {
-                ro = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+    // One `mount --bind -o ro`: mount(8) binds and remounts read-only back to back, so a
+    // file the run opens through the new mount in between (the remount then fails with
+    // EBUSY) is a window of microseconds, not the gap between two commands. Retried after
+    // undoing a half-done bind.
+    let remounted = (0..200).any(|_| {
+        let quiet = std::process::Stdio::null;
+        let bound = Command::new("mount").args(["--bind", "-o", "ro"]).arg(&dir).arg(&dir).stderr(quiet()).status();
+        if bound.is_ok_and(|s| s.success()) {
+            return true;
         }
-        let ro = ro || run(Command::new("mount").args(["-o", "remount,ro,bind"]).arg(&dir));
-        if !ro {
-            let _ = Command::new("umount").arg(&dir).status();
-        }
-        ro
-    };
+        while Command::new("umount").arg(&dir).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success()) {}
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        false
+    });
+    if !remounted {
+        run(Command::new("mount").args(["--bind", "-o", "ro"]).arg(&dir).arg(&dir));
+        let _ = Command::new("umount").arg(&dir).status();
+    }
     // Unmounted however the test ends, so the temp folder can go.
     let bind = remounted.then(|| Unmount(dir.clone()));
     // Root ignores permission bits: as root the bind mount must work.

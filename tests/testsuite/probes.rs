@@ -248,7 +248,7 @@ fn logreg_and_knn_run_end_to_end_and_bad_settings_are_named() {
     let out = tmp.path().join("report");
     tlab(tmp.path()).arg("report").arg(&dir).arg(&knn_dir).arg("--out").arg(&out).assert().success();
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("| chosen on validation |") && md.contains("| fit time |"), "{md}");
+    assert!(md.contains("| chosen on val |") && md.contains("| fit |"), "{md}");
     assert!(md.contains(&format!("lambda {lambda:.1e}")) && md.contains("k 5, T 0.1"), "{md}");
     let stem = dir.file_name().unwrap().to_string_lossy().to_string();
     assert!(out.join(format!("{stem}-sweep.svg")).exists() && out.join("comparison.svg").exists());
