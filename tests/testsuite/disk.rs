@@ -340,7 +340,8 @@ fn a_run_folder_made_read_only_midway_is_a_named_error_and_the_run_resumes_exact
         if bound.is_ok_and(|s| s.success()) {
             return true;
         }
-        while Command::new("umount").arg(&dir).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success()) {}
+        while Command::new("umount").arg(&dir).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success()) {
+        }
         std::thread::sleep(std::time::Duration::from_millis(1));
         false
     });

@@ -55,7 +55,6 @@ fn report(e: &anyhow::Error) -> String {
     out
 }
 
-
 #[cfg_attr(not(feature = "bench"), allow(unused_variables))]
 fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Option<i32>) -> Result<()> {
     match cmd {
