@@ -16,7 +16,8 @@
 //! └── features/
 //!     └── <tag>-<split>-<id>/      one extraction; <id> hashes its `CacheKey`
 //!         ├── manifest.json
-//!         └── shard-NNNNN.safetensors
+//!         ├── shard-NNNNN.safetensors
+//!         └── shard-NNNNN.done.json, .claim, part-K-of-N.json   see `shards`
 //! ```
 //!
 //! The file names inside a folder belong to the code that writes them: `data::cifar`

@@ -2,9 +2,11 @@
 //!
 //! Batches are decoded, upscaled and normalised on the fly (never the whole upscaled set
 //! in memory), run through the frozen backbone, and written as safetensors shards of
-//! `shard_size` rows plus a `manifest.json`. Each shard and each manifest update is
-//! atomic, so a run killed at any point resumes from its last complete shard. Shards start
-//! on batch boundaries, so a resumed run computes the same batches as an uninterrupted one.
+//! `shard_size` rows plus a `manifest.json`. Each shard is written atomically and then
+//! recorded as done, so a run killed at any point resumes from its complete shards; the
+//! manifest is written once, when every shard is done. Shards start on batch boundaries
+//! and are fixed by the data alone, so a resumed run, or any number of workers sharing the
+//! extraction ([`crate::shards`]), writes the same files as one uninterrupted process.
 use crate::cache::Cache;
 use crate::data::Dataset;
 use crate::download::sha256_file;
@@ -14,6 +16,7 @@ use crate::models::folded::FoldedResNet;
 pub use crate::models::folded::Precision;
 use crate::models::{Arch, Backbone, Tap};
 use crate::preprocess::Preprocess;
+use crate::shards::{self, Part, PartRecord, Status, Taken};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -73,12 +76,6 @@ pub struct Manifest {
     pub classes: Vec<String>,
     pub synthetic: bool,
     pub weights_label: String,
-}
-
-impl Manifest {
-    fn rows_done(&self) -> usize {
-        self.shards.iter().map(|s| s.rows).sum()
-    }
 }
 
 /// How to extract.
@@ -153,7 +150,8 @@ pub fn extract_features(
 /// Like [`extract_features`] but leaves the features on disk; returns the cache folder.
 /// Memory stays flat whatever the dataset's size. `cfg.precision` fp32 runs the backbone's
 /// own folded net; bf16 / fp16 (CUDA only) run a copy rounded once to that kind, into
-/// their own cache entry.
+/// their own cache entry. Another process extracting the same features at the same time
+/// shares the work shard by shard (see [`crate::shards`]).
 pub fn extract_to_cache(
     backbone: &Backbone,
     data: &Dataset,
@@ -161,116 +159,195 @@ pub fn extract_to_cache(
     cache: &Cache,
     sink: &mut dyn EventSink,
 ) -> Result<PathBuf> {
-    let precision = cfg.precision;
-    if data.is_empty() {
-        return Err(Error::invalid("dataset", format!("{} ({}) has no images", data.name, data.split.as_str())));
+    extract_part(backbone, data, cfg, cache, Part::default(), sink)
+}
+
+/// What one extraction's folder holds and how it is cut.
+struct Plan {
+    key: CacheKey,
+    id: String,
+    dir: PathBuf,
+    dim: i64,
+    shard_size: usize,
+    total: usize,
+    shards: usize,
+}
+
+impl Plan {
+    fn new(backbone: &Backbone, data: &Dataset, cfg: &ExtractConfig, cache: &Cache) -> Result<Plan> {
+        if data.is_empty() {
+            return Err(Error::invalid("dataset", format!("{} ({}) has no images", data.name, data.split.as_str())));
+        }
+        let key = CacheKey {
+            format: CACHE_FORMAT,
+            dataset: data.name.clone(),
+            split: data.split.as_str().into(),
+            dataset_digest: data.digest.clone(),
+            images: data.len(),
+            weights_digest: backbone.weights.digest.clone(),
+            arch: backbone.net.arch,
+            image_size: cfg.preprocess.size,
+            normalization: cfg.preprocess.normalization,
+            tap: cfg.tap,
+            precision: cfg.precision,
+        };
+        let batch = cfg.batch_size.max(1);
+        let shard_size = cfg.shard_size.max(1).div_ceil(batch) * batch;
+        let total = data.len();
+        Ok(Plan {
+            id: key.id(),
+            dir: cache.features_dir(&key),
+            dim: backbone.net.feature_dim(cfg.tap),
+            shard_size,
+            total,
+            shards: total.div_ceil(shard_size),
+            key,
+        })
     }
+
+    fn rows(&self, i: usize) -> std::ops::Range<usize> {
+        i * self.shard_size..((i + 1) * self.shard_size).min(self.total)
+    }
+
+    /// A complete manifest already there (a cache hit); an incomplete one from before
+    /// shards were shared has its shards recorded as done, so they are not computed again.
+    fn existing(&self) -> Result<bool> {
+        let Some(m) = resume_manifest(&self.dir, &self.key, self.dim, self.shard_size)? else { return Ok(false) };
+        if m.complete {
+            return Ok(true);
+        }
+        for (i, s) in m.shards.iter().enumerate() {
+            if shards::done(&self.dir, i, &self.id)?.is_none() {
+                shards::mark_done(
+                    &self.dir,
+                    i,
+                    &shards::Done { key: self.id.clone(), rows: s.rows, sha256: s.sha256.clone() },
+                )?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes the manifest from the shards' records once every one is done; `Ok(false)`
+    /// while some are not. Every writer writes the same bytes.
+    fn merge(&self, data: &Dataset, backbone: &Backbone) -> Result<bool> {
+        let status = Status::read(&self.dir, self.shards, &self.id)?;
+        if !status.complete() {
+            return Ok(false);
+        }
+        let mut list = Vec::with_capacity(self.shards);
+        for i in 0..self.shards {
+            let d = shards::done(&self.dir, i, &self.id)?.expect("complete");
+            if d.rows != self.rows(i).len() {
+                let reason =
+                    format!("shard {i} holds {} rows, the plan {}; delete the folder", d.rows, self.rows(i).len());
+                return Err(Error::Cache { path: self.dir.clone(), reason });
+            }
+            list.push(ShardInfo { file: shards::shard_file(i), rows: d.rows, sha256: d.sha256 });
+        }
+        let manifest = Manifest {
+            key: self.key.clone(),
+            dim: self.dim,
+            shard_size: self.shard_size,
+            shards: list,
+            complete: true,
+            classes: data.classes.clone(),
+            synthetic: data.synthetic,
+            weights_label: backbone.weights.label.clone(),
+        };
+        write_json_atomic(&manifest_path(&self.dir), &manifest)?;
+        Status::tidy(&self.dir);
+        Ok(true)
+    }
+}
+
+/// Worker `part` of an extraction shared among processes, or hosts (`tlab extract --shard
+/// K/N`, Slurm array tasks, Kubernetes indexed pods): computes its shards that no live
+/// worker holds, waits for those that one does, and writes the manifest when it finds
+/// every shard done. With `Part::default()` it is the whole extraction.
+pub fn extract_part(
+    backbone: &Backbone,
+    data: &Dataset,
+    cfg: &ExtractConfig,
+    cache: &Cache,
+    part: Part,
+    sink: &mut dyn EventSink,
+) -> Result<PathBuf> {
+    let precision = cfg.precision;
     let device = backbone.vs.device();
     precision.check_device(device)?;
     backbone.check_normalization(cfg.preprocess.normalization, sink);
-    let key = CacheKey {
-        format: CACHE_FORMAT,
-        dataset: data.name.clone(),
-        split: data.split.as_str().into(),
-        dataset_digest: data.digest.clone(),
-        images: data.len(),
-        weights_digest: backbone.weights.digest.clone(),
-        arch: backbone.net.arch,
-        image_size: cfg.preprocess.size,
-        normalization: cfg.preprocess.normalization,
-        tap: cfg.tap,
-        precision,
-    };
-    let dir = cache.features_dir(&key);
+    let plan = Plan::new(backbone, data, cfg, cache)?;
+    let dir = plan.dir.clone();
     ensure_dir(&dir)?;
     remove_temp_files(&dir);
-    let batch = cfg.batch_size.max(1);
-    let shard_size = cfg.shard_size.max(1).div_ceil(batch) * batch;
-    let dim = backbone.net.feature_dim(cfg.tap);
-    let mut manifest = resume_manifest(&dir, &key, dim, shard_size)?.unwrap_or_else(|| Manifest {
-        key: key.clone(),
-        dim,
-        shard_size,
-        shards: vec![],
-        complete: false,
-        classes: data.classes.clone(),
-        synthetic: data.synthetic,
-        weights_label: backbone.weights.label.clone(),
-    });
-    let split = key.split.clone();
-    let total = data.len();
+    let split = plan.key.split.clone();
+    let total = plan.total;
     let started = Instant::now();
-    let cache_hit = manifest.complete;
+    let cache_hit = plan.existing()?;
     if !cache_hit {
+        let mine = part.shards(plan.shards);
+        shards::record_part(&dir, &PartRecord { key: plan.id.clone(), part, shards: mine.clone(), done: false })?;
+        let mut todo = vec![];
+        let mut done_rows = 0;
+        for &i in &mine {
+            match shards::done(&dir, i, &plan.id)? {
+                Some(d) => done_rows += d.rows,
+                None => todo.push(i),
+            }
+        }
         crate::heap::release_free_pages();
         sink.emit(&RunEvent::ExtractionStarted {
             split: split.clone(),
-            total_images: total as u64,
-            done_images: manifest.rows_done() as u64,
+            total_images: mine.iter().map(|&i| plan.rows(i).len()).sum::<usize>() as u64,
+            done_images: done_rows as u64,
             cache_dir: dir.display().to_string(),
         });
-        // Built from the backbone's weights as they are now, once per extraction.
-        let reduced =
-            (precision != Precision::Fp32).then(|| FoldedResNet::with_precision(&backbone.net, true, precision));
-        let mut done_here = 0usize;
-        // One shard's rows, allocated before the first pass and reused: no per-batch
-        // feature tensors living between a pass's large blocks (they fragment the heap).
-        let rows = manifest.shard_size.min(total) as i64;
-        let shard_feats = Tensor::zeros([rows, manifest.dim], (Kind::Float, Device::Cpu));
-        let shard_labels = Tensor::zeros([rows], (Kind::Int64, Device::Cpu));
-        // Every batch still to do, in order: image files are decoded ahead of the forward pass.
-        let shard = manifest.shard_size;
-        let ranges: Vec<_> = (manifest.rows_done()..total)
-            .step_by(shard)
-            .flat_map(|s| {
-                let e = (s + shard).min(total);
-                (s..e).step_by(batch).map(move |b| b..(b + batch).min(e))
-            })
-            .collect();
-        let mut ahead = data.batches(ranges)?;
-        while manifest.rows_done() < total {
-            let start = manifest.rows_done();
-            let end = (start + manifest.shard_size).min(total);
-            for b in (start..end).step_by(batch) {
-                crate::interrupt::check(|| {
-                    format!(
-                        "{} of {total} rows are cached in {} (the shard in progress is dropped); run the same \
-                         command again to resume",
-                        manifest.rows_done(),
-                        dir.display()
-                    )
-                })?;
-                let (imgs, lab) = ahead.next().expect("one batch per range")?;
-                let x = cfg.preprocess.apply(&imgs, device)?;
-                let f = match &reduced {
-                    Some(net) => net.features(&x, cfg.tap),
-                    None => backbone.features(&x, cfg.tap),
-                };
-                let (row, n) = ((b - start) as i64, lab.size()[0]);
-                shard_feats.narrow(0, row, n).copy_(&f);
-                shard_labels.narrow(0, row, n).copy_(&lab);
-                done_here += (b + batch).min(end) - b;
-                let rate = done_here as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                sink.emit(&RunEvent::ExtractionProgressed {
-                    split: split.clone(),
-                    done_images: (b + batch).min(end) as u64,
-                    total_images: total as u64,
-                    images_per_s: rate,
-                });
-            }
-            let index = manifest.shards.len();
-            let n = (end - start) as i64;
-            let info = write_shard(&dir, index, &shard_feats.narrow(0, 0, n), &shard_labels.narrow(0, 0, n))?;
-            manifest.shards.push(info);
-            write_json_atomic(&manifest_path(&dir), &manifest)?;
-            sink.emit(&RunEvent::ShardWritten {
-                split: split.clone(),
-                index: index as u64,
-                rows: (end - start) as u64,
-            });
+        if part.n > 1 {
+            sink.info(&format!(
+                "part {part}: {} of the {} shards ({} still to do)",
+                mine.len(),
+                plan.shards,
+                todo.len()
+            ));
         }
-        manifest.complete = true;
-        write_json_atomic(&manifest_path(&dir), &manifest)?;
+        let mut work = Worker::new(backbone, data, cfg, &plan, part, split.clone(), done_rows, sink);
+        // Shards another live worker holds are waited for, then taken over if it dies.
+        let mut waited = false;
+        while !todo.is_empty() {
+            let mut busy = vec![];
+            for i in todo {
+                if shards::done(&dir, i, &plan.id)?.is_some() {
+                    continue;
+                }
+                match shards::claim(&dir, i, part)? {
+                    Taken::Mine(claim) => work.shard(i, &claim)?,
+                    Taken::Busy(who) => {
+                        if !waited {
+                            work.sink.info(&format!(
+                                "shard {i} is being computed by pid {} on {} (part {}): waiting for it",
+                                who.pid, who.host, who.part
+                            ));
+                        }
+                        busy.push(i);
+                    }
+                }
+            }
+            if !busy.is_empty() {
+                waited = true;
+                crate::interrupt::check(|| format!("stopped while waiting for other workers in {}", dir.display()))?;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            todo = busy;
+        }
+        shards::record_part(&dir, &PartRecord { key: plan.id.clone(), part, shards: mine, done: true })?;
+        if !plan.merge(data, backbone)? {
+            let status = Status::read(&dir, plan.shards, &plan.id)?;
+            sink.info(&format!(
+                "part {part} is done; {}. The last worker to finish, or `tlab extract --merge`, writes the manifest",
+                status.describe_missing(part.n)
+            ));
+        }
     }
     sink.emit(&RunEvent::ExtractionFinished {
         split,
@@ -280,6 +357,152 @@ pub fn extract_to_cache(
         peak_rss_bytes: peak_rss_bytes(),
     });
     Ok(dir)
+}
+
+/// `tlab extract --merge`: writes the manifest of a sharded extraction whose parts are all
+/// done; an error naming the shards (and parts) that are not.
+pub fn merge_parts(
+    backbone: &Backbone,
+    data: &Dataset,
+    cfg: &ExtractConfig,
+    cache: &Cache,
+    parts: usize,
+) -> Result<PathBuf> {
+    let plan = Plan::new(backbone, data, cfg, cache)?;
+    if plan.existing()? {
+        return Ok(plan.dir);
+    }
+    if !plan.merge(data, backbone)? {
+        let status = Status::read(&plan.dir, plan.shards, &plan.id)?;
+        let reason = format!("cannot merge yet: {}; rerun those parts", status.describe_missing(parts.max(1)));
+        return Err(Error::Cache { path: plan.dir, reason });
+    }
+    Ok(plan.dir)
+}
+
+/// `tlab extract --status`: the cache folder and the state of its shards and parts.
+pub fn part_status(
+    backbone: &Backbone,
+    data: &Dataset,
+    cfg: &ExtractConfig,
+    cache: &Cache,
+) -> Result<(PathBuf, Status, bool)> {
+    let plan = Plan::new(backbone, data, cfg, cache)?;
+    let complete = manifest_path(&plan.dir).exists() && load_manifest_complete(&plan.dir);
+    let status = Status::read(&plan.dir, plan.shards, &plan.id)?;
+    Ok((plan.dir, status, complete))
+}
+
+fn load_manifest_complete(dir: &Path) -> bool {
+    read_json::<Manifest>(&manifest_path(dir)).is_ok_and(|m| m.complete)
+}
+
+/// The forward pass over one shard at a time, with the buffers and the reduced-precision
+/// net it reuses.
+struct Worker<'a> {
+    backbone: &'a Backbone,
+    data: &'a Dataset,
+    cfg: &'a ExtractConfig,
+    plan: &'a Plan,
+    reduced: Option<FoldedResNet>,
+    feats: Tensor,
+    labels: Tensor,
+    split: String,
+    done_rows: usize,
+    started: Instant,
+    /// Rows this process computed (for the rate).
+    computed_here: usize,
+    part_rows: usize,
+    sink: &'a mut dyn EventSink,
+}
+
+impl<'a> Worker<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        backbone: &'a Backbone,
+        data: &'a Dataset,
+        cfg: &'a ExtractConfig,
+        plan: &'a Plan,
+        part: Part,
+        split: String,
+        done_rows: usize,
+        sink: &'a mut dyn EventSink,
+    ) -> Worker<'a> {
+        let precision = cfg.precision;
+        // Built from the backbone's weights as they are now, once per extraction.
+        let reduced =
+            (precision != Precision::Fp32).then(|| FoldedResNet::with_precision(&backbone.net, true, precision));
+        // One shard's rows, allocated once and reused: no per-batch feature tensors living
+        // between a pass's large blocks (they fragment the heap).
+        let rows = plan.shard_size.min(plan.total) as i64;
+        let part_rows = part.shards(plan.shards).iter().map(|&i| plan.rows(i).len()).sum();
+        Worker {
+            backbone,
+            data,
+            cfg,
+            plan,
+            reduced,
+            feats: Tensor::zeros([rows, plan.dim], (Kind::Float, Device::Cpu)),
+            labels: Tensor::zeros([rows], (Kind::Int64, Device::Cpu)),
+            split,
+            done_rows,
+            started: Instant::now(),
+            computed_here: 0,
+            part_rows,
+            sink,
+        }
+    }
+
+    /// Computes shard `i` (claimed), writes it and its record.
+    fn shard(&mut self, i: usize, claim: &shards::Claim) -> Result<()> {
+        let range = self.plan.rows(i);
+        let batch = self.cfg.batch_size.max(1);
+        let ranges: Vec<_> = range.clone().step_by(batch).map(|b| b..(b + batch).min(range.end)).collect();
+        let mut ahead = self.data.batches(ranges.clone())?;
+        let device = self.backbone.vs.device();
+        let mut computed = 0usize;
+        for r in ranges {
+            crate::interrupt::check(|| {
+                format!(
+                    "{} of {} rows are cached in {} (the shard in progress is dropped); run the same command \
+                     again to resume",
+                    self.done_rows,
+                    self.part_rows,
+                    self.plan.dir.display()
+                )
+            })?;
+            let (imgs, lab) = ahead.next().expect("one batch per range")?;
+            let x = self.cfg.preprocess.apply(&imgs, device)?;
+            let f = match &self.reduced {
+                Some(net) => net.features(&x, self.cfg.tap),
+                None => self.backbone.features(&x, self.cfg.tap),
+            };
+            let (row, n) = ((r.start - range.start) as i64, lab.size()[0]);
+            self.feats.narrow(0, row, n).copy_(&f);
+            self.labels.narrow(0, row, n).copy_(&lab);
+            computed += r.len();
+            claim.beat();
+            let rate = (computed + self.computed_here) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            self.sink.emit(&RunEvent::ExtractionProgressed {
+                split: self.split.clone(),
+                done_images: (self.done_rows + computed) as u64,
+                total_images: self.part_rows as u64,
+                images_per_s: rate,
+            });
+        }
+        let n = range.len() as i64;
+        let info = write_shard(&self.plan.dir, i, &self.feats.narrow(0, 0, n), &self.labels.narrow(0, 0, n))?;
+        let done = shards::Done { key: self.plan.id.clone(), rows: info.rows, sha256: info.sha256 };
+        shards::mark_done(&self.plan.dir, i, &done)?;
+        self.done_rows += range.len();
+        self.computed_here += range.len();
+        self.sink.emit(&RunEvent::ShardWritten {
+            split: self.split.clone(),
+            index: i as u64,
+            rows: range.len() as u64,
+        });
+        Ok(())
+    }
 }
 
 /// The manifest already in `dir` when it is for `key`, dropping shards whose files are gone.
@@ -347,9 +570,17 @@ fn write_shard(dir: &Path, index: usize, features: &Tensor, labels: &Tensor) -> 
     Ok(ShardInfo { file, rows: features.size()[0] as usize, sha256 })
 }
 
-/// Leftovers of a killed writer; never part of the cache. A live writer's stay.
+/// Leftovers of a killed writer on this host; never part of the cache. Shard data is left
+/// to the claims (a shard's temp file is cleared by whoever claims the shard next): on a
+/// shared filesystem, another host's live writer has a pid this host does not know. The
+/// small records are written and renamed in microseconds, so their temps are not at risk.
 fn remove_temp_files(dir: &Path) {
-    crate::fsutil::remove_stale_temps(dir);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.contains(".tmp") && !(name.starts_with("shard-") && name.ends_with(".safetensors")) {
+            crate::fsutil::remove_stale_temp(&e.path());
+        }
+    }
 }
 
 /// Loads a complete cache folder, checking every shard against the manifest.

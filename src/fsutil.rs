@@ -22,11 +22,17 @@ pub fn remove_stale_temps(dir: &Path) -> Vec<String> {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let Some(pid) = temp_owner(&name) else { continue };
-        if !process_alive(pid) && std::fs::remove_file(e.path()).is_ok() {
+        if !pid_alive(pid) && std::fs::remove_file(e.path()).is_ok() {
             removed.push(name);
         }
     }
     removed
+}
+
+/// Removes `path` if it is a temp file (see [`temp_path`]) of a process no longer running.
+pub fn remove_stale_temp(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+    temp_owner(&name).is_some_and(|pid| !pid_alive(pid)) && std::fs::remove_file(path).is_ok()
 }
 
 /// The pid in a temp file's name (`<stem>.tmp<pid>[.<ext>]`).
@@ -36,7 +42,8 @@ fn temp_owner(name: &str) -> Option<i32> {
     (!digits.is_empty() && rest[digits.len()..].chars().next().is_none_or(|c| c == '.')).then(|| digits.parse().ok())?
 }
 
-fn process_alive(pid: i32) -> bool {
+/// Whether process `pid` runs on this host.
+pub fn pid_alive(pid: i32) -> bool {
     // Signal 0 checks existence; EPERM means it exists under another user.
     unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
 }

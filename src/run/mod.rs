@@ -50,12 +50,34 @@ pub fn evaluate_run(dir: &RunDir, cache: &Cache, console: &mut dyn EventSink) ->
     lifecycle(dir, console, |sink| phases::evaluate_in(dir, cache, sink))
 }
 
+/// What `tlab extract` does with the features of a split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractAction {
+    /// Compute this part's shards (the whole extraction for `Part::default()`).
+    Work(crate::shards::Part),
+    /// Write the manifest of a sharded extraction whose `parts` are all done.
+    Merge { parts: usize },
+    /// Say which shards and parts are done.
+    Status,
+}
+
 /// `tlab extract`: features of `splits` into the feature cache, no training; returns the
 /// cache folders. Synthetic data is said to be so.
 pub fn extract(
     cfg: &RunConfig,
     splits: &[crate::data::Split],
     cache: &Cache,
+    sink: &mut dyn EventSink,
+) -> Result<Vec<PathBuf>> {
+    extract_with(cfg, splits, cache, ExtractAction::Work(Default::default()), sink)
+}
+
+/// [`extract`] as one worker of several, a merge, or a status report.
+pub fn extract_with(
+    cfg: &RunConfig,
+    splits: &[crate::data::Split],
+    cache: &Cache,
+    action: ExtractAction,
     sink: &mut dyn EventSink,
 ) -> Result<Vec<PathBuf>> {
     let device = parse_device(&cfg.device)?;
@@ -71,9 +93,45 @@ pub fn extract(
         if ds.synthetic {
             sink.warn(&format!("dataset {}: generated data, not CIFAR-10", ds.describe()));
         }
-        dirs.push(crate::features::extract_to_cache(&backbone, &ds, &cfg.extract, cache, sink)?);
+        let (b, e) = (&backbone, &cfg.extract);
+        dirs.push(match action {
+            ExtractAction::Work(part) => crate::features::extract_part(b, &ds, e, cache, part, sink)?,
+            ExtractAction::Merge { parts } => {
+                let dir = crate::features::merge_parts(b, &ds, e, cache, parts)?;
+                sink.info(&format!("{}: merged, the manifest is written", split.as_str()));
+                dir
+            }
+            ExtractAction::Status => {
+                let (dir, st, complete) = crate::features::part_status(b, &ds, e, cache)?;
+                sink.info(&status_text(split.as_str(), &st, complete));
+                dir
+            }
+        });
     }
     Ok(dirs)
+}
+
+/// `tlab extract --status`'s report of one split.
+fn status_text(split: &str, st: &crate::shards::Status, complete: bool) -> String {
+    let mut out = format!(
+        "{split}: {} of {} shards done{}",
+        st.done.len(),
+        st.shards,
+        if complete { ", manifest written (complete)" } else { "" }
+    );
+    for p in &st.parts {
+        let left = p.shards.iter().filter(|i| !st.done.contains(i)).count();
+        let state = if left == 0 { "done".to_string() } else { format!("{left} of {} shards left", p.shards.len()) };
+        out += &format!("\n  part {}: {state}", p.part);
+    }
+    for (i, who, stale) in &st.claimed {
+        let s = if *stale { " (stale: its worker is gone; the next worker takes it over)" } else { "" };
+        out += &format!("\n  shard {i}: being computed by pid {} on {} (part {}){s}", who.pid, who.host, who.part);
+    }
+    if !st.missing.is_empty() {
+        out += &format!("\n  not started: {} shard(s)", st.missing.len());
+    }
+    out
 }
 
 /// What a job in a run directory reports when it ends (`run_finished`'s accuracy).

@@ -78,6 +78,17 @@ fn manifest_in(cache: &Path) -> Option<(PathBuf, Manifest)> {
     None
 }
 
+/// The cache folder and how many of its shards are recorded as done.
+fn done_shards(cache: &Path) -> Option<(PathBuf, usize)> {
+    let e = std::fs::read_dir(cache.join("features")).ok()?.flatten().next()?;
+    let n = std::fs::read_dir(e.path())
+        .ok()?
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".done.json"))
+        .count();
+    Some((e.path(), n))
+}
+
 fn extract_args(cache: &Path) -> Vec<String> {
     let args = "extract --dataset synthetic --synthetic-train 192 --arch resnet18 --weights random --size 64 \
                 --batch-size 16 --shard-size 32 --split train";
@@ -91,22 +102,21 @@ fn a_killed_extraction_resumes_to_identical_bytes() {
     let _g = torch_lock();
     let killed = tempfile::tempdir().unwrap();
     let clean = tempfile::tempdir().unwrap();
-    // Start, wait for two complete shards, then kill -9.
+    // Start, wait for two complete shards (each recorded as done), then kill -9.
     let mut child =
         tlab().args(extract_args(killed.path())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let t = Instant::now();
-    loop {
-        if manifest_in(killed.path()).is_some_and(|(_, m)| m.shards.len() >= 2) {
-            break;
+    let dir = loop {
+        if let Some(d) = done_shards(killed.path()).filter(|(_, n)| *n >= 2) {
+            break d.0;
         }
         assert!(t.elapsed() < Duration::from_secs(300), "no shard appeared");
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     child.kill().unwrap();
     child.wait().unwrap();
-    let (dir, m) = manifest_in(killed.path()).unwrap();
-    assert!(!m.complete, "killed before the end");
-    let done_before = m.shards.len();
+    assert!(manifest_in(killed.path()).is_none(), "killed before the end: no manifest yet");
+    let done_before = done_shards(killed.path()).unwrap().1;
     println!("killed after {done_before} of 6 shards");
     // Resume: the stderr says how many were already cached.
     let out = tlab().args(extract_args(killed.path())).output().unwrap();

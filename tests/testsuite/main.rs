@@ -25,6 +25,7 @@ mod pth;
 mod report;
 mod resume;
 mod setup;
+mod shards;
 mod strategies;
 #[cfg(feature = "dashboard")]
 mod tui;

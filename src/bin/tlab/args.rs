@@ -61,6 +61,8 @@ pub(crate) enum Command {
         /// Folder for the dashboard's run directory
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
+        #[command(flatten)]
+        share: ShareArgs,
     },
     /// The whole post: fetch, extract, train the head, evaluate; writes a run directory
     Run {
@@ -115,6 +117,25 @@ pub(crate) enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
     },
+}
+
+/// Sharing one extraction among workers (see `transfer_lab::shards`).
+#[derive(Args, Clone)]
+pub(crate) struct ShareArgs {
+    /// Be worker K of N (from 0): compute shards K, K+N, ... [default: from SLURM_ARRAY_TASK_ID
+    /// and SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards]
+    #[arg(long, value_name = "K/N", conflicts_with_all = ["merge", "status"])]
+    pub(crate) shard: Option<transfer_lab::shards::Part>,
+    /// The number of workers N, where the environment gives only K (a Kubernetes Indexed
+    /// Job's JOB_COMPLETION_INDEX)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    pub(crate) shards: Option<usize>,
+    /// Write the manifest of a sharded extraction whose parts are all done (names the rest)
+    #[arg(long, conflicts_with = "status")]
+    pub(crate) merge: bool,
+    /// Show which shards and parts of the extraction are done
+    #[arg(long)]
+    pub(crate) status: bool,
 }
 
 #[derive(Args)]

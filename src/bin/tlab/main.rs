@@ -65,8 +65,9 @@ fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Opt
             let entry = WeightsEntry::find(arch, &variant)?;
             println!("{}", fetch_weights(entry, cache, &Default::default(), console)?.display());
         }
-        Command::Extract { data, model, split, events, dash, runs_dir } => {
+        Command::Extract { data, model, split, events, dash, runs_dir, share } => {
             let cfg = extract_run_config(&data, &model)?;
+            let action = share_action(&share)?;
             let splits: &'static [Split] = match split {
                 SplitArg::Train => &[Split::Train],
                 SplitArg::Test => &[Split::Test],
@@ -78,14 +79,14 @@ fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Opt
                 let (dir, extra, cache) = (RunDir::create(&runs_dir, "extract")?, events_sink()?, cache.clone());
                 beside_dashboard(dir, move |dir| {
                     let mut sink = Tee(extra.into_iter().map(|s| Box::new(s) as Box<dyn EventSink>).collect());
-                    run::lifecycle(dir, &mut sink, |s| run::extract(&cfg, splits, &cache, s))
+                    run::lifecycle(dir, &mut sink, |s| run::extract_with(&cfg, splits, &cache, action, s))
                 })?
             } else {
                 let mut sinks: Vec<Box<dyn EventSink + '_>> = vec![Box::new(&mut *console)];
                 if let Some(e) = events_sink()? {
                     sinks.push(Box::new(e));
                 }
-                run::extract(&cfg, splits, cache, &mut Tee(sinks))?
+                run::extract_with(&cfg, splits, cache, action, &mut Tee(sinks))?
             };
             for d in dirs {
                 println!("{}", d.display());
@@ -151,6 +152,25 @@ fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Opt
         }
     }
     Ok(())
+}
+
+/// `--shard`, the scheduler's environment, `--merge` or `--status` as what `extract` does.
+fn share_action(a: &ShareArgs) -> Result<run::ExtractAction> {
+    use transfer_lab::shards::Part;
+    Ok(if a.status {
+        run::ExtractAction::Status
+    } else if a.merge {
+        run::ExtractAction::Merge { parts: a.shards.unwrap_or(1) }
+    } else {
+        let part = match a.shard {
+            Some(p) => p,
+            None => Part::from_env(|k| std::env::var(k).ok(), a.shards)?.unwrap_or_default(),
+        };
+        if part.n > 1 {
+            eprintln!("extract: worker {part} (worker K of N, K from 0)");
+        }
+        run::ExtractAction::Work(part)
+    })
 }
 
 /// One way to watch a job: `job` runs on a worker thread, writing `dir`'s events.jsonl,
