@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use transfer_lab::classifier::{expand_paths, Classifier, Prediction};
 use transfer_lab::notebook::{show, ImageGrid, Tutorial};
 use transfer_lab::report::RunData;
+use transfer_lab::tch::Device;
 use transfer_lab::train::Strategy;
 
 fn main() -> transfer_lab::Result<()> {
@@ -34,7 +35,7 @@ fn main() -> transfer_lab::Result<()> {
     //: `Classifier::load` takes a run directory or an exported file. Each prediction is the
     //: top classes with their probabilities; an unreadable image is a row with its error.
     // ANCHOR: predict
-    let model: Classifier = Classifier::load(&run.dir, &tutorial.cache, tch::Device::Cpu)?;
+    let model: Classifier = Classifier::load(&run.dir, &tutorial.cache, Device::Cpu)?;
     // Eight test photos, spread over the classes (folders are walked in sorted order).
     let all: Vec<PathBuf> = expand_paths(&[photos.join("test")])?;
     let images: Vec<PathBuf> = all.iter().step_by(all.len().div_ceil(8)).cloned().collect();
@@ -49,7 +50,7 @@ fn main() -> transfer_lab::Result<()> {
     let file: PathBuf = run.dir.join("model.safetensors");
     model.export(&file)?;
     model.export_torchscript(&run.dir.join("model.pt"))?;
-    let again: Classifier = Classifier::from_file(&file, tch::Device::Cpu)?;
+    let again: Classifier = Classifier::from_file(&file, Device::Cpu)?;
     println!(
         "{}: {} classes, {} px ({}), trained on {}, test accuracy {:?}",
         file.file_name().unwrap().to_string_lossy(),

@@ -50,8 +50,10 @@ done
 rm -rf "$gen.tmp" && mkdir -p "$gen.tmp/results" "$gen.tmp/probes"
 "$tlab" report --out "$gen.tmp/results" "$runs"/*/
 "$tlab" report --out "$gen.tmp/probes" "$probes"/*/
-probe=$(ls -d "$runs"/*linear-probe*/ | head -1)
-cargo run --quiet --locked --example capture_dashboard -- "$tlab" "$probe" "$gen.tmp/dashboard.txt" 100x32
+# From target/book, with the run's relative path: the book shows no path of this machine.
+probe=$(cd "$runs" && ls -d *linear-probe*/ | head -1)
+(cd "$root/target/book" &&
+  cargo run --quiet --locked --example capture_dashboard -- "$tlab" "runs/${probe%/}" "$gen.tmp/dashboard.txt" 100x32)
 rm -rf "$gen" && mv "$gen.tmp" "$gen"
 
 rm -rf book/build

@@ -1,5 +1,6 @@
 """Checks a built mdBook: every internal link and image of every page resolves to a file,
-and the results chapter has its charts. Usage: check_book.py BUILD_DIR"""
+the results chapter has its charts, and no page shows a path of the machine that built it
+(the repository's absolute path). Usage: check_book.py BUILD_DIR"""
 import html.parser
 import pathlib
 import sys
@@ -23,9 +24,13 @@ def main():
     if not pages:
         sys.exit(f"no pages in {build}")
     broken, images = [], 0
+    machine = str(build.resolve().parent.parent)
     for page in pages:
+        text = page.read_text(encoding="utf-8")
+        if machine in text:
+            broken.append(f"{page.relative_to(build)}: shows this machine's path {machine}")
         parser = Refs()
-        parser.feed(page.read_text(encoding="utf-8"))
+        parser.feed(text)
         for tag, ref in parser.refs:
             url = urllib.parse.urlparse(ref)
             if url.scheme or ref.startswith(("#", "//")):
