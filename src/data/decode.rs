@@ -46,8 +46,8 @@ where
     let each = (3 * s * s) as usize;
     let mut out = vec![0f32; each * paths.len()];
     let threads = threads.clamp(1, paths.len().max(1));
-    // Workers take contiguous runs of images; no libtorch call runs off this thread, so
-    // they never contend with libtorch's own pool.
+    // Workers take contiguous runs of images and call nothing of libtorch's, so they
+    // never contend with its intra-op pool.
     let per = paths.len().div_ceil(threads).max(1);
     let errors: Vec<Option<crate::Error>> = std::thread::scope(|scope| {
         let handles: Vec<_> = out
@@ -89,13 +89,16 @@ impl<'a> Batches<'a> {
         let inner = match &data.source {
             Source::Memory { .. } => Inner::Memory { data, ranges: ranges.into_iter() },
             Source::Files { paths, labels, pre } => {
-                let (paths, labels, pre) = (paths.clone(), labels.clone(), *pre);
+                // Only the asked batches' files travel to the thread, not the whole list:
+                // an extraction asks shard by shard, and a list can hold millions.
+                let jobs: Vec<(Vec<PathBuf>, Vec<i64>)> =
+                    ranges.into_iter().map(|r| (paths[r.clone()].to_vec(), labels[r].to_vec())).collect();
+                let pre = *pre;
                 let (tx, rx) = sync_channel(AHEAD);
                 let threads = workers();
                 let thread = std::thread::spawn(move || {
-                    for r in ranges {
-                        let batch = decode_all(&paths[r.clone()], &pre, threads)
-                            .map(|x| (x, Tensor::from_slice(&labels[r.clone()])));
+                    for (paths, labels) in jobs {
+                        let batch = decode_all(&paths, &pre, threads).map(|x| (x, Tensor::from_slice(&labels)));
                         let failed = batch.is_err();
                         // The reader went away (an error, a stop): nothing more to do.
                         if tx.send(batch).is_err() || failed {
