@@ -205,6 +205,19 @@ impl Plan {
         })
     }
 
+    fn record(&self, data: &Dataset) -> shards::Extraction {
+        shards::Extraction {
+            key: self.id.clone(),
+            dataset: data.describe(),
+            split: self.key.split.clone(),
+            arch: self.key.arch.to_string(),
+            image_size: self.key.image_size,
+            images: self.total,
+            shard_size: self.shard_size,
+            shards: self.shards,
+        }
+    }
+
     fn rows(&self, i: usize) -> std::ops::Range<usize> {
         i * self.shard_size..((i + 1) * self.shard_size).min(self.total)
     }
@@ -287,6 +300,7 @@ pub fn extract_part(
     let cache_hit = plan.existing()?;
     if !cache_hit {
         let mine = part.shards(plan.shards);
+        shards::record_extraction(&dir, &plan.record(data))?;
         shards::record_part(&dir, &PartRecord { key: plan.id.clone(), part, shards: mine.clone(), done: false })?;
         let mut todo = vec![];
         let mut done_rows = 0;
@@ -303,7 +317,13 @@ pub fn extract_part(
             done_images: done_rows as u64,
             cache_dir: dir.display().to_string(),
         });
-        if part.n > 1 {
+        if part.n > 1 && mine.is_empty() {
+            sink.warn(&format!(
+                "part {part} has no shard to compute: {} is {} shard(s) of {} rows, fewer than the {} workers; \
+                 a smaller --shard-size shares it among them",
+                split, plan.shards, plan.shard_size, part.n
+            ));
+        } else if part.n > 1 {
             sink.info(&format!(
                 "part {part}: {} of the {} shards ({} still to do)",
                 mine.len(),

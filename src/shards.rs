@@ -9,7 +9,10 @@
 //! ├── shard-NNNNN.done.json      {key, rows, sha256}: the shard is whole (written after it)
 //! ├── shard-NNNNN.claim          {host, pid, part}: a worker computes it; its mtime is the
 //! │                              worker's heartbeat
-//! └── part-K-of-N.json           {key, shards, done}: what worker K of N was given
+//! ├── part-K-of-N.json           {key, shards, done}: what worker K of N was given
+//! └── extraction.json            {key, split, images, shards, ...}: what the folder holds,
+//!                                for watchers (`tlab dash FOLDER`) until the manifest is
+//!                                written
 //! ```
 //!
 //! Only operations that hold on shared filesystems (NFS included) are relied on:
@@ -76,6 +79,9 @@ impl Part {
     /// The part the scheduler's environment names: Slurm's array task (`SLURM_ARRAY_TASK_ID`
     /// minus `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`), or a Kubernetes Indexed
     /// Job's `JOB_COMPLETION_INDEX` of `shards` (`--shards N`). `None` outside both.
+    /// With `--shards N`, a Slurm task ID is the part itself (K of N, arrays from 0): a
+    /// failed part resubmitted alone (`--array=5`) is an array of one, whose own count and
+    /// minimum would make it part 0 of 1.
     pub fn from_env(get: impl Fn(&str) -> Option<String>, shards: Option<usize>) -> Result<Option<Part>> {
         let num = |name: &str| -> Result<Option<usize>> {
             match get(name) {
@@ -86,6 +92,14 @@ impl Part {
             }
         };
         if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+            if let Some(n) = shards {
+                return Part::new(id, n).map(Some).map_err(|_| {
+                    Error::invalid(
+                        "Slurm array task",
+                        format!("task {id} is outside --shards {n}: parts are 0 to {}", n.max(1) - 1),
+                    )
+                });
+            }
             let count = num("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
                 Error::invalid("SLURM_ARRAY_TASK_COUNT", "unset while SLURM_ARRAY_TASK_ID is set; pass --shard K/N")
             })?;
@@ -301,6 +315,57 @@ pub fn record_part(dir: &Path, rec: &PartRecord) -> Result<()> {
     crate::fsutil::write_json_atomic(&part_path(dir, rec.part), rec)
 }
 
+/// `extraction.json`: what a folder's extraction is, so that a watcher given only the
+/// folder (`tlab dash FOLDER`) can say how far it is. Every worker writes the same bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extraction {
+    pub key: String,
+    pub dataset: String,
+    pub split: String,
+    pub arch: String,
+    pub image_size: i64,
+    pub images: usize,
+    pub shard_size: usize,
+    pub shards: usize,
+}
+
+pub const EXTRACTION: &str = "extraction.json";
+
+impl Extraction {
+    pub fn rows(&self, i: usize) -> usize {
+        self.images.min((i + 1) * self.shard_size).saturating_sub(i * self.shard_size)
+    }
+}
+
+pub fn record_extraction(dir: &Path, e: &Extraction) -> Result<()> {
+    crate::fsutil::write_json_atomic(&dir.join(EXTRACTION), e)
+}
+
+pub fn read_extraction(dir: &Path) -> Result<Option<Extraction>> {
+    let path = dir.join(EXTRACTION);
+    if !path.exists() {
+        return Ok(None);
+    }
+    crate::fsutil::read_json(&path).map(Some)
+}
+
+/// When each done shard was finished (its record's mtime), for rates: (shard, time).
+pub fn done_times(dir: &Path, done: &[usize]) -> Vec<(usize, SystemTime)> {
+    done.iter().filter_map(|&i| Some((i, std::fs::metadata(done_path(dir, i)).ok()?.modified().ok()?))).collect()
+}
+
+/// Rows per second over the last shards to finish, all workers together: `(rows, finished)`
+/// of done shards. `None` until two have finished at different times.
+pub fn recent_rate(mut done: Vec<(usize, SystemTime)>) -> Option<f64> {
+    done.sort_by_key(|d| d.1);
+    let recent = &done[done.len().saturating_sub(32)..];
+    let (first, last) = (recent.first()?.1, recent.last()?.1);
+    let secs = last.duration_since(first).ok()?.as_secs_f64();
+    // The first shard's rows were computed before `first`: only the later ones count.
+    let rows: usize = recent[1..].iter().map(|d| d.0).sum();
+    (secs > 0.0).then(|| rows as f64 / secs)
+}
+
 /// The state of every shard, for `tlab extract --status` and the merge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -358,7 +423,7 @@ impl Status {
     pub fn tidy(dir: &Path) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with("part-") && name.ends_with(".json") {
+            if (name.starts_with("part-") && name.ends_with(".json")) || name == EXTRACTION {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -400,6 +465,13 @@ mod tests {
         let slurm =
             env(&[("SLURM_ARRAY_TASK_ID", "7"), ("SLURM_ARRAY_TASK_MIN", "5"), ("SLURM_ARRAY_TASK_COUNT", "4")]);
         assert_eq!(Part::from_env(slurm, None).unwrap(), Some(Part { k: 2, n: 4 }));
+        // A part resubmitted alone: `--shards` says which part of how many.
+        let rerun =
+            env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_MIN", "2"), ("SLURM_ARRAY_TASK_COUNT", "1")]);
+        assert_eq!(Part::from_env(rerun, None).unwrap(), Some(Part { k: 0, n: 1 }));
+        assert_eq!(Part::from_env(rerun, Some(4)).unwrap(), Some(Part { k: 2, n: 4 }));
+        let e = Part::from_env(rerun, Some(2)).unwrap_err().to_string();
+        assert!(e.contains("task 2") && e.contains("--shards 2"), "{e}");
         let five_of_four = env(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_COUNT", "4")]);
         let e = Part::from_env(five_of_four, None).unwrap_err().to_string();
         assert!(e.contains("task 5") && e.contains("of 4"), "{e}");
@@ -407,6 +479,28 @@ mod tests {
         assert_eq!(Part::from_env(k8s, Some(4)).unwrap(), Some(Part { k: 3, n: 4 }));
         assert!(Part::from_env(k8s, None).unwrap_err().to_string().contains("--shards"));
         assert!(Part::from_env(env(&[]), Some(4)).unwrap().is_none());
+    }
+
+    #[test]
+    fn rates_count_the_shards_finished_after_the_first() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(recent_rate(vec![]), None);
+        assert_eq!(recent_rate(vec![(64, at(0))]), None);
+        assert_eq!(recent_rate(vec![(64, at(3)), (64, at(3))]), None);
+        // Out of order, as records are read: 64 + 32 rows in 4 s after the first.
+        assert_eq!(recent_rate(vec![(32, at(4)), (64, at(0)), (64, at(2))]), Some(24.0));
+        let e = Extraction {
+            key: "k".into(),
+            dataset: "d".into(),
+            split: "train".into(),
+            arch: "resnet18".into(),
+            image_size: 32,
+            images: 200,
+            shard_size: 64,
+            shards: 4,
+        };
+        assert_eq!((0..4).map(|i| e.rows(i)).collect::<Vec<_>>(), [64, 64, 64, 8]);
     }
 
     #[test]

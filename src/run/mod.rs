@@ -103,7 +103,11 @@ pub fn extract_with(
             }
             ExtractAction::Status => {
                 let (dir, st, complete) = crate::features::part_status(b, &ds, e, cache)?;
-                sink.info(&status_text(split.as_str(), &st, complete));
+                let mut text = status_text(split.as_str(), &st, complete);
+                if !complete {
+                    text += &format!("\n  follow it live: tlab dash {}", dir.display());
+                }
+                sink.info(&text);
                 dir
             }
         });

@@ -1,7 +1,7 @@
 //! Live dashboard of a run, built from its `events.jsonl` alone.
 //!
 //! `tlab dash [RUN_DIR]` tails a run from any terminal (over ssh, on a shared
-//! filesystem); `tlab run --dash` runs the pipeline on a thread and shows the same
+//! filesystem), and `tlab dash FEATURE_FOLDER` watches a sharded extraction ([`board`]); `tlab run --dash` runs the pipeline on a thread and shows the same
 //! dashboard on this one. Without a terminal on stdout it prints plain lines instead.
 //! The run is never touched except through one file: `s` writes `STOP` into the run
 //! directory ([`RunDir::request_stop`]), and the training loop checks for it.
@@ -9,6 +9,7 @@
 //! Shape: [`state`] (pure, events -> `DashState`), [`app`] (UI state and keys),
 //! `view`/`panels` (`impl Widget for &App`), `term` (terminal loop), [`tail`] (reader).
 pub mod app;
+pub mod board;
 pub mod device;
 mod fmt;
 mod panels;
@@ -96,13 +97,17 @@ impl RunFiles {
 
 /// Shows the dashboard for the run in `run_dir` until the user leaves (TUI) or the run
 /// ends (plain). Blocks; call it on the main thread while the run works on another.
+/// A feature-cache folder gets the sharded extraction's board instead.
 pub fn run_dashboard(run_dir: &Path, opts: DashOptions) -> Result<DashExit> {
-    let files = RunFiles::locate(run_dir)?;
     let tui = match opts.mode {
         Mode::Auto => std::io::stdout().is_terminal(),
         Mode::Tui => true,
         Mode::Plain => false,
     };
+    if board::is_feature_folder(run_dir) {
+        return if tui { term::run_board(run_dir, &opts) } else { board::run_plain(run_dir, &opts) };
+    }
+    let files = RunFiles::locate(run_dir)?;
     if tui {
         term::run(&files, &opts)
     } else {

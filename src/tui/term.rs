@@ -201,3 +201,46 @@ fn request_stop(files: &RunFiles, app: &mut App) {
         Err(e) => app.message = Some(format!("could not request a stop: {e}")),
     }
 }
+
+/// `tlab dash FOLDER` on a sharded extraction: the folder is reread twice a second.
+pub fn run_board(dir: &std::path::Path, opts: &DashOptions) -> Result<DashExit> {
+    use super::board::{Board, Screen};
+    let mut board = Board::read(dir)?;
+    let mut message: Option<String> = None;
+    let (_guard, mut term) = Guard::enter()?;
+    let mut next_read = Instant::now() + BOARD_TICK;
+    loop {
+        end_by_signal();
+        if !ACTIVE.load(Ordering::SeqCst) || opts.close.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Ok(DashExit::Closed);
+        }
+        if Instant::now() >= next_read {
+            next_read = Instant::now() + BOARD_TICK;
+            // Workers rename files in and out while we read: a failed read is shown and
+            // retried, the last good board stays on screen.
+            match Board::read(dir) {
+                Ok(b) => {
+                    board = b;
+                    message = None;
+                }
+                Err(e) => message = Some(format!("{e} (retrying)")),
+            }
+        }
+        term.draw(|f| f.render_widget(Screen { board: &board, message: message.as_deref() }, f.area()))
+            .ctx(|| "drawing".into())?;
+        let wait = next_read.saturating_duration_since(Instant::now());
+        if event::poll(wait).ctx(|| "reading the keyboard".into())? {
+            while event::poll(Duration::ZERO).ctx(|| "reading the keyboard".into())? {
+                if let Event::Key(k) = event::read().ctx(|| "reading the keyboard".into())? {
+                    use ratatui::crossterm::event::{KeyCode, KeyModifiers};
+                    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                    if ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) {
+                        return Ok(DashExit::Quit { stop_requested: false });
+                    }
+                }
+            }
+        }
+    }
+}
+
+const BOARD_TICK: Duration = Duration::from_millis(500);

@@ -26,6 +26,7 @@ mod report;
 mod resume;
 mod setup;
 mod shards;
+mod slurm;
 mod strategies;
 #[cfg(feature = "dashboard")]
 mod tui;

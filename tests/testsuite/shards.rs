@@ -194,3 +194,61 @@ fn the_deploy_files_hold_what_their_schedulers_need() {
     let submit = std::fs::read_to_string(root().join("deploy/slurm/submit.sh")).unwrap();
     assert!(submit.contains("--dependency=\"afterok:$jid\"") && submit.contains("--merge --shards $n"));
 }
+
+/// `--devices cpu,cpu`: two worker processes of one thread each, merged, byte for byte the
+/// one-process cache; `tlab dash FOLDER` follows a two-part extraction to its end.
+#[test]
+fn devices_and_the_folder_dashboard() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let (ok, log) = extract(&one, &[]);
+    assert!(ok, "{log}");
+    let (_, want) = folder(&one);
+    // No --threads: the workers split the cores.
+    let out = Command::new(env!("CARGO_BIN_EXE_tlab"))
+        .arg("--cache-dir")
+        .arg(&two)
+        .args(ARGS.split_whitespace())
+        .args(["--devices", "cpu,cpu"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let each = (std::thread::available_parallelism().unwrap().get() / 2).max(1);
+    assert!(log.contains(&format!("2 workers (cpu, cpu), {each} thread(s) each")), "{log}");
+    assert!(
+        log.contains("[cpu 0/2] part 0/2: 4 of the 7 shards") && log.contains("[cpu 1/2] part 1/2: 3 of the 7"),
+        "{log}"
+    );
+    assert!(log.contains("all 2 workers finished") && log.contains("cache hit"), "{log}");
+    let (dir, got) = folder(&two);
+    assert!(got == want, "--devices cpu,cpu differs from one process: {:?}", names(&got));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), dir.display().to_string());
+    let out = tlab(&two).args(ARGS.split_whitespace()).args(["--devices", "cpu,gpu"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("gpu"));
+
+    // The folder dashboard, plain, started between two parts, ends when the second merges.
+    let three = tmp.path().join("three");
+    let (ok, log) = extract(&three, &["--shard", "0/2"]);
+    assert!(ok, "{log}");
+    let (dir, _) = folder(&three);
+    let out = tlab(&three).arg("dash").arg(&dir).arg("--once").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("train: 4 of 7 shards, 104 of 200 images (52.0%), 0 running"), "{text}");
+    assert!(text.contains("shards: #.#.#.#") && text.contains("no worker is computing"), "{text}");
+    let watcher = tlab(&three).arg("dash").arg(&dir).arg("--plain").stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (ok, log) = extract(&three, &["--shard", "1/2"]);
+    assert!(ok, "{log}");
+    let out = watcher.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .ends_with("train: 7 of 7 shards, 200 of 200 images (100.0%), complete (manifest written)"),
+        "{text}"
+    );
+}

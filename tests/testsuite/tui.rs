@@ -374,3 +374,51 @@ fn a_run_folder_deleted_under_the_dashboard_is_said_and_ends_it() {
     assert!(!status.success());
     assert!(err.contains(&format!("run folder {} was deleted", run.display())), "{err}");
 }
+
+/// A feature folder of a sharded extraction, 5 shards of 10 rows: 0 and 2 done, 1 held by
+/// this (live) process as part 1/2; parts 0/2 and 1/2 recorded.
+fn sharded_folder() -> tempfile::TempDir {
+    use transfer_lab::shards::{self, ClaimInfo, Extraction, Part, PartRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let what = Extraction {
+        key: "abc".into(),
+        dataset: "synthetic".into(),
+        split: "train".into(),
+        arch: "resnet50".into(),
+        image_size: 224,
+        images: 44,
+        shard_size: 10,
+        shards: 5,
+    };
+    shards::record_extraction(d, &what).unwrap();
+    for i in [0, 2] {
+        finish_shard(d, i);
+    }
+    let me = ClaimInfo { host: shards::host(), pid: std::process::id(), part: Part { k: 1, n: 2 } };
+    std::fs::write(d.join("shard-00001.claim"), serde_json::to_vec(&me).unwrap()).unwrap();
+    for (k, list) in [(0, vec![0, 2, 4]), (1, vec![1, 3])] {
+        let rec = PartRecord { key: "abc".into(), part: Part { k, n: 2 }, shards: list, done: false };
+        shards::record_part(d, &rec).unwrap();
+    }
+    dir
+}
+
+fn finish_shard(d: &Path, i: usize) {
+    use transfer_lab::shards::{self, Done};
+    std::fs::write(d.join(shards::shard_file(i)), b"x").unwrap();
+    shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into() }).unwrap();
+}
+
+#[test]
+fn pty_board_of_a_sharded_extraction_follows_its_folder() {
+    let dir = sharded_folder();
+    let pty = Pty::spawn(dir.path());
+    let s = pty.wait_for("the board", |s| s.contains("#>#..").then(|| s.to_string()));
+    assert!(s.contains("RUNNING") && s.contains("resnet50 at 224 px") && s.contains("45.5%"), "{s}");
+    assert!(s.contains("part 1/2") && s.contains("running shard 1"), "{s}");
+    // Another worker finishes shard 4: the board rereads the folder.
+    finish_shard(dir.path(), 4);
+    pty.wait_for("shard 4 done", |s| s.contains("#>#.#").then_some(()));
+    pty.quit();
+}

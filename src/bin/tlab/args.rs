@@ -126,10 +126,17 @@ pub(crate) struct ShareArgs {
     /// and SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards]
     #[arg(long, value_name = "K/N", conflicts_with_all = ["merge", "status"])]
     pub(crate) shard: Option<transfer_lab::shards::Part>,
-    /// The number of workers N, where the environment gives only K (a Kubernetes Indexed
-    /// Job's JOB_COMPLETION_INDEX)
+    /// The number of workers N, where the environment gives only K: a Kubernetes Indexed
+    /// Job's JOB_COMPLETION_INDEX, or a Slurm array task resubmitted alone (then the task ID
+    /// is K: `TLAB_PARTS=N sbatch --array=K extract.sbatch`)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
     pub(crate) shards: Option<usize>,
+    /// One worker process per device, sharing the extraction and merged when the last one
+    /// finishes: `cuda:0,cuda:1`, or `cpu,cpu` (the cores are split among CPU workers
+    /// unless --threads says how many each)
+    #[arg(long, value_name = "DEVICE,...", value_delimiter = ',', value_parser = parse_device,
+          conflicts_with_all = ["shard", "shards", "merge", "status"])]
+    pub(crate) devices: Vec<String>,
     /// Write the manifest of a sharded extraction whose parts are all done (names the rest)
     #[arg(long, conflicts_with = "status")]
     pub(crate) merge: bool,
@@ -163,7 +170,8 @@ pub(crate) struct PredictArgs {
 
 #[derive(Args)]
 pub(crate) struct DashArgs {
-    /// A run directory, or an events file (`tlab extract --events`)
+    /// A run directory, an events file (`tlab extract --events`), or a feature-cache folder
+    /// (a sharded extraction's progress, from any host that sees the folder)
     pub(crate) run_dir: Option<PathBuf>,
     /// Where to look for the newest run when RUN_DIR is not given
     #[arg(long, default_value = "runs")]

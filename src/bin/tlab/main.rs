@@ -16,6 +16,7 @@ mod args;
 #[cfg(feature = "bench")]
 mod bench_args;
 mod config;
+mod devices;
 mod predict;
 
 use args::*;
@@ -67,6 +68,15 @@ fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Opt
         }
         Command::Extract { data, model, split, events, dash, runs_dir, share } => {
             let cfg = extract_run_config(&data, &model)?;
+            if !share.devices.is_empty() {
+                if dash || events.is_some() {
+                    anyhow::bail!(
+                        "--devices runs one process per device: watch them with `tlab dash FOLDER` (the cache \
+                         folder the workers print), not --dash or --events"
+                    );
+                }
+                devices::extract_on_devices(&share.devices, threads)?;
+            }
             let action = share_action(&share)?;
             let splits: &'static [Split] = match split {
                 SplitArg::Train => &[Split::Train],

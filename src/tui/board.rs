@@ -1,0 +1,404 @@
+//! `tlab dash FOLDER` on a feature-cache folder: a sharded extraction's progress, read
+//! from the folder's shared files alone (`extraction.json`, done records, claims, part
+//! records; see [`crate::shards`]). It works from any host that sees the folder, however
+//! many workers there are and whoever started them (Slurm, Kubernetes, `--devices`).
+use super::fmt;
+use crate::features::Manifest;
+use crate::shards::{self, ClaimInfo, Extraction, Part, Status};
+use crate::{Error, Result};
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, LineGauge, Paragraph, Widget, Wrap};
+use std::path::{Path, PathBuf};
+
+/// One worker's share, as its part record says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartLine {
+    pub part: Part,
+    pub shards: usize,
+    pub done: usize,
+    /// Shards of this part being computed now (by anyone).
+    pub running: Vec<usize>,
+    /// The worker said it finished its share.
+    pub finished: bool,
+}
+
+/// What a shard is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    Done,
+    Running,
+    /// Claimed by a worker that is gone: the next worker takes it over.
+    Stale,
+    Waiting,
+}
+
+/// A sharded extraction as its folder shows it now.
+#[derive(Debug, Clone)]
+pub struct Board {
+    pub folder: PathBuf,
+    pub what: Extraction,
+    pub cells: Vec<Cell>,
+    pub rows_done: usize,
+    pub claimed: Vec<(usize, ClaimInfo, bool)>,
+    pub parts: Vec<PartLine>,
+    /// Rows per second, all workers together, over the last shards to finish.
+    pub rate: Option<f64>,
+    /// The manifest is written: every shard is done and merged.
+    pub complete: bool,
+}
+
+/// A folder `tlab dash` shows as an extraction rather than a run.
+pub fn is_feature_folder(dir: &Path) -> bool {
+    dir.join(shards::EXTRACTION).is_file() || dir.join("manifest.json").is_file()
+}
+
+impl Board {
+    pub fn read(dir: &Path) -> Result<Board> {
+        let folder = dir.to_path_buf();
+        let manifest = dir.join("manifest.json");
+        if manifest.is_file() {
+            let m: Manifest = crate::fsutil::read_json(&manifest)?;
+            if m.complete {
+                let rows = m.shards.iter().map(|s| s.rows).sum();
+                let what = Extraction {
+                    key: m.key.id(),
+                    dataset: m.key.dataset.clone(),
+                    split: m.key.split.clone(),
+                    arch: m.key.arch.to_string(),
+                    image_size: m.key.image_size,
+                    images: m.key.images,
+                    shard_size: m.shard_size,
+                    shards: m.shards.len(),
+                };
+                let cells = vec![Cell::Done; m.shards.len()];
+                let (claimed, parts) = (vec![], vec![]);
+                return Ok(Board { folder, what, cells, rows_done: rows, claimed, parts, rate: None, complete: true });
+            }
+        }
+        let what = shards::read_extraction(dir)?.ok_or_else(|| Error::Cache {
+            path: folder.clone(),
+            reason: "not a feature extraction: no extraction.json or manifest.json in it".into(),
+        })?;
+        let st = Status::read(dir, what.shards, &what.key)?;
+        let mut cells = vec![Cell::Waiting; what.shards];
+        for &i in &st.done {
+            cells[i] = Cell::Done;
+        }
+        for (i, _, stale) in &st.claimed {
+            cells[*i] = if *stale { Cell::Stale } else { Cell::Running };
+        }
+        let rows_done = st.done.iter().map(|&i| what.rows(i)).sum();
+        let times = shards::done_times(dir, &st.done);
+        let rate = shards::recent_rate(times.into_iter().map(|(i, t)| (what.rows(i), t)).collect());
+        let parts = st
+            .parts
+            .iter()
+            .map(|p| PartLine {
+                part: p.part,
+                shards: p.shards.len(),
+                done: p.shards.iter().filter(|&&i| cells.get(i) == Some(&Cell::Done)).count(),
+                running: p.shards.iter().copied().filter(|&i| cells.get(i) == Some(&Cell::Running)).collect(),
+                finished: p.done,
+            })
+            .collect();
+        Ok(Board { folder, what, cells, rows_done, claimed: st.claimed, parts, rate, complete: false })
+    }
+
+    pub fn count(&self, c: Cell) -> usize {
+        self.cells.iter().filter(|&&x| x == c).count()
+    }
+
+    pub fn fraction(&self) -> f64 {
+        self.rows_done as f64 / self.what.images.max(1) as f64
+    }
+
+    /// The recent rate, while some worker is computing (a rate of workers that are gone
+    /// says nothing of when the rest will be done).
+    pub fn live_rate(&self) -> Option<f64> {
+        self.rate.filter(|r| *r > 0.0 && self.count(Cell::Running) > 0)
+    }
+
+    /// Seconds left at the recent rate.
+    pub fn eta_s(&self) -> Option<f64> {
+        let left = self.what.images.saturating_sub(self.rows_done);
+        self.live_rate().map(|r| left as f64 / r)
+    }
+
+    /// The one-line summary plain mode prints.
+    pub fn line(&self) -> String {
+        let w = &self.what;
+        let mut out = format!(
+            "{}: {} of {} shards, {} of {} images ({:.1}%)",
+            w.split,
+            self.count(Cell::Done),
+            w.shards,
+            fmt::count(self.rows_done as u64),
+            fmt::count(w.images as u64),
+            self.fraction() * 100.0
+        );
+        if self.complete {
+            return out + ", complete (manifest written)";
+        }
+        out += &format!(", {} running", self.count(Cell::Running));
+        if self.count(Cell::Stale) > 0 {
+            out += &format!(", {} stale (worker gone)", self.count(Cell::Stale));
+        }
+        if !self.parts.is_empty() {
+            let finished = self.parts.iter().filter(|p| p.finished).count();
+            out += &format!(", parts {finished} of {} finished", self.parts[0].part.n);
+        }
+        match self.live_rate() {
+            Some(r) => out += &format!(", {r:.1} images/s"),
+            None if self.count(Cell::Running) == 0 => out += "; no worker is computing: start the parts not finished",
+            None => {}
+        }
+        if let Some(eta) = self.eta_s() {
+            out += &format!(", ETA {}", fmt::duration((eta * 1000.0) as u64));
+        }
+        out
+    }
+
+    /// One character a shard: `#` done, `>` running, `!` stale, `.` waiting.
+    pub fn map(&self) -> String {
+        self.cells.iter().map(|c| char_of(*c)).collect()
+    }
+
+    /// One line a part, for `--once` and the screen.
+    pub fn part_text(p: &PartLine) -> String {
+        let state = if p.done == p.shards {
+            "done".to_string()
+        } else if !p.running.is_empty() {
+            let list: Vec<String> = p.running.iter().map(|i| i.to_string()).collect();
+            format!("running shard {}", list.join(", "))
+        } else {
+            "waiting".to_string()
+        };
+        format!("part {:<7} {:>4} of {:<4} shards  {state}", p.part.to_string(), p.done, p.shards)
+    }
+}
+
+fn char_of(c: Cell) -> char {
+    match c {
+        Cell::Done => '#',
+        Cell::Running => '>',
+        Cell::Stale => '!',
+        Cell::Waiting => '.',
+    }
+}
+
+fn color_of(c: Cell) -> Color {
+    match c {
+        Cell::Done => Color::Green,
+        Cell::Running => Color::Yellow,
+        Cell::Stale => Color::Red,
+        Cell::Waiting => Color::DarkGray,
+    }
+}
+
+/// The screen of `tlab dash FOLDER`; `message` is the latest read error, if any.
+pub struct Screen<'a> {
+    pub board: &'a Board,
+    pub message: Option<&'a str>,
+}
+
+impl Widget for Screen<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let b = self.board;
+        let w = &b.what;
+        let [header, about, gauge, map, parts, footer] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Min(3),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        let state = if b.complete {
+            " COMPLETE ".black().on_green()
+        } else if b.count(Cell::Running) > 0 {
+            " RUNNING ".black().on_yellow()
+        } else {
+            " NO WORKER ".black().on_gray()
+        };
+        Line::from(vec![
+            state,
+            Span::raw(" tlab · sharded extraction · "),
+            Span::raw(b.folder.display().to_string()).dim(),
+        ])
+        .render(header, buf);
+        Line::from(format!(
+            "{} · {} · {} at {} px · {} images in {} shards of {}",
+            w.dataset,
+            w.split,
+            w.arch,
+            w.image_size,
+            fmt::count(w.images as u64),
+            w.shards,
+            w.shard_size
+        ))
+        .render(about, buf);
+        let mut label = format!("{:.1}%", b.fraction() * 100.0);
+        if let Some(r) = b.live_rate() {
+            label += &format!(" · {r:.1} images/s");
+        }
+        if let Some(eta) = b.eta_s() {
+            label += &format!(" · ETA {}", fmt::duration((eta * 1000.0) as u64));
+        }
+        LineGauge::default()
+            .ratio(b.fraction().clamp(0.0, 1.0))
+            .label(label)
+            .filled_style(Style::default().fg(Color::Green))
+            .render(gauge, buf);
+        let cells: Vec<Span> = b.cells.iter().map(|c| Span::styled(char_of(*c).to_string(), color_of(*c))).collect();
+        let legend = format!(
+            "shards: {} done (#), {} running (>), {} stale (!), {} waiting (.)",
+            b.count(Cell::Done),
+            b.count(Cell::Running),
+            b.count(Cell::Stale),
+            b.count(Cell::Waiting)
+        );
+        Paragraph::new(Line::from(cells))
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().title(legend))
+            .render(map, buf);
+        let mut lines: Vec<Line> = b.parts.iter().map(|p| Line::from(Board::part_text(p))).collect();
+        for (i, who, stale) in &b.claimed {
+            let s = if *stale { " (stale: its worker is gone; the next worker takes it over)" } else { "" };
+            lines.push(Line::from(format!("shard {i}: pid {} on {} (part {}){s}", who.pid, who.host, who.part)).dim());
+        }
+        if lines.is_empty() {
+            lines.push(Line::from(if b.complete { "every shard is merged" } else { "no part has started yet" }).dim());
+        }
+        Paragraph::new(lines).block(Block::bordered().title("parts and claims")).render(parts, buf);
+        let foot = match self.message {
+            Some(m) => Line::from(m.to_string()).red(),
+            None => Line::from("q quits (the workers go on)").dim(),
+        };
+        foot.render(footer, buf);
+    }
+}
+
+/// Plain mode: a line whenever a shard finishes or starts (at most every 2 s) and every
+/// 30 s regardless, until the manifest is written (`follow`), or the state once.
+pub fn run_plain(dir: &Path, opts: &super::DashOptions) -> Result<super::DashExit> {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let mut out = std::io::stdout().lock();
+    let mut say = |text: &str| -> bool {
+        writeln!(out, "[{:>8}] {text}", fmt::duration(started.elapsed().as_millis() as u64)).is_ok()
+    };
+    let board = Board::read(dir)?;
+    if !opts.follow {
+        say(&board.line());
+        say(&format!("shards: {}", board.map()));
+        for p in &board.parts {
+            say(&Board::part_text(p));
+        }
+        return Ok(super::DashExit::RunEnded(super::state::RunStatus::Running));
+    }
+    let (mut last, mut last_at, mut last_error) = (None::<(usize, String)>, Instant::now(), None::<String>);
+    loop {
+        if opts.close.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Ok(super::DashExit::Closed);
+        }
+        match Board::read(dir) {
+            Ok(b) => {
+                last_error = None;
+                let now = (b.rows_done, b.map());
+                let changed = last.as_ref() != Some(&now);
+                let due = last_at.elapsed() >= Duration::from_secs(if changed { 2 } else { 30 });
+                if last.is_none() || b.complete || due {
+                    if !say(&b.line()) {
+                        return Ok(super::DashExit::Closed);
+                    }
+                    last = Some(now);
+                    last_at = Instant::now();
+                }
+                if b.complete {
+                    return Ok(super::DashExit::RunEnded(super::state::RunStatus::Finished));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if !dir.exists() {
+                    return Err(e);
+                }
+                if last_error.as_deref() != Some(text.as_str()) {
+                    say(&format!("{text} (retrying)"));
+                }
+                last_error = Some(text);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shards::{ClaimInfo, Done, PartRecord};
+
+    /// A folder with 5 shards of 10 (the last 4): 0 and 2 done, 1 claimed by a live
+    /// process (this one), 3 by a dead one, 4 untouched; parts 0/2 and 1/2 recorded.
+    #[test]
+    fn a_folder_reads_as_cells_parts_and_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let what = Extraction {
+            key: "abc".into(),
+            dataset: "synthetic".into(),
+            split: "train".into(),
+            arch: "resnet18".into(),
+            image_size: 32,
+            images: 44,
+            shard_size: 10,
+            shards: 5,
+        };
+        shards::record_extraction(d, &what).unwrap();
+        for i in [0, 2] {
+            std::fs::write(d.join(shards::shard_file(i)), b"x").unwrap();
+            shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into() }).unwrap();
+        }
+        let me = ClaimInfo { host: shards::host(), pid: std::process::id(), part: Part { k: 1, n: 2 } };
+        std::fs::write(d.join("shard-00001.claim"), serde_json::to_vec(&me).unwrap()).unwrap();
+        let dead = ClaimInfo { pid: 0x7fff_fff0, part: Part { k: 1, n: 2 }, ..me.clone() };
+        std::fs::write(d.join("shard-00003.claim"), serde_json::to_vec(&dead).unwrap()).unwrap();
+        for (k, list, done) in [(0, vec![0, 2, 4], false), (1, vec![1, 3], false)] {
+            let rec = PartRecord { key: "abc".into(), part: Part { k, n: 2 }, shards: list, done };
+            shards::record_part(d, &rec).unwrap();
+        }
+        let b = Board::read(d).unwrap();
+        assert!(is_feature_folder(d) && !b.complete);
+        assert_eq!(b.map(), "#>#!.");
+        assert_eq!(b.rows_done, 20);
+        assert_eq!(
+            b.parts[0],
+            PartLine { part: Part { k: 0, n: 2 }, shards: 3, done: 2, running: vec![], finished: false }
+        );
+        assert_eq!(b.parts[1].running, [1]);
+        assert_eq!(
+            Board::part_text(&b.parts[1]).split_whitespace().collect::<Vec<_>>().join(" "),
+            "part 1/2 0 of 2 shards running shard 1"
+        );
+        let line = b.line();
+        assert!(line.starts_with("train: 2 of 5 shards, 20 of 44 images (45.5%), 1 running, 1 stale"), "{line}");
+        assert!(line.contains("parts 0 of 2 finished"), "{line}");
+
+        // A record of another extraction copied in is named, not shown as progress.
+        let foreign = Done { key: "zzz".into(), rows: 10, sha256: "0".into() };
+        std::fs::write(d.join(shards::shard_file(4)), b"x").unwrap();
+        shards::mark_done(d, 4, &foreign).unwrap();
+        let e = Board::read(d).unwrap_err().to_string();
+        assert!(e.contains("zzz") && e.contains("shard 4"), "{e}");
+
+        let empty = tempfile::tempdir().unwrap();
+        assert!(!is_feature_folder(empty.path()));
+        let e = Board::read(empty.path()).unwrap_err().to_string();
+        assert!(e.contains("extraction.json"), "{e}");
+    }
+}
