@@ -26,6 +26,18 @@ def texts(output):
             yield "".join(v) if isinstance(v, list) else v
 
 
+def seconds(cell):
+    """How long the kernel took on a cell, from nbconvert's execution timestamps."""
+    from datetime import datetime
+
+    e = cell.get("metadata", {}).get("execution", {})
+    try:
+        a, b = (datetime.fromisoformat(e[k].replace("Z", "+00:00")) for k in ("iopub.execute_input", "shell.execute_reply"))
+    except KeyError:
+        return None
+    return (b - a).total_seconds()
+
+
 def check(path):
     nb = json.loads(path.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -48,7 +60,11 @@ def check(path):
     want_html, want_svg = EXPECT[path.name]
     if html < want_html or svg < want_svg:
         problems.append(f"{html} HTML and {svg} SVG outputs; expected at least {want_html} and {want_svg}")
-    print(f"{path.name}: {len(code)} code cells, {html} HTML, {svg} SVG outputs" + ("" if not problems else " -- FAILED"))
+    times = [seconds(c) for c in code]
+    timing = ""
+    if times and all(t is not None for t in times):
+        timing = f"; first code cell {times[0]:.1f} s, median {sorted(times)[len(times) // 2]:.1f} s, slowest {max(times):.1f} s"
+    print(f"{path.name}: {len(code)} code cells, {html} HTML, {svg} SVG outputs{timing}" + ("" if not problems else " -- FAILED"))
     return problems
 
 

@@ -40,8 +40,8 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null || ! comm
   [ "$(id -u)" = 0 ] || { echo "slurm-cluster: slurm-wlm and munge are missing and installing them needs root" >&2; exit 1; }
   echo "slurm-cluster: installing slurm-wlm and munge (Debian)" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q slurm-wlm munge >"$dir.apt.log" 2>&1 ||
-    { apt-get update -q >>"$dir.apt.log" 2>&1 && apt-get install -y -q slurm-wlm munge >>"$dir.apt.log" 2>&1; } ||
+  apt-get install -y -q --no-install-recommends slurm-wlm munge >"$dir.apt.log" 2>&1 ||
+    { apt-get update -q >>"$dir.apt.log" 2>&1 && apt-get install -y -q --no-install-recommends slurm-wlm munge >>"$dir.apt.log" 2>&1; } ||
     { cat "$dir.apt.log" >&2; echo "slurm-cluster: installing slurm-wlm and munge failed" >&2; exit 1; }
 fi
 
