@@ -17,7 +17,8 @@ cp Cargo.lock target/evcxr/Cargo.lock
 
 # Compiles transfer-lab for the kernel before any notebook opens, through the kernel
 # itself (a two-cell notebook: the `:dep` line and a `use`), so the build is exactly the
-# one the notebooks' first cells would do: they then answer in seconds.
+# one the notebooks' kernels do: notebooks/evcxr.toml adds the dependency as a kernel
+# starts, so the first start waits for this build (minutes, once), later ones do not.
 compile_for_kernel() {
   local warm="$root/notebooks/.compile.ipynb" t0=$SECONDS
   echo "notebooks: compiling transfer-lab for the Rust kernel (minutes the first time, seconds once built)"
@@ -31,6 +32,7 @@ nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "m
 json.dump(nb, open(sys.argv[1], "w"))
 PY
   if ! "$vpy" -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
+    --ExecutePreprocessor.startup_timeout=3600 \
     --ExecutePreprocessor.kernel_name=rust --output-dir "$root/target/notebooks" "$warm" >/dev/null 2>"$root/target/notebooks/compile.log"; then
     rm -f "$warm"
     cat "$root/target/notebooks/compile.log"
@@ -57,7 +59,10 @@ mkdir -p "$out"
 for nb in notebooks/*.ipynb; do
   start=$(date +%s)
   rm -f "$out/$(basename "$nb")"
+  # A kernel starts in about half a minute (see notebooks/evcxr.toml), more than the
+  # default 60 s on a busy machine.
   if ! "$vpy" -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
+    --ExecutePreprocessor.startup_timeout=600 \
     --ExecutePreprocessor.kernel_name=rust --output-dir "$out" "$nb"; then
     echo "notebooks: $nb FAILED (the cell error is above)"
     exit 1

@@ -38,13 +38,15 @@ for a in "$@"; do
 done
 mkdir -p "$home"
 
-# Tools build at opt-level 1: minutes less CPU than release's 3 (evcxr_jupyter is mostly
-# rust-analyzer), and what they do at run time (parse a cell, render a book) stays quick.
+# mdbook builds at opt-level 1 (rendering a book stays quick). evcxr_jupyter builds at 3:
+# its rust-analyzer reads the notebooks' whole dependency graph at every kernel start,
+# 31 -> 25 s per start here (8 min to build once per machine).
 # Built into a temp folder renamed into place, so two clones building at once, or a build
 # killed halfway, never leave a half-installed tool that looks whole.
 # A tool is trusted only if it runs and says it is the pinned version: mdbook prints it;
 # evcxr_jupyter has no --version, so its `--help` must run and a stamp written after its
 # build must match. Prints why not, returns 1.
+tool_opt() { case $1 in evcxr_jupyter) echo 3 ;; *) echo 1 ;; esac; }
 tool_ready() { # name version
   local name=$1 version=$2 dir="$tools_root/$1-$2" bin="$tools_root/$1-$2/bin/$1" out
   if [ ! -e "$bin" ]; then echo "missing"; return 1; fi
@@ -52,7 +54,10 @@ tool_ready() { # name version
     mdbook) out=$("$bin" --version 2>/dev/null) || { echo "broken: $bin does not run"; return 1; }
             [ "$out" = "mdbook v$version" ] || { echo "broken: $bin says '$out', not mdbook v$version"; return 1; } ;;
     *) "$bin" --help >/dev/null 2>&1 || { echo "broken: $bin does not run"; return 1; }
-       [ "$(cat "$dir/version" 2>/dev/null)" = "$version" ] || { echo "broken: $dir/version is not $version"; return 1; } ;;
+       local want have
+       want="$version opt-level=$(tool_opt "$name")"
+       have=$(cat "$dir/version" 2>/dev/null) || { echo "unstamped: $dir/version is missing, not '$want'"; return 1; }
+       [ "$have" = "$want" ] || { echo "stale: $dir/version says '$have', not '$want'"; return 1; } ;;
   esac
   echo "ready"
 }
@@ -75,8 +80,8 @@ install_tool() { # name version [cargo install flags...]
   mkdir -p "$tools_root"
   local tmp
   tmp=$(mktemp -d "$tools_root/.$name-$version.XXXXXX")
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 cargo install --quiet --locked --root "$tmp" "$name" --version "$version" "$@"
-  echo "$version" > "$tmp/version"
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=$(tool_opt "$name") cargo install --quiet --locked --root "$tmp" "$name" --version "$version" "$@"
+  echo "$version opt-level=$(tool_opt "$name")" > "$tmp/version"
   rm -rf "$dir"
   mv "$tmp" "$dir"
   echo "setup: built $name in $((SECONDS - t0)) s"

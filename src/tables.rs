@@ -42,6 +42,7 @@ pub fn sweep_frame(rows: &[crate::probe::SweepRow]) -> Result<DataFrame> {
         "val_loss" => f(|r| r.val_loss),
         "objective" => f(|r| r.objective),
         "iterations" => rows.iter().map(|r| r.iterations as u64).collect::<Vec<u64>>(),
+        "evaluations" => rows.iter().map(|r| r.evaluations as u64).collect::<Vec<u64>>(),
         "converged" => rows.iter().map(|r| r.converged).collect::<Vec<bool>>(),
         "grad_max" => f(|r| r.grad_max),
     )

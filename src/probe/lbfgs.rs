@@ -13,6 +13,27 @@ use tch::Tensor;
 pub trait Objective {
     /// `(f(x), ∇f(x))`, the gradient shaped like `x`.
     fn value_grad(&mut self, x: &Tensor) -> Result<(f64, Tensor)>;
+
+    /// Whether [`Objective::line`] is cheaper than full evaluations along a line.
+    fn has_lines(&self) -> bool {
+        false
+    }
+
+    /// The function along `x + t d`, for objectives whose trial steps are cheap once the
+    /// line is known (a linear model's logits there are `z + t z_d`): the line search then
+    /// pays one gradient per iteration instead of one per trial step. Called only when
+    /// [`Objective::has_lines`] says so.
+    fn line(&mut self, _x: &Tensor, _d: &Tensor) -> Result<Box<dyn Line + '_>> {
+        Err(Error::Training("this objective has no line restriction".into()))
+    }
+}
+
+/// An objective restricted to one line `x + t d` (see [`Objective::line`]).
+pub trait Line {
+    /// `f(x + t d)` and its slope in `t`, `∇f(x + t d) · d`.
+    fn value_slope(&mut self, t: f64) -> Result<(f64, f64)>;
+    /// `∇f(x + t d)`.
+    fn grad(&mut self, t: f64) -> Result<Tensor>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,6 +67,8 @@ pub struct Minimum {
     pub evaluations: usize,
     /// The gradient tolerance was met (not only a step or loss change too small).
     pub converged: bool,
+    /// The gradient at `x`.
+    pub grad: Tensor,
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
@@ -64,10 +87,25 @@ pub fn minimize(
     cfg: &LbfgsConfig,
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Minimum> {
+    minimize_from(f, x0, None, cfg, stop)
+}
+
+/// [`minimize`] when `f(x0)` and its gradient are already known (`first`), as a warm
+/// start often knows them: one evaluation fewer.
+pub fn minimize_from(
+    f: &mut dyn Objective,
+    x0: &Tensor,
+    first: Option<(f64, Tensor)>,
+    cfg: &LbfgsConfig,
+    stop: &mut dyn FnMut() -> bool,
+) -> Result<Minimum> {
     let _guard = tch::no_grad_guard();
     let mut x = x0.copy();
-    let (mut loss, mut g) = eval(f, &x)?;
-    let mut evals = 1;
+    let mut evals = usize::from(first.is_none());
+    let (mut loss, mut g) = match first {
+        Some(known) => known,
+        None => eval(f, &x)?,
+    };
     let mut grad_max = abs_max(&g);
     let mut iterations = 0;
     let (mut dirs, mut steps, mut ro): (Vec<Tensor>, Vec<Tensor>, Vec<f64>) = (vec![], vec![], vec![]);
@@ -103,7 +141,13 @@ pub fn minimize(
         }
         // scipy's first step, 1/||g||_2 (PyTorch's 1/||g||_1 is far shorter in many dimensions).
         let t0 = if iterations == 1 { (1.0 / dot(&g, &g).sqrt()).min(1.0) } else { 1.0 };
-        let ls = strong_wolfe(f, &x, t0, &d, loss, &g, gtd, cfg)?;
+        let d_norm = abs_max(&d);
+        let ls = if f.has_lines() {
+            let mut line = f.line(&x, &d)?;
+            strong_wolfe(&mut Cheap(&mut *line), t0, d_norm, loss, &g, gtd, cfg)?
+        } else {
+            strong_wolfe(&mut Full { f: &mut *f, x: &x, d: &d }, t0, d_norm, loss, &g, gtd, cfg)?
+        };
         evals += ls.evals;
         let step = &d * ls.t;
         x += &step;
@@ -116,7 +160,7 @@ pub fn minimize(
         }
         prev = Some((d, g_old, ls.t));
     }
-    Ok(Minimum { x, loss, grad_max, iterations, evaluations: evals, converged: grad_max <= cfg.tol_grad })
+    Ok(Minimum { x, loss, grad_max, iterations, evaluations: evals, converged: grad_max <= cfg.tol_grad, grad: g })
 }
 
 fn eval(f: &mut dyn Objective, x: &Tensor) -> Result<(f64, Tensor)> {
@@ -162,71 +206,131 @@ fn cubic_interpolate(x1: f64, f1: f64, g1: f64, x2: f64, f2: f64, g2: f64, bound
 }
 
 /// One end of a bracketing interval: step, loss, gradient, directional derivative.
+/// A trial step of the line search: `(f, slope)`, and the gradient when it came at no
+/// extra cost.
+type Trial = (f64, f64, Option<Tensor>);
+
+/// What the line search evaluates along `x + t d`.
+trait Probe {
+    fn at(&mut self, t: f64) -> Result<Trial>;
+    /// The gradient at `t`, for the point chosen when its trial did not give one.
+    fn grad(&mut self, t: f64) -> Result<Tensor>;
+}
+
+/// Every trial a full evaluation.
+struct Full<'a> {
+    f: &'a mut dyn Objective,
+    x: &'a Tensor,
+    d: &'a Tensor,
+}
+
+impl Probe for Full<'_> {
+    fn at(&mut self, t: f64) -> Result<Trial> {
+        let (fv, g) = eval(self.f, &(self.x + self.d * t))?;
+        let gtd = dot(&g, self.d);
+        Ok((fv, gtd, Some(g)))
+    }
+
+    fn grad(&mut self, t: f64) -> Result<Tensor> {
+        Ok(eval(self.f, &(self.x + self.d * t))?.1)
+    }
+}
+
+/// Trials along a [`Line`]: values and slopes only; one gradient at the end.
+struct Cheap<'a>(&'a mut dyn Line);
+
+impl Probe for Cheap<'_> {
+    fn at(&mut self, t: f64) -> Result<Trial> {
+        let (fv, slope) = self.0.value_slope(t)?;
+        if !fv.is_finite() {
+            return Err(Error::Training(format!("the objective is {fv}; are there NaN or infinite features?")));
+        }
+        Ok((fv, slope, None))
+    }
+
+    fn grad(&mut self, t: f64) -> Result<Tensor> {
+        self.0.grad(t)
+    }
+}
+
 struct Point {
     t: f64,
     f: f64,
-    g: Tensor,
+    g: Option<Tensor>,
     gtd: f64,
+}
+
+impl Point {
+    fn of(t: f64, (f, gtd, g): Trial) -> Point {
+        Point { t, f, g, gtd }
+    }
+
+    fn copy(&self) -> Point {
+        Point { t: self.t, f: self.f, g: self.g.as_ref().map(|g| g.shallow_clone()), gtd: self.gtd }
+    }
 }
 
 struct LineSearch {
     t: f64,
     f: f64,
     g: Tensor,
+    /// Gradients computed (full passes over the data).
     evals: usize,
 }
 
 const C1: f64 = 1e-4;
 const C2: f64 = 0.9;
 
-/// A step along `d` satisfying the strong Wolfe conditions (or the best point found).
-#[allow(clippy::too_many_arguments)]
+/// The chosen point with its gradient, computed now if its trial did not give one.
+fn finish(probe: &mut dyn Probe, p: Point, mut evals: usize) -> Result<LineSearch> {
+    let g = match p.g {
+        Some(g) => g,
+        None => {
+            evals += 1;
+            probe.grad(p.t)?
+        }
+    };
+    Ok(LineSearch { t: p.t, f: p.f, g, evals })
+}
+
 fn strong_wolfe(
-    f: &mut dyn Objective,
-    x: &Tensor,
+    probe: &mut dyn Probe,
     mut t: f64,
-    d: &Tensor,
+    d_norm: f64,
     f0: f64,
     g0: &Tensor,
     gtd0: f64,
     cfg: &LbfgsConfig,
 ) -> Result<LineSearch> {
-    let d_norm = abs_max(d);
-    let mut at = |t: f64| -> Result<(f64, Tensor, f64)> {
-        let (fv, g) = eval(f, &(x + d * t))?;
-        let gtd = dot(&g, d);
-        Ok((fv, g, gtd))
-    };
-    let (mut f_new, mut g_new, mut gtd_new) = at(t)?;
-    let mut evals = 1;
-    let mut prev = Point { t: 0.0, f: f0, g: g0.shallow_clone(), gtd: gtd0 };
+    // Full trials each cost a gradient; cheap ones none (counted in `finish`).
+    let mut evals = 0;
+    let count = |p: &Point| usize::from(p.g.is_some());
+    let mut new = Point::of(t, probe.at(t)?);
+    evals += count(&new);
+    let origin = || Point { t: 0.0, f: f0, g: Some(g0.shallow_clone()), gtd: gtd0 };
+    let mut prev = origin();
     let mut ls_iter = 0;
-    // Bracketing: grow the step until an interval holds a point that satisfies Wolfe.
     let mut bracket: Vec<Point> = loop {
         if ls_iter >= cfg.max_ls {
-            break vec![
-                Point { t: 0.0, f: f0, g: g0.shallow_clone(), gtd: gtd0 },
-                Point { t, f: f_new, g: g_new, gtd: gtd_new },
-            ];
+            break vec![origin(), new];
         }
-        if f_new > f0 + C1 * t * gtd0 || (ls_iter > 1 && f_new >= prev.f) {
-            break vec![prev, Point { t, f: f_new, g: g_new, gtd: gtd_new }];
+        if new.f > f0 + C1 * t * gtd0 || (ls_iter > 1 && new.f >= prev.f) {
+            break vec![prev, new];
         }
-        if gtd_new.abs() <= -C2 * gtd0 {
-            return Ok(LineSearch { t, f: f_new, g: g_new, evals });
+        if new.gtd.abs() <= -C2 * gtd0 {
+            return finish(probe, new, evals);
         }
-        if gtd_new >= 0.0 {
-            break vec![prev, Point { t, f: f_new, g: g_new, gtd: gtd_new }];
+        if new.gtd >= 0.0 {
+            break vec![prev, new];
         }
         let (min_step, max_step) = (t + 0.01 * (t - prev.t), t * 10.0);
-        let next = cubic_interpolate(prev.t, prev.f, prev.gtd, t, f_new, gtd_new, Some((min_step, max_step)));
-        prev = Point { t, f: f_new, g: g_new, gtd: gtd_new };
+        let next = cubic_interpolate(prev.t, prev.f, prev.gtd, t, new.f, new.gtd, Some((min_step, max_step)));
+        prev = new;
         t = next;
-        (f_new, g_new, gtd_new) = at(t)?;
-        evals += 1;
+        new = Point::of(t, probe.at(t)?);
+        evals += count(&new);
         ls_iter += 1;
     };
-    // Zoom: shrink the interval to a Wolfe point.
     let mut insuf_progress = false;
     let (mut lo, mut hi) = if bracket[0].f <= bracket[1].f { (0, 1) } else { (1, 0) };
     while ls_iter < cfg.max_ls {
@@ -247,26 +351,25 @@ fn strong_wolfe(
         } else {
             insuf_progress = false;
         }
-        let (fv, g, gtd) = at(t)?;
-        evals += 1;
+        let p = Point::of(t, probe.at(t)?);
+        evals += count(&p);
         ls_iter += 1;
-        if fv > f0 + C1 * t * gtd0 || fv >= bracket[lo].f {
-            bracket[hi] = Point { t, f: fv, g, gtd };
+        if p.f > f0 + C1 * t * gtd0 || p.f >= bracket[lo].f {
+            bracket[hi] = p;
             (lo, hi) = if bracket[0].f <= bracket[1].f { (0, 1) } else { (1, 0) };
         } else {
-            let done = gtd.abs() <= -C2 * gtd0;
-            if !done && gtd * (bracket[hi].t - bracket[lo].t) >= 0.0 {
-                let low = &bracket[lo];
-                bracket[hi] = Point { t: low.t, f: low.f, g: low.g.shallow_clone(), gtd: low.gtd };
+            let done = p.gtd.abs() <= -C2 * gtd0;
+            if !done && p.gtd * (bracket[hi].t - bracket[lo].t) >= 0.0 {
+                bracket[hi] = bracket[lo].copy();
             }
-            bracket[lo] = Point { t, f: fv, g, gtd };
+            bracket[lo] = p;
             if done {
                 break;
             }
         }
     }
     let best = bracket.swap_remove(lo);
-    Ok(LineSearch { t: best.t, f: best.f, g: best.g, evals })
+    finish(probe, best, evals)
 }
 
 #[cfg(test)]

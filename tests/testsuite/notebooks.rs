@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 /// Said at the top of every notebook: the next cell's wait depends on how it was opened.
 const OPEN_WITH: &str = "> Open the notebooks with `scripts/notebooks.sh`: it compiles transfer-lab for the Rust \
-kernel first, so the next cell answers in seconds. Opened any other way, that cell compiles it \
-(several minutes the first time on a 2-core machine; seconds after).";
+kernel first. A kernel then loads it as it starts (about half a minute on a 2-core machine, \
+while you read this), and the cells answer in a second or two. Opened any other way, the \
+first kernel start compiles it (several minutes the first time).";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -231,7 +231,7 @@ fn logreg_and_knn_run_end_to_end_and_bad_settings_are_named() {
     let dir = std::path::PathBuf::from(s["run_dir"].as_str().unwrap());
     let sweep = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
     assert_eq!(sweep.lines().count(), 8, "header + 7 lambdas:\n{sweep}");
-    assert!(sweep.starts_with("lambda,sklearn_c,val_acc,val_loss,objective,iterations,converged,grad_max"));
+    assert!(sweep.starts_with("lambda,sklearn_c,val_acc,val_loss,objective,iterations,evaluations,converged,grad_max"));
     assert!(dir.join("sweep.parquet").exists() && !dir.join("epochs.csv").exists());
 
     let (s, stderr) = run(&["--strategy", "knn", "--k", "5", "--temperature", "0.1"]);

@@ -35,13 +35,13 @@ fn tools_that_are_missing_broken_or_of_another_version_are_not_trusted() {
     );
 
     tool(t.path(), "mdbook", "0.4.52", b"#!/bin/sh\necho mdbook v0.4.52\n", None);
-    tool(t.path(), "evcxr_jupyter", "0.22.0", b"#!/bin/sh\nexit 0\n", Some("0.22.0\n"));
+    tool(t.path(), "evcxr_jupyter", "0.22.0", b"#!/bin/sh\nexit 0\n", Some("0.22.0 opt-level=3\n"));
     let (ok, out) = check(t.path());
     assert!(ok && line(&out, "mdbook").ends_with("ready") && line(&out, "evcxr_jupyter").ends_with("ready"), "{out}");
 
     // Another version in the right folder, a truncated ELF binary, a missing build stamp.
     tool(t.path(), "mdbook", "0.4.52", b"#!/bin/sh\necho mdbook v0.4.40\n", None);
-    tool(t.path(), "evcxr_jupyter", "0.22.0", b"\x7fELF\x02\x01\x01\x00\x00\x00", Some("0.22.0\n"));
+    tool(t.path(), "evcxr_jupyter", "0.22.0", b"\x7fELF\x02\x01\x01\x00\x00\x00", Some("0.22.0 opt-level=3\n"));
     let (ok, out) = check(t.path());
     assert!(!ok, "{out}");
     assert!(line(&out, "mdbook").contains("not mdbook v0.4.52"), "{out}");
@@ -49,5 +49,9 @@ fn tools_that_are_missing_broken_or_of_another_version_are_not_trusted() {
     tool(t.path(), "evcxr_jupyter", "0.22.0", b"#!/bin/sh\nexit 0\n", None);
     std::fs::remove_file(t.path().join("evcxr_jupyter-0.22.0/version")).unwrap();
     let (_, out) = check(t.path());
-    assert!(line(&out, "evcxr_jupyter").contains("version is not 0.22.0"), "{out}");
+    assert!(line(&out, "evcxr_jupyter").contains("unstamped"), "{out}");
+    // Built before evcxr was built at opt-level 3 (its stamp had only the version).
+    std::fs::write(t.path().join("evcxr_jupyter-0.22.0/version"), "0.22.0\n").unwrap();
+    let (ok, out) = check(t.path());
+    assert!(!ok && line(&out, "evcxr_jupyter").contains("says '0.22.0', not '0.22.0 opt-level=3'"), "{out}");
 }
