@@ -47,7 +47,10 @@ compile_for_kernel
 
 if [ "${1:-}" != "--execute" ]; then
   "$vpy" -c "import jupyterlab" 2>/dev/null || "$vpy" -m pip install --quiet jupyterlab==4.4.10
-  exec "$vpy" -m jupyterlab --notebook-dir="$root/notebooks"
+  # Jupyter refuses to run as root (containers, CI boxes) unless told.
+  as_root=()
+  [ "$(id -u)" != 0 ] || as_root=(--allow-root)
+  exec "$vpy" -m jupyterlab --notebook-dir="$root/notebooks" "${as_root[@]}"
 fi
 
 # Quick, synthetic, and away from the user's cache: CI results are never CIFAR-10 results.
