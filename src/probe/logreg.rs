@@ -263,10 +263,8 @@ const BLOCK_ROWS: i64 = 1024;
 
 impl Objective for Penalised<'_> {
     fn value_grad(&mut self, theta: &Tensor) -> Result<(f64, Tensor)> {
-        let (x, c) = (&self.data.x, self.classes);
-        let (rows, d) = (x.size()[0], x.size()[1]);
-        let w = theta.narrow(0, 0, c * d).view([c, d]);
-        let b = theta.narrow(0, c * d, c);
+        let (x, rows) = (&self.data.x, self.data.x.size()[0]);
+        let (w, b) = self.split(theta);
         let wt = w.tr();
         let mut gw = w.zeros_like();
         let mut gb = b.zeros_like();
