@@ -69,6 +69,52 @@ pub struct Minimum {
     pub converged: bool,
     /// The gradient at `x`.
     pub grad: Tensor,
+    /// The curvature pairs the last iterations kept, for a warm start of a nearby problem.
+    pub history: History,
+}
+
+/// L-BFGS's memory: the last steps `s` and gradient changes `y`, oldest first.
+#[derive(Debug, Default)]
+pub struct History {
+    pub steps: Vec<Tensor>,
+    pub changes: Vec<Tensor>,
+}
+
+/// The two-loop recursion's form of a [`History`]: pairs with positive curvature, `1 / y.s`
+/// of each, and the initial scaling `y.s / y.y` of the last.
+struct Memory {
+    dirs: Vec<Tensor>,
+    steps: Vec<Tensor>,
+    ro: Vec<f64>,
+    h_diag: f64,
+}
+
+impl Memory {
+    fn new() -> Memory {
+        Memory { dirs: vec![], steps: vec![], ro: vec![], h_diag: 1.0 }
+    }
+
+    /// Keeps `(s, y)` when its curvature is clearly positive, dropping the oldest beyond
+    /// `size`. Relative, not PyTorch's absolute 1e-10: near the optimum every pair is
+    /// tiny, and skipping them all stalls the tail (scipy keeps them).
+    fn push(&mut self, s: Tensor, y: Tensor, size: usize) {
+        let (ys, yy) = (dot(&y, &s), dot(&y, &y));
+        if ys > 1e-10 * yy {
+            if self.dirs.len() == size {
+                drop(self.dirs.remove(0));
+                drop(self.steps.remove(0));
+                self.ro.remove(0);
+            }
+            self.h_diag = ys / yy;
+            self.dirs.push(y);
+            self.steps.push(s);
+            self.ro.push(1.0 / ys);
+        }
+    }
+
+    fn into_history(self) -> History {
+        History { steps: self.steps, changes: self.dirs }
+    }
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
@@ -87,15 +133,18 @@ pub fn minimize(
     cfg: &LbfgsConfig,
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Minimum> {
-    minimize_from(f, x0, None, cfg, stop)
+    minimize_from(f, x0, None, History::default(), cfg, stop)
 }
 
 /// [`minimize`] when `f(x0)` and its gradient are already known (`first`), as a warm
-/// start often knows them: one evaluation fewer.
+/// start often knows them: one evaluation fewer. `history` holds curvature pairs of `f`
+/// measured elsewhere (a warm start's, adapted to `f`); the first step then follows them
+/// instead of the gradient.
 pub fn minimize_from(
     f: &mut dyn Objective,
     x0: &Tensor,
     first: Option<(f64, Tensor)>,
+    history: History,
     cfg: &LbfgsConfig,
     stop: &mut dyn FnMut() -> bool,
 ) -> Result<Minimum> {
@@ -108,39 +157,24 @@ pub fn minimize_from(
     };
     let mut grad_max = abs_max(&g);
     let mut iterations = 0;
-    let (mut dirs, mut steps, mut ro): (Vec<Tensor>, Vec<Tensor>, Vec<f64>) = (vec![], vec![], vec![]);
-    let mut h_diag = 1.0;
+    let mut mem = Memory::new();
+    for (s, y) in history.steps.into_iter().zip(history.changes) {
+        mem.push(s, y, cfg.history);
+    }
+    let warm = !mem.dirs.is_empty();
     let mut prev: Option<(Tensor, Tensor, f64)> = None; // (d, g, t) of the last iteration
     while grad_max > cfg.tol_grad && iterations < cfg.max_iter && !stop() {
         iterations += 1;
-        let d = match prev.take() {
-            None => -&g,
-            Some((d_prev, g_prev, t_prev)) => {
-                let y = &g - &g_prev;
-                let s = &d_prev * t_prev;
-                let (ys, yy) = (dot(&y, &s), dot(&y, &y));
-                // Relative, not PyTorch's absolute 1e-10: near the optimum every pair is
-                // tiny, and skipping them all stalls the tail (scipy keeps them).
-                if ys > 1e-10 * yy {
-                    if dirs.len() == cfg.history {
-                        drop(dirs.remove(0));
-                        drop(steps.remove(0));
-                        ro.remove(0);
-                    }
-                    h_diag = ys / yy;
-                    dirs.push(y);
-                    steps.push(s);
-                    ro.push(1.0 / ys);
-                }
-                two_loop(&g, &dirs, &steps, &ro, h_diag)
-            }
-        };
+        if let Some((d_prev, g_prev, t_prev)) = prev.take() {
+            mem.push(&d_prev * t_prev, &g - &g_prev, cfg.history);
+        }
+        let d = if mem.dirs.is_empty() { -&g } else { two_loop(&g, &mem.dirs, &mem.steps, &mem.ro, mem.h_diag) };
         let gtd = dot(&g, &d);
         if gtd > -cfg.tol_change {
             break;
         }
         // scipy's first step, 1/||g||_2 (PyTorch's 1/||g||_1 is far shorter in many dimensions).
-        let t0 = if iterations == 1 { (1.0 / dot(&g, &g).sqrt()).min(1.0) } else { 1.0 };
+        let t0 = if iterations == 1 && !warm { (1.0 / dot(&g, &g).sqrt()).min(1.0) } else { 1.0 };
         let d_norm = abs_max(&d);
         let ls = if f.has_lines() {
             let mut line = f.line(&x, &d)?;
@@ -160,7 +194,19 @@ pub fn minimize_from(
         }
         prev = Some((d, g_old, ls.t));
     }
-    Ok(Minimum { x, loss, grad_max, iterations, evaluations: evals, converged: grad_max <= cfg.tol_grad, grad: g })
+    if let Some((d_prev, g_prev, t_prev)) = prev {
+        mem.push(&d_prev * t_prev, &g - &g_prev, cfg.history);
+    }
+    Ok(Minimum {
+        x,
+        loss,
+        grad_max,
+        iterations,
+        evaluations: evals,
+        converged: grad_max <= cfg.tol_grad,
+        grad: g,
+        history: mem.into_history(),
+    })
 }
 
 fn eval(f: &mut dyn Objective, x: &Tensor) -> Result<(f64, Tensor)> {
