@@ -44,7 +44,15 @@ where
 {
     let s = size;
     let each = (3 * s * s) as usize;
-    let mut out = vec![0f32; each * paths.len()];
+    // Decoded straight into the batch tensor: no zeroed buffer to fault in and copy
+    // (a 32-image batch at 224 px is 19 MB), and libtorch's allocator reuses its pages.
+    let batch = Tensor::empty([paths.len() as i64, 3, s, s], (tch::Kind::Float, tch::Device::Cpu));
+    if paths.is_empty() {
+        return Ok(batch);
+    }
+    // SAFETY: `batch` is a new contiguous f32 CPU tensor of exactly this many elements,
+    // alive and unshared until this function returns it; the slice is dropped first.
+    let out: &mut [f32] = unsafe { std::slice::from_raw_parts_mut(batch.data_ptr() as *mut f32, each * paths.len()) };
     let threads = threads.clamp(1, paths.len().max(1));
     // Workers take contiguous runs of images and call nothing of libtorch's, so they
     // never contend with its intra-op pool.
@@ -71,7 +79,7 @@ where
     if let Some(e) = errors.into_iter().flatten().next() {
         return Err(e);
     }
-    Ok(Tensor::from_slice(&out).view([paths.len() as i64, 3, s, s]))
+    Ok(batch)
 }
 
 /// Batches of a dataset in a fixed order; from files, decoded ahead by a thread.
