@@ -788,15 +788,16 @@ mod tests {
         let first = fit_one(&data, 4, 1e-1, None, &cfg, &mut || false).unwrap();
         assert!(!first.history.steps.is_empty());
         let known = Known { loss: first.loss, grad: &first.grad, history: &first.history, lambda: 1e-1 };
-        let warm = fit_one(&data, 4, 1e-2, Some(Start { theta: &first.x, known: Some(known) }), &cfg, &mut || false)
-            .unwrap();
+        let warm =
+            fit_one(&data, 4, 1e-2, Some(Start { theta: &first.x, known: Some(known) }), &cfg, &mut || false).unwrap();
         let cold = fit_one(&data, 4, 1e-2, None, &cfg, &mut || false).unwrap();
         assert!(warm.converged && cold.converged, "{warm:?} {cold:?}");
         assert!((warm.loss - cold.loss).abs() < 1e-10, "{} vs {}", warm.loss, cold.loss);
         assert!((&warm.x - &cold.x).abs().max().double_value(&[]) < 1e-4);
 
         // A pair measured at lambda 1e-1, moved to 1e-2, against the 1e-2 objective's.
-        let (a, b) = (Tensor::randn([84], (Kind::Double, Device::Cpu)), Tensor::randn([84], (Kind::Double, Device::Cpu)));
+        let (a, b) =
+            (Tensor::randn([84], (Kind::Double, Device::Cpu)), Tensor::randn([84], (Kind::Double, Device::Cpu)));
         let grad = |lambda: f64, t: &Tensor| Penalised::new(&data, lambda, 4).value_grad(t).unwrap().1;
         let pair = History { steps: vec![&b - &a], changes: vec![grad(1e-1, &b) - grad(1e-1, &a)] };
         let want = grad(1e-2, &b) - grad(1e-2, &a);
