@@ -7,8 +7,8 @@
 //! scikit-learn's `LogisticRegression(C=c)` minimises the same function with
 //! `c = 1 / (lambda * N)` (N training rows): since 1.2 it scales the data term by 1/N.
 //!
-//! Resume is exact: after every `lambda` the parameters and the rows so far go into
-//! `head-last.safetensors` (one rename), so a stopped or killed sweep continues at the next
+//! Resume is exact: after every `lambda` the rows so far and the warm start (parameters,
+//! gradient, L-BFGS curvature pairs) go into `head-last.safetensors` (one rename), so a stopped or killed sweep continues at the next
 //! `lambda` from the same warm start and ends with the same bytes.
 use super::lbfgs::{minimize, minimize_from, History, LbfgsConfig, Line, Minimum, Objective};
 use crate::events::EventSink;
