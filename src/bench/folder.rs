@@ -30,7 +30,7 @@ pub struct FolderTiming {
     pub torch_workers: usize,
     pub decode_threads: usize,
     /// Every round's rates, in order: (files, decoded, PyTorch's script).
-    pub rounds: Vec<(f64, f64, Option<f64>)>,
+    pub rounds: Vec<(f64, f64, f64)>,
 }
 
 /// Writes `n` 500x375 JPEGs (quality 90) in two classes under `root/train/`.
@@ -96,9 +96,9 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<FolderTiming> {
         let f = rate(&backbone, &files, &ecfg, &work.join("cache-files"))?;
         let d = rate(&backbone, &decoded, &ecfg, &work.join("cache-decoded"))?;
         let t = torch_script(cfg, env, &root.join("train"))?;
-        rounds.push((f, d, Some(t)));
+        rounds.push((f, d, t));
     }
-    let torch = Some(median(rounds.iter().filter_map(|r| r.2).collect()));
+    let torch = Some(median(rounds.iter().map(|r| r.2).collect()));
     let _ = std::fs::remove_dir_all(&work);
     Ok(FolderTiming {
         images: paths.len(),
@@ -151,8 +151,7 @@ impl FolderTiming {
             self.files_images_per_s / self.decoded_images_per_s
         );
         if let Some(t) = self.torch_images_per_s {
-            let each: Vec<String> =
-                self.rounds.iter().filter_map(|r| r.2.map(|t| format!("{:.2}x", r.0 / t))).collect();
+            let each: Vec<String> = self.rounds.iter().map(|r| format!("{:.2}x", r.0 / r.2)).collect();
             println!(
                 "PyTorch ImageFolder + DataLoader ({} workers) {t:.2} images/s: ours / PyTorch = {:.2}x (target >= 1.5x); \
                  round by round {}",
