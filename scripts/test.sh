@@ -38,7 +38,7 @@ if [ $status = 0 ]; then grep "setup: built" target/setup-tools.log || true; els
 step notebooks scripts/notebooks.sh --execute
 step book env BOOK_BROWSER=1 scripts/book.sh
 # `tlab bench` is a cargo feature no test builds; built last, so the steps above keep
-# their binaries (only our crate recompiles).
+# their binaries (86 s in CI: without dev-dependencies a few crates' features differ).
 step bench cargo build --locked --features bench --bin tlab
 printf '%s\n' "${summary[@]}"
 echo "all checks finished in $(( $(date +%s) - start )) s with status $status"
