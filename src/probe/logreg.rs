@@ -721,12 +721,17 @@ mod tests {
         assert_eq!(cfg(vec![1.0, 10.0, 1.0]).order(), vec![10.0, 1.0]);
     }
 
+    /// `rows` x `dim` standard-normal f64 features with `classes` random labels, from `seed`.
+    fn random_data(seed: i64, rows: i64, dim: i64, classes: i64) -> Data {
+        tch::manual_seed(seed);
+        let x = Tensor::randn([rows, dim], (Kind::Double, Device::Cpu));
+        let y = Tensor::randint(classes, [rows], (Kind::Int64, Device::Cpu));
+        Data::new(x, &y, classes, false)
+    }
+
     #[test]
     fn the_gradient_matches_finite_differences() {
-        tch::manual_seed(3);
-        let x = Tensor::randn([40, 5], (Kind::Double, Device::Cpu));
-        let y = Tensor::randint(3, [40], (Kind::Int64, Device::Cpu));
-        let data = Data::new(x, &y, 3, false);
+        let data = random_data(3, 40, 5, 3);
         let mut obj = Penalised::new(&data, 0.3, 3);
         let theta = Tensor::randn([18], (Kind::Double, Device::Cpu));
         let (_, g) = obj.value_grad(&theta).unwrap();
@@ -744,10 +749,7 @@ mod tests {
     /// line are those of the objective itself.
     #[test]
     fn cheap_lines_agree_with_full_evaluations() {
-        tch::manual_seed(5);
-        let x = Tensor::randn([300, 20], (Kind::Double, Device::Cpu));
-        let y = Tensor::randint(4, [300], (Kind::Int64, Device::Cpu));
-        let data = Data::new(x, &y, 4, false);
+        let data = random_data(5, 300, 20, 4);
         let cfg = LbfgsConfig { tol_grad: 1e-9, tol_change: 0.0, ..Default::default() };
         let x0 = Tensor::zeros([84], (Kind::Double, Device::Cpu));
         let mut cheap = Penalised::new(&data, 1e-3, 4);
@@ -780,10 +782,7 @@ mod tests {
     /// new objective's gradient change over its step.
     #[test]
     fn warm_starts_carry_exact_curvature_to_the_next_lambda() {
-        tch::manual_seed(6);
-        let x = Tensor::randn([300, 20], (Kind::Double, Device::Cpu));
-        let y = Tensor::randint(4, [300], (Kind::Int64, Device::Cpu));
-        let data = Data::new(x, &y, 4, false);
+        let data = random_data(6, 300, 20, 4);
         let cfg = LogregConfig { tol: 1e-6, ..Default::default() };
         let first = fit_one(&data, 4, 1e-1, None, &cfg, &mut || false).unwrap();
         assert!(!first.history.steps.is_empty());
