@@ -227,6 +227,26 @@ impl DataSpec {
 }
 
 /// Opens one split of `spec`. CIFAR-10 not on disk is fetched into `cache`.
+/// Like [`open`], but never downloads: CIFAR-10 must already be in `cache`, else the
+/// error names the cache and the command that fills it. For readers of finished runs.
+pub fn open_local(spec: &DataSpec, split: Split, cache: &Cache) -> Result<Dataset> {
+    if let DataSpec::Cifar10 { path: None } = spec {
+        let dir = cache.cifar10_dir();
+        if !dir.is_dir() {
+            return Err(Error::invalid(
+                "CIFAR-10",
+                format!(
+                    "not in the cache at {} (`tlab --cache-dir {} fetch cifar10` puts it there)",
+                    dir.display(),
+                    cache.display()
+                ),
+            ));
+        }
+        return cifar::load_cifar10(&dir, split);
+    }
+    open(spec, split, cache, &mut crate::events::NullSink)
+}
+
 pub fn open(spec: &DataSpec, split: Split, cache: &Cache, sink: &mut dyn crate::events::EventSink) -> Result<Dataset> {
     match spec {
         DataSpec::Cifar10 { path: Some(p) } => cifar::load_cifar10(p, split),

@@ -6,7 +6,7 @@
 //! a 20.9 s run in the kernel). Its threshold also rises with each freed block, up to
 //! 32 MiB, and blocks under it stay in the heap, which fragments and grows. Four modes
 //! (`TLAB_HEAP`, read by [`configure_process`]); figures from `tlab bench` and `tlab
-//! extract` on this project's 2-core build machine, in the README's Speed section:
+//! extract` on this project's 2-core build machine, in `bench/README.md`:
 //!
 //! - `pool` (default): libtorch's CPU allocator is replaced by a size-keyed cache of
 //!   blocks of 1 MiB and more (`src/heap/pool.cpp`). Each block is its own mapping, on

@@ -1,6 +1,7 @@
 //! The most confident mistakes of a run's test split (fastai's "top losses"): read from
 //! `predictions.csv`, shown as thumbnails with the true class, the prediction and the
 //! probability the model gave it.
+use crate::cache::Cache;
 use crate::data::{self, Split};
 use crate::rundir::{RunDir, Table};
 use crate::{Error, Result};
@@ -55,16 +56,16 @@ pub fn most_confident(dir: &RunDir, max: usize) -> Result<Option<Vec<Mistake>>> 
 
 /// Writes the gallery's thumbnails as `<stem>-NN.png` into `out` and returns its Markdown.
 /// Pictures come from the image files, or from the dataset the run recorded when it is in
-/// memory (synthetic, or CIFAR-10 in the cache); when neither can be read, the table is
+/// memory (synthetic, or CIFAR-10 already in `cache`: a report never downloads); when neither can be read, the table is
 /// given without them and says so.
-pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize) -> Result<String> {
+pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize, cache: &Cache) -> Result<String> {
     let Some(mistakes) = most_confident(dir, max)? else {
         return Ok("No predictions table (a run from before `predictions.csv`): no gallery of mistakes.\n\n".into());
     };
     if mistakes.is_empty() {
         return Ok("No mistakes on the test split.\n\n".into());
     }
-    let pictures = thumbnails(dir, &mistakes);
+    let pictures = thumbnails(dir, &mistakes, cache);
     let mut md = String::from("| image | true class | predicted | probability |\n|---|---|---|---:|\n");
     let mut missing = None;
     for (k, m) in mistakes.iter().enumerate() {
@@ -89,7 +90,7 @@ pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize) -> Result<Strin
 }
 
 /// `[3, THUMB, THUMB]` u8 pictures of the mistakes.
-fn thumbnails(dir: &RunDir, mistakes: &[Mistake]) -> Result<Vec<Tensor>> {
+fn thumbnails(dir: &RunDir, mistakes: &[Mistake], cache: &Cache) -> Result<Vec<Tensor>> {
     let pre = crate::preprocess::Preprocess { size: THUMB, ..Default::default() };
     if mistakes.iter().all(|m| !m.image.is_empty()) {
         return mistakes
@@ -105,8 +106,8 @@ fn thumbnails(dir: &RunDir, mistakes: &[Mistake]) -> Result<Vec<Tensor>> {
         data: data::DataSpec,
     }
     let t: Trained = dir.read_json(crate::rundir::TRAINED)?;
-    let cache = crate::cache::Cache::locate(None);
-    let test = data::open(&t.data, Split::Test, &cache, &mut crate::events::NullSink)?;
+    // The cache the caller was handed, and no download: a report only reads.
+    let test = data::open_local(&t.data, Split::Test, cache)?;
     let idx: Vec<i64> = mistakes.iter().map(|m| m.index as i64).collect();
     let (imgs, _) = test.gather(&idx)?;
     let x = pre.resize(&imgs.to_kind(tch::Kind::Float), imgs.size()[2], imgs.size()[3])?;

@@ -1,5 +1,6 @@
 //! `report.md` plus its charts, for one run or a comparison of several.
 use super::{Comparison, ComparisonBar, Figure, RunData};
+use crate::cache::Cache;
 use crate::fsutil::{ensure_dir, write_atomic};
 use crate::train::Strategy;
 use crate::{Error, Result};
@@ -116,8 +117,9 @@ fn cell(s: &str) -> String {
 
 /// Writes charts (SVG + PNG) and `report.md` for `run_dirs` into `out`, or into the run
 /// directory itself when there is one run and no `out`. Several runs also get a
-/// comparison chart. Returns the path of `report.md`.
-pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf> {
+/// comparison chart. Pictures of mistakes come from `cache` (never downloaded into it).
+/// Returns the path of `report.md`.
+pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>, cache: &Cache) -> Result<PathBuf> {
     let out = match (out, run_dirs) {
         (_, []) => return Err(Error::invalid("report", "no run directories given")),
         (Some(o), _) => o.to_path_buf(),
@@ -178,7 +180,7 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>) -> Result<PathBuf>
         }
         md += "### Most confident mistakes\n\n";
         let gallery_stem = format!("{prefix}mistakes");
-        md += &super::mistakes::gallery(&crate::rundir::RunDir::at(&run.dir), &out, &gallery_stem, 12)?;
+        md += &super::mistakes::gallery(&crate::rundir::RunDir::at(&run.dir), &out, &gallery_stem, 12, cache)?;
         if run.throughput.points.is_empty() {
             md += "No extraction throughput: the run recorded no extraction progress (features from the cache, a strategy trained on images, or no `events.jsonl`).\n\n";
         } else {

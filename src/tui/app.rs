@@ -2,6 +2,7 @@
 //! Keys call intent methods; anything with a side effect comes back as an [`Action`]
 //! for the terminal loop to perform, so this stays testable without a terminal.
 use super::device::DeviceInfo;
+use super::keys::{self, Intent};
 use super::state::{DashState, RunStatus};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -73,41 +74,36 @@ impl App {
         }
     }
 
+    /// The keys this screen answers to (the run's dashboard: all of them).
+    pub const INTENTS: &'static [Intent] =
+        &[Intent::Quit, Intent::AskStop, Intent::Help, Intent::NextChart, Intent::PreviousChart];
+
     pub fn handle_key(&mut self, key: KeyEvent) -> Option<Action> {
         if key.kind == KeyEventKind::Release {
             return None;
         }
-        // Raw mode turns Ctrl-C into a key: it must still get the user out.
-        if key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c' | 'd')) {
+        let intent = keys::intent_of(&key, Self::INTENTS);
+        // Ctrl-C and Ctrl-D get the user out from anywhere, an open overlay included.
+        if intent == Some(Intent::Quit) && key.modifiers.contains(KeyModifiers::CONTROL) {
             return Some(self.quit());
         }
-        match (self.overlay, key.code) {
-            (Overlay::ConfirmStop, KeyCode::Char('y' | 'Y')) => self.confirm_stop(true),
-            (Overlay::ConfirmStop, _) => self.confirm_stop(false),
-            (Overlay::Help, KeyCode::Char('q')) => Some(self.quit()),
-            (Overlay::Help, _) => {
+        match self.overlay {
+            Overlay::ConfirmStop => return self.confirm_stop(matches!(key.code, KeyCode::Char('y' | 'Y'))),
+            // Any key closes the help; quitting keys other than Esc still quit.
+            Overlay::Help if intent != Some(Intent::Quit) || key.code == KeyCode::Esc => {
                 self.overlay = Overlay::None;
-                None
+                return None;
             }
-            (_, KeyCode::Char('q') | KeyCode::Esc) => Some(self.quit()),
-            (_, KeyCode::Char('s')) => {
-                self.ask_stop();
-                None
-            }
-            (_, KeyCode::Char('?') | KeyCode::Char('h') | KeyCode::F(1)) => {
-                self.toggle_help();
-                None
-            }
-            (_, KeyCode::Tab | KeyCode::Right | KeyCode::Down) => {
-                self.cycle_chart(1);
-                None
-            }
-            (_, KeyCode::BackTab | KeyCode::Left | KeyCode::Up) => {
-                self.cycle_chart(ChartTab::ALL.len() - 1);
-                None
-            }
-            _ => None,
+            _ => {}
         }
+        match intent? {
+            Intent::Quit => return Some(self.quit()),
+            Intent::AskStop => self.ask_stop(),
+            Intent::Help => self.toggle_help(),
+            Intent::NextChart => self.cycle_chart(1),
+            Intent::PreviousChart => self.cycle_chart(ChartTab::ALL.len() - 1),
+        }
+        None
     }
 
     pub fn quit(&mut self) -> Action {

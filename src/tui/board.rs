@@ -198,6 +198,9 @@ fn color_of(c: Cell) -> Color {
     }
 }
 
+/// The board's keys: it only shows, so it only quits.
+pub const BOARD_INTENTS: &[super::keys::Intent] = &[super::keys::Intent::Quit];
+
 /// The screen of `tlab dash FOLDER`; `message` is the latest read error, if any.
 pub struct Screen<'a> {
     pub board: &'a Board,
@@ -276,7 +279,11 @@ impl Widget for Screen<'_> {
         Paragraph::new(lines).block(Block::bordered().title("parts and claims")).render(parts, buf);
         let foot = match self.message {
             Some(m) => Line::from(m.to_string()).red(),
-            None => Line::from("q quits (the workers go on)").dim(),
+            None => {
+                let mut spans = super::view::footer_keys(BOARD_INTENTS);
+                spans.push(" · the workers go on".into());
+                Line::from(spans).dim()
+            }
         };
         foot.render(footer, buf);
     }
@@ -303,9 +310,6 @@ pub fn run_plain(dir: &Path, opts: &super::DashOptions) -> Result<super::DashExi
     }
     let (mut last, mut last_at, mut last_error) = (None::<(usize, String)>, Instant::now(), None::<String>);
     loop {
-        if opts.close.as_ref().is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
-            return Ok(super::DashExit::Closed);
-        }
         match Board::read(dir) {
             Ok(b) => {
                 last_error = None;
@@ -334,7 +338,9 @@ pub fn run_plain(dir: &Path, opts: &super::DashOptions) -> Result<super::DashExi
                 last_error = Some(text);
             }
         }
-        std::thread::sleep(Duration::from_millis(250));
+        if crate::interrupt::wait(Duration::from_millis(250)) {
+            return Ok(super::DashExit::Signalled);
+        }
     }
 }
 

@@ -3,7 +3,6 @@
 //! Sampled on a background thread (nvidia-smi takes ~100 ms) into a plain struct that
 //! the view reads; tests build the struct by hand, so snapshots never see the host.
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,18 +42,19 @@ pub fn watched_pid(run_dir: &crate::rundir::RunDir, given: Option<u32>) -> (u32,
 /// Samples every `period` until dropped.
 pub struct Sampler {
     latest: Arc<Mutex<DeviceInfo>>,
-    stop: Arc<AtomicBool>,
+    /// Dropped with the sampler, which wakes its thread's wait at once.
+    _stop: std::sync::mpsc::Sender<()>,
 }
 
 impl Sampler {
     pub fn start(pid: u32, label: String, period: Duration) -> Self {
         let latest = Arc::new(Mutex::new(DeviceInfo { name: "…".into(), ..Default::default() }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (latest.clone(), stop.clone());
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let l = latest.clone();
         std::thread::spawn(move || {
             let mut cpu = CpuMeter::new(pid);
             let name_cpu = cpu_model();
-            while !s.load(Ordering::Relaxed) {
+            loop {
                 let gpu = nvidia_smi();
                 let info = DeviceInfo {
                     name: gpu
@@ -66,24 +66,16 @@ impl Sampler {
                     process: ProcessInfo { label: label.clone(), rss_bytes: rss_bytes(pid), cpu_pct: cpu.sample() },
                 };
                 *l.lock().unwrap_or_else(|e| e.into_inner()) = info;
-                // Sleep in short slices so dropping the sampler does not wait a period.
-                let until = Instant::now() + period;
-                while Instant::now() < until && !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
+                if !matches!(stopped.recv_timeout(period), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                    break;
                 }
             }
         });
-        Sampler { latest, stop }
+        Sampler { latest, _stop: stop }
     }
 
     pub fn latest(&self) -> DeviceInfo {
         self.latest.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

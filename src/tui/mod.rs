@@ -7,11 +7,14 @@
 //! directory ([`RunDir::request_stop`]), and the training loop checks for it.
 //!
 //! Shape: [`state`] (pure, events -> `DashState`), [`app`] (UI state and keys),
-//! `view`/`panels` (`impl Widget for &App`), `term` (terminal loop), [`tail`] (reader).
+//! [`keys`] (the key table), `view`/`panels` (`impl Widget for &App`), `term` (the
+//! terminal loop), [`input`] (the keyboard and signals), [`tail`] (reader).
 pub mod app;
 pub mod board;
 pub mod device;
 mod fmt;
+pub mod input;
+pub mod keys;
 mod panels;
 pub mod plain;
 pub mod progress;
@@ -28,8 +31,6 @@ use crate::rundir::RunDir;
 use crate::{Error, Result};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
@@ -46,9 +47,6 @@ pub struct DashOptions {
     /// The run's process, for the device panel; `None` when tailing from elsewhere
     /// (then a `pid` file in the run directory is used if present).
     pub pid: Option<u32>,
-    /// Set by the caller to close the dashboard (e.g. when an in-process run ended and
-    /// the caller wants its terminal back). The run itself is not affected.
-    pub close: Option<Arc<AtomicBool>>,
     /// Redraw cap.
     pub fps: u32,
     /// Plain mode: keep following until the run ends (`false`: print what is there).
@@ -57,7 +55,7 @@ pub struct DashOptions {
 
 impl Default for DashOptions {
     fn default() -> Self {
-        DashOptions { mode: Mode::Auto, pid: None, close: None, fps: 10, follow: true }
+        DashOptions { mode: Mode::Auto, pid: None, fps: 10, follow: true }
     }
 }
 
@@ -69,8 +67,14 @@ pub enum DashExit {
     Quit { stop_requested: bool },
     /// Plain mode: the run finished or failed (or `follow` was off).
     RunEnded(state::RunStatus),
-    /// `DashOptions::close` was set, stdout went away, or a panic took the terminal.
+    /// Stdout went away (plain mode), or a panic took the terminal.
     Closed,
+    /// The terminal went away (hang-up, end of input): the dashboard let go of it, and
+    /// stdout and stderr now go nowhere. Work in this process goes on.
+    Detached,
+    /// SIGINT, SIGTERM (or SIGHUP with nothing to detach) came: the caller stops its work
+    /// and ends by the signal.
+    Signalled,
 }
 
 /// Where a run's files are.

@@ -62,19 +62,27 @@ pub fn chart(app: &App, area: Rect, buf: &mut Buffer) {
     if app.chart == ChartTab::EpochAccuracy {
         yb = [yb[0].max(0.0), yb[1].min(1.0)];
     }
-    let datasets = series
+    // A two-phase run: a dotted line where each later phase begins.
+    let phases = if app.chart == ChartTab::StepLoss { &c.step_phases } else { &c.epoch_phases };
+    let marks: Vec<Vec<(f64, f64)>> = phases
         .iter()
-        .map(|(name, pts, color)| {
-            // One point draws nothing as a line: show it as a dot.
-            let kind = if pts.len() > 1 { GraphType::Line } else { GraphType::Scatter };
+        .map(|&x| (0..=16).map(|i| (x, yb[0] + (yb[1] - yb[0]) * f64::from(i) / 16.0)).collect())
+        .collect();
+    let mut datasets: Vec<Dataset> = marks
+        .iter()
+        .map(|pts| {
             Dataset::default()
-                .name(*name)
-                .marker(Marker::Braille)
-                .graph_type(kind)
-                .style(Style::new().fg(*color))
+                .marker(Marker::Dot)
+                .graph_type(GraphType::Scatter)
+                .style(Style::new().dark_gray())
                 .data(pts)
         })
         .collect();
+    datasets.extend(series.iter().map(|(name, pts, color)| {
+        // One point draws nothing as a line: show it as a dot.
+        let kind = if pts.len() > 1 { GraphType::Line } else { GraphType::Scatter };
+        Dataset::default().name(*name).marker(Marker::Braille).graph_type(kind).style(Style::new().fg(*color)).data(pts)
+    }));
     // The legend as the bottom title: always visible, never drawn over the curves.
     let mut legend = vec![Span::raw(" ")];
     for (name, _, color) in &series {
@@ -82,6 +90,9 @@ pub fn chart(app: &App, area: Rect, buf: &mut Buffer) {
     }
     let x_unit = if app.chart == ChartTab::StepLoss { "step " } else { "epoch " };
     legend.push(Span::raw(format!("· x: {x_unit}")).dark_gray());
+    if !phases.is_empty() {
+        legend.push(Span::raw("· ┆ next phase (numbered from 1 again) ").dark_gray());
+    }
     Chart::new(datasets)
         .block(block.title_bottom(Line::from(legend)))
         .legend_position(None)

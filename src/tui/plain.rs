@@ -7,7 +7,6 @@ use crate::error::IoContext;
 use crate::events::{describe, Envelope, RunEvent};
 use crate::Result;
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Progress lines of one kind at most this often, in event time.
@@ -86,10 +85,10 @@ pub fn run(files: &RunFiles, opts: &DashOptions) -> Result<DashExit> {
         if matches!(status, RunStatus::Finished | RunStatus::Failed) || !opts.follow {
             return Ok(DashExit::RunEnded(status));
         }
-        if opts.close.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Ok(DashExit::Closed);
+        // Blocks, and wakes at once for SIGINT, SIGTERM or a hang-up.
+        if crate::interrupt::wait(Duration::from_millis(250)) {
+            return Ok(DashExit::Signalled);
         }
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

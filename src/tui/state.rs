@@ -55,6 +55,33 @@ pub struct Curves {
     pub best: Option<(u32, f64)>,
     /// (epoch, step, loss) of the latest step.
     pub last_step: Option<(u32, u64, f64)>,
+    /// Where each later phase of a two-phase run begins, on the epoch and step charts'
+    /// x axes: a fine-tune run's image phase numbers its epochs and steps from 1 again,
+    /// and is drawn after the head phase on one continuous axis.
+    pub epoch_phases: Vec<f64>,
+    pub step_phases: Vec<f64>,
+    epoch_axis: Axis,
+    step_axis: Axis,
+}
+
+/// Keeps x continuous across phases whose counters restart.
+#[derive(Debug, Clone, Copy, Default)]
+struct Axis {
+    offset: u64,
+    last: u64,
+}
+
+impl Axis {
+    /// The x of counter value `n`; `Some(boundary)` when `n` starts a new phase.
+    fn place(&mut self, n: u64) -> (f64, Option<f64>) {
+        let mut boundary = None;
+        if n <= self.last {
+            self.offset += self.last;
+            boundary = Some(self.offset as f64 + 0.5);
+        }
+        self.last = n;
+        ((self.offset + n) as f64, boundary)
+    }
 }
 
 impl Default for Curves {
@@ -69,6 +96,10 @@ impl Default for Curves {
             epochs: 0,
             best: None,
             last_step: None,
+            epoch_phases: vec![],
+            step_phases: vec![],
+            epoch_axis: Axis::default(),
+            step_axis: Axis::default(),
         }
     }
 }
@@ -195,7 +226,8 @@ impl DashState {
             }
             EpochFinished { epoch, train_loss, train_acc, val_loss, val_acc, best } => {
                 let c = &mut self.curves;
-                let x = f64::from(*epoch);
+                let (x, boundary) = c.epoch_axis.place(u64::from(*epoch));
+                c.epoch_phases.extend(boundary);
                 c.train_loss.push(x, *train_loss);
                 c.val_loss.push(x, *val_loss);
                 c.train_acc.push(x, *train_acc);
@@ -206,7 +238,10 @@ impl DashState {
                 }
             }
             StepFinished { epoch, step, loss } => {
-                self.curves.step_loss.push(*step as f64, *loss);
+                let c = &mut self.curves;
+                let (x, boundary) = c.step_axis.place(*step);
+                c.step_phases.extend(boundary);
+                c.step_loss.push(x, *loss);
                 self.curves.last_step = Some((*epoch, *step, *loss));
             }
             Evaluated { split, accuracy, samples } => self.evaluated = Some((split.clone(), *accuracy, *samples)),

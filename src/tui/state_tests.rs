@@ -161,3 +161,28 @@ fn download_progress_measures_bytes_per_second() {
     let p = s.progress.as_ref().unwrap();
     assert_eq!((p.label.as_str(), p.unit, p.per_s), ("download cifar.tar.gz", Unit::Bytes, 250_000.0));
 }
+
+#[test]
+fn a_second_phase_continues_the_x_axis_and_is_marked() {
+    let mut s = DashState::default();
+    let epoch = |e: u32| RunEvent::EpochFinished {
+        epoch: e,
+        train_loss: 1.0,
+        train_acc: 0.5,
+        val_loss: 1.0,
+        val_acc: 0.5,
+        best: false,
+    };
+    // The head phase: 3 epochs, steps 1..6; then the image phase numbers both from 1.
+    for (e, steps) in [(1, [1, 2]), (2, [3, 4]), (3, [5, 6]), (1, [1, 2]), (2, [3, 4])] {
+        for st in steps {
+            s.apply(&env(0, RunEvent::StepFinished { epoch: e, step: st, loss: 1.0 }));
+        }
+        s.apply(&env(0, epoch(e)));
+    }
+    let xs: Vec<f64> = s.curves.train_loss.points().iter().map(|p| p.0).collect();
+    assert_eq!(xs, [1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_eq!(s.curves.epoch_phases, [3.5]);
+    assert_eq!(s.curves.step_phases, [6.5]);
+    assert_eq!(s.curves.step_loss.points().last().unwrap().0, 10.0);
+}

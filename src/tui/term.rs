@@ -1,23 +1,28 @@
-//! The terminal loop: raw mode and the alternate screen, tailing, keys, capped redraws.
+//! The terminal loop: raw mode and the alternate screen, rereading, keys, capped redraws;
+//! one loop for a run's dashboard and an extraction's board.
 //!
 //! The terminal is restored on every way out: return, error (a guard's `Drop`), panic
 //! (a hook, also for panics on other threads while the dashboard is up), Ctrl-C (a key in
-//! raw mode), and SIGTERM or SIGHUP (noted by a handler, acted on within a tick: the
-//! terminal is restored, then the signal's default action ends the process as it would
-//! have without the dashboard).
+//! raw mode), SIGINT, SIGTERM (they wake the loop, which returns
+//! [`DashExit::Signalled`]: the caller stops the work and ends by the signal), and the
+//! terminal's loss (SIGHUP, end of input, a failed draw: [`DashExit::Detached`], the work
+//! goes on).
 use super::app::{Action, App};
+use super::board::{Board, Screen as BoardView, BOARD_INTENTS};
 use super::device::{watched_pid, Sampler};
+use super::input::{Input, Keyboard};
+use super::keys::{self, Intent};
 use super::tail::Tail;
 use super::{DashExit, DashOptions, RunFiles};
 use crate::error::IoContext;
 use crate::events::now_ms;
-use crate::Result;
+use crate::{interrupt, Result};
 use ratatui::backend::CrosstermBackend;
-use ratatui::crossterm::event::{self, Event};
+use ratatui::crossterm::event::KeyEvent;
 use ratatui::crossterm::{cursor, execute, terminal};
 use ratatui::Terminal;
 use std::io::Stdout;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
@@ -44,51 +49,14 @@ fn install_panic_hook() {
     });
 }
 
-/// The terminating signal received while the dashboard is up; 0 for none.
-static SIGNALLED: AtomicI32 = AtomicI32::new(0);
-
-#[cfg(unix)]
-extern "C" fn note_signal(sig: libc::c_int) {
-    // Only an atomic store: the handler may run between any two instructions.
-    SIGNALLED.store(sig, Ordering::SeqCst);
-}
-
-#[cfg(unix)]
-fn install_signal_handlers() {
-    static HANDLERS: Once = Once::new();
-    HANDLERS.call_once(|| {
-        for sig in [libc::SIGTERM, libc::SIGHUP] {
-            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-            unsafe { libc::signal(sig, note_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
-        }
-    });
-}
-
-#[cfg(not(unix))]
-fn install_signal_handlers() {}
-
-/// After a terminating signal: restores the terminal, then lets the signal's default
-/// action end the process (exit status "killed by SIGTERM", as without the dashboard).
-fn end_by_signal() {
-    let sig = SIGNALLED.load(Ordering::SeqCst);
-    if sig == 0 {
-        return;
-    }
-    restore();
-    #[cfg(unix)]
-    // SAFETY: resetting a handler and raising a signal are plain libc calls.
-    unsafe {
-        libc::signal(sig, libc::SIG_DFL);
-        libc::raise(sig);
-    }
-}
-
 struct Guard;
 
 impl Guard {
     fn enter() -> Result<(Guard, Terminal<CrosstermBackend<Stdout>>)> {
         install_panic_hook();
-        install_signal_handlers();
+        // A lost terminal detaches the dashboard; the keyboard wakes on resizes.
+        interrupt::detach_on_hangup();
+        interrupt::watch_resize();
         terminal::enable_raw_mode().ctx(|| "entering raw mode".into())?;
         ACTIVE.store(true, Ordering::SeqCst);
         let guard = Guard; // from here on, any early return restores
@@ -105,69 +73,132 @@ impl Drop for Guard {
     }
 }
 
-/// How often the events file and the stop file are looked at.
-const TICK: Duration = Duration::from_millis(100);
+/// What the loop shows: a run's dashboard, or a sharded extraction's board.
+trait Screen {
+    /// How often its files are reread.
+    const TICK: Duration;
+    /// The screen's keys, from the one table.
+    const INTENTS: &'static [Intent];
+    /// Rereads its files; true when something changed.
+    fn refresh(&mut self) -> Result<bool>;
+    /// True when the screen should be redrawn for the time alone (a clock).
+    fn stale(&self) -> bool {
+        false
+    }
+    fn draw(&mut self, f: &mut ratatui::Frame);
+    /// A key of one of [`Self::INTENTS`]; `Some` leaves the dashboard.
+    fn key(&mut self, k: KeyEvent) -> Option<DashExit>;
+}
 
-pub fn run(files: &RunFiles, opts: &DashOptions) -> Result<DashExit> {
-    let (pid, label) = watched_pid(&files.dir, opts.pid);
-    let sampler = Sampler::start(pid, label, Duration::from_secs(2));
-    let mut tail = Tail::new(&files.events);
-    let mut app = App::new(files.dir.path().display().to_string());
+/// The one terminal loop. Everything it waits on wakes it: a key, a resize, a signal,
+/// the terminal's loss, the next reread or frame. It never spins: each turn blocks in
+/// [`Keyboard::wait`].
+fn show<S: Screen>(screen: &mut S, opts: &DashOptions) -> Result<DashExit> {
     let frame_gap = Duration::from_secs_f64(1.0 / f64::from(opts.fps.clamp(1, 60)));
+    let mut keyboard = Keyboard::open();
     let (_guard, mut term) = Guard::enter()?;
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     let mut next_tick = Instant::now();
     loop {
-        end_by_signal();
-        if !ACTIVE.load(Ordering::SeqCst) || opts.close.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            // A panic elsewhere restored the terminal, or the owner closed us.
+        if !ACTIVE.load(Ordering::SeqCst) {
+            // A panic elsewhere restored the terminal.
             return Ok(DashExit::Closed);
         }
         if Instant::now() >= next_tick {
-            next_tick = Instant::now() + TICK;
-            dirty |= poll_files(&mut tail, files, &mut app)?;
-            let device = sampler.latest();
-            if device != app.device {
-                app.device = device;
-                dirty = true;
+            next_tick = Instant::now() + S::TICK;
+            dirty |= screen.refresh()?;
+        }
+        dirty |= screen.stale();
+        if dirty && last_draw.is_none_or(|t| t.elapsed() >= frame_gap) {
+            if term.draw(|f| screen.draw(f)).is_err() {
+                // Drawing fails once the terminal is gone (its size cannot be read).
+                return Ok(detached());
             }
-        }
-        let now = now_ms();
-        // The clock in the header ticks once a second even without events.
-        if now / 1000 != app.now_ms / 1000 {
-            dirty = true;
-        }
-        let due = last_draw.is_none_or(|t| t.elapsed() >= frame_gap);
-        if dirty && due {
-            app.now_ms = now;
-            term.draw(|f| f.render_widget(&app, f.area())).ctx(|| "drawing".into())?;
             last_draw = Some(Instant::now());
             dirty = false;
         }
-        // Sleep in the key wait until the next tick or the next allowed frame.
+        // Wait until the next reread, or the next allowed frame when one is due.
         let mut wait = next_tick.saturating_duration_since(Instant::now());
         if dirty {
             wait = wait.min(last_draw.map_or(Duration::ZERO, |t| frame_gap.saturating_sub(t.elapsed())));
         }
-        if event::poll(wait).ctx(|| "reading the keyboard".into())? {
-            // Drain everything queued, so a key burst costs one redraw.
-            while event::poll(Duration::ZERO).ctx(|| "reading the keyboard".into())? {
-                match event::read().ctx(|| "reading the keyboard".into())? {
-                    Event::Key(k) => {
-                        dirty = true;
-                        match app.handle_key(k) {
-                            Some(Action::Quit) => return Ok(DashExit::Quit { stop_requested: app.stop_requested }),
-                            Some(Action::RequestStop) => request_stop(files, &mut app),
-                            None => {}
-                        }
+        match keyboard.wait(wait) {
+            Input::Keys(keys) => {
+                // A burst of keys costs one redraw.
+                for k in keys {
+                    dirty = true;
+                    if let Some(exit) = screen.key(k) {
+                        return Ok(exit);
                     }
-                    Event::Resize(..) => dirty = true,
-                    _ => {}
                 }
             }
+            Input::Resized => dirty = true,
+            Input::Gone => return Ok(detached()),
+            Input::Signal => return Ok(DashExit::Signalled),
+            Input::Timeout => {}
         }
     }
+}
+
+/// The terminal went away: give the terminal back as far as it can be, then send
+/// output nowhere, so that the work finishing on another thread cannot fail on it.
+fn detached() -> DashExit {
+    restore();
+    interrupt::silence_lost_terminal();
+    DashExit::Detached
+}
+
+/// A run's dashboard: its events file and stop file, reread every tick.
+struct RunScreen<'a> {
+    files: &'a RunFiles,
+    tail: Tail,
+    app: App,
+    sampler: Sampler,
+}
+
+impl Screen for RunScreen<'_> {
+    const TICK: Duration = Duration::from_millis(100);
+    const INTENTS: &'static [Intent] = App::INTENTS;
+
+    fn refresh(&mut self) -> Result<bool> {
+        let mut changed = poll_files(&mut self.tail, self.files, &mut self.app)?;
+        let device = self.sampler.latest();
+        if device != self.app.device {
+            self.app.device = device;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// The clock in the header ticks once a second even without events.
+    fn stale(&self) -> bool {
+        now_ms() / 1000 != self.app.now_ms / 1000
+    }
+
+    fn draw(&mut self, f: &mut ratatui::Frame) {
+        self.app.now_ms = now_ms();
+        f.render_widget(&self.app, f.area());
+    }
+
+    fn key(&mut self, k: KeyEvent) -> Option<DashExit> {
+        match self.app.handle_key(k)? {
+            Action::Quit => return Some(DashExit::Quit { stop_requested: self.app.stop_requested }),
+            Action::RequestStop => request_stop(self.files, &mut self.app),
+        }
+        None
+    }
+}
+
+pub fn run(files: &RunFiles, opts: &DashOptions) -> Result<DashExit> {
+    let (pid, label) = watched_pid(&files.dir, opts.pid);
+    let mut screen = RunScreen {
+        files,
+        tail: Tail::new(&files.events),
+        app: App::new(files.dir.path().display().to_string()),
+        sampler: Sampler::start(pid, label, Duration::from_secs(2)),
+    };
+    show(&mut screen, opts)
 }
 
 /// Applies new events and notices a `STOP` file; true when something changed.
@@ -203,44 +234,40 @@ fn request_stop(files: &RunFiles, app: &mut App) {
 }
 
 /// `tlab dash FOLDER` on a sharded extraction: the folder is reread twice a second.
-pub fn run_board(dir: &std::path::Path, opts: &DashOptions) -> Result<DashExit> {
-    use super::board::{Board, Screen};
-    let mut board = Board::read(dir)?;
-    let mut message: Option<String> = None;
-    let (_guard, mut term) = Guard::enter()?;
-    let mut next_read = Instant::now() + BOARD_TICK;
-    loop {
-        end_by_signal();
-        if !ACTIVE.load(Ordering::SeqCst) || opts.close.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Ok(DashExit::Closed);
-        }
-        if Instant::now() >= next_read {
-            next_read = Instant::now() + BOARD_TICK;
-            // Workers rename files in and out while we read: a failed read is shown and
-            // retried, the last good board stays on screen.
-            match Board::read(dir) {
-                Ok(b) => {
-                    board = b;
-                    message = None;
-                }
-                Err(e) => message = Some(format!("{e} (retrying)")),
+struct BoardScreen<'a> {
+    dir: &'a std::path::Path,
+    board: Board,
+    /// The last read error, shown while the last good board stays on screen.
+    message: Option<String>,
+}
+
+impl Screen for BoardScreen<'_> {
+    const TICK: Duration = Duration::from_millis(500);
+    const INTENTS: &'static [Intent] = BOARD_INTENTS;
+
+    fn refresh(&mut self) -> Result<bool> {
+        // Workers rename files in and out while we read: a failed read is shown and
+        // retried.
+        match Board::read(self.dir) {
+            Ok(b) => {
+                self.board = b;
+                self.message = None;
             }
+            Err(e) => self.message = Some(format!("{e} (retrying)")),
         }
-        term.draw(|f| f.render_widget(Screen { board: &board, message: message.as_deref() }, f.area()))
-            .ctx(|| "drawing".into())?;
-        let wait = next_read.saturating_duration_since(Instant::now());
-        if event::poll(wait).ctx(|| "reading the keyboard".into())? {
-            while event::poll(Duration::ZERO).ctx(|| "reading the keyboard".into())? {
-                if let Event::Key(k) = event::read().ctx(|| "reading the keyboard".into())? {
-                    use ratatui::crossterm::event::{KeyCode, KeyModifiers};
-                    let ctrl_c = k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
-                    if ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) {
-                        return Ok(DashExit::Quit { stop_requested: false });
-                    }
-                }
-            }
-        }
+        Ok(true)
+    }
+
+    fn draw(&mut self, f: &mut ratatui::Frame) {
+        f.render_widget(BoardView { board: &self.board, message: self.message.as_deref() }, f.area());
+    }
+
+    fn key(&mut self, k: KeyEvent) -> Option<DashExit> {
+        (keys::intent_of(&k, Self::INTENTS) == Some(Intent::Quit)).then_some(DashExit::Quit { stop_requested: false })
     }
 }
 
-const BOARD_TICK: Duration = Duration::from_millis(500);
+pub fn run_board(dir: &std::path::Path, opts: &DashOptions) -> Result<DashExit> {
+    let mut screen = BoardScreen { dir, board: Board::read(dir)?, message: None };
+    show(&mut screen, opts)
+}

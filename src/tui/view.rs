@@ -2,6 +2,7 @@
 //! footer and overlays here; charts, device panel and logs in `panels.rs`.
 use super::app::{App, Overlay};
 use super::fmt;
+use super::keys::{self, Intent};
 use super::panels;
 use super::state::{Progress, RunStatus, StageState, Unit};
 use ratatui::buffer::Buffer;
@@ -197,22 +198,24 @@ fn render_summary(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 fn render_footer(app: &App, area: Rect, buf: &mut Buffer) {
-    let key = |k: &'static str| Span::styled(k, Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan));
-    let mut spans = vec![
-        " ".into(),
-        key("q"),
-        " quit (run goes on) · ".into(),
-        key("s"),
-        " stop run · ".into(),
-        key("tab/←→"),
-        " chart · ".into(),
-        key("?"),
-        " help".into(),
-    ];
+    let mut spans = footer_keys(App::INTENTS);
     if let Some(m) = &app.message {
         spans.push(format!("   {m}").yellow());
     }
     Line::from(spans).dark_gray().render(area, buf);
+}
+
+/// The footer's key hints for a screen's `intents`, from the one key table.
+pub(super) fn footer_keys(intents: &[Intent]) -> Vec<Span<'static>> {
+    let mut spans = vec![" ".into()];
+    for (i, (k, what)) in keys::bindings(intents).filter_map(|b| b.footer).enumerate() {
+        if i > 0 {
+            spans.push(" · ".into());
+        }
+        spans.push(Span::styled(k, Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)));
+        spans.push(format!(" {what}").into());
+    }
+    spans
 }
 
 /// A `w`x`h` box in the middle of `area`, clipped to it.
@@ -232,15 +235,10 @@ fn popup(area: Rect, buf: &mut Buffer, title: &str, lines: Vec<Line>, color: Col
 }
 
 fn render_help(area: Rect, buf: &mut Buffer) {
-    let rows = [
-        ("q, Esc", "leave the dashboard; the run goes on"),
-        ("s", "ask the run to stop gracefully (confirm with y)"),
-        ("tab, →, ↓", "next chart"),
-        ("shift-tab, ←, ↑", "previous chart"),
-        ("?", "this help; any key closes it"),
-        ("Ctrl-C", "leave the dashboard"),
-    ];
-    let lines = rows.iter().map(|(k, v)| Line::from(vec![format!(" {k:<16}").cyan().bold(), (*v).into()])).collect();
+    let w = keys::bindings(App::INTENTS).map(|b| b.label.chars().count()).max().unwrap_or(0) + 2;
+    let lines = keys::bindings(App::INTENTS)
+        .map(|b| Line::from(vec![format!(" {:<w$}", b.label).cyan().bold(), b.help.into()]))
+        .collect();
     popup(area, buf, " Keys ", lines, Color::Cyan);
 }
 

@@ -1,5 +1,6 @@
 //! Shared by the integration tests: the project's Python, PyTorch references, a torch lock.
 #![allow(dead_code)]
+#[allow(dead_code)] // used by examples/capture_dashboard.rs
 pub mod pty_screen;
 
 use std::path::{Path, PathBuf};

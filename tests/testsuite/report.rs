@@ -2,6 +2,7 @@
 //! decode at the asked size with visible content, and `report.md` lists every run.
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
+use transfer_lab::cache::Cache;
 use transfer_lab::report::{self, Chart, Comparison, ComparisonBar, Figure, Pca, RunData, RunLabel};
 
 const SYNTH: &str = "20260101-120000-synthetic-probe";
@@ -9,6 +10,11 @@ const CIFAR: &str = "20260102-090000-cifar10-224";
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs").join(name)
+}
+
+/// An empty cache inside the test's temp folder.
+fn no_cache(tmp: &tempfile::TempDir) -> Cache {
+    Cache::new(tmp.path().join("cache"))
 }
 
 fn load(name: &str) -> RunData {
@@ -212,7 +218,7 @@ fn pca_finds_the_main_direction_through_both_decompositions() {
 fn report_lists_every_run_with_its_charts() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("cmp");
-    let md_path = report::write_report(&[fixture(SYNTH), fixture(CIFAR)], Some(&out)).unwrap();
+    let md_path = report::write_report(&[fixture(SYNTH), fixture(CIFAR)], Some(&out), &no_cache(&tmp)).unwrap();
     assert_eq!(md_path, out.join("report.md"));
     let md = std::fs::read_to_string(&md_path).unwrap();
     for name in [SYNTH, CIFAR] {
@@ -250,7 +256,7 @@ fn single_run_report_goes_into_the_run_directory() {
     for f in ["summary.json", "epochs.csv", "confusion.csv", "events.jsonl", "config.json"] {
         std::fs::copy(fixture(SYNTH).join(f), dir.join(f)).unwrap();
     }
-    let md = report::write_report(std::slice::from_ref(&dir), None).unwrap();
+    let md = report::write_report(std::slice::from_ref(&dir), None, &no_cache(&tmp)).unwrap();
     assert_eq!(md, dir.join("report.md"));
     for f in ["curves.svg", "curves.png", "confusion.svg", "per-class.png", "throughput.svg"] {
         assert!(dir.join(f).is_file(), "{f}");
@@ -262,17 +268,19 @@ fn single_run_report_goes_into_the_run_directory() {
 fn bad_run_directories_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-such-run");
-    let e = report::write_report(std::slice::from_ref(&missing), None).unwrap_err().to_string();
+    let e = report::write_report(std::slice::from_ref(&missing), None, &no_cache(&tmp)).unwrap_err().to_string();
     assert!(e.contains("no-such-run"), "{e}");
     let empty = tmp.path().join("empty-run");
     std::fs::create_dir(&empty).unwrap();
-    let e = report::write_report(&[fixture(SYNTH), empty.clone()], Some(tmp.path())).unwrap_err().to_string();
+    let e = report::write_report(&[fixture(SYNTH), empty.clone()], Some(tmp.path()), &no_cache(&tmp))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("empty-run") && e.contains("summary.json"), "{e}");
     std::fs::copy(fixture(SYNTH).join("summary.json"), empty.join("summary.json")).unwrap();
     std::fs::write(empty.join("epochs.csv"), "epoch,train_loss,train_acc,val_loss,val_acc\n1,oops\n").unwrap();
     let e = RunData::load(&empty).unwrap_err().to_string();
     assert!(e.contains("epochs.csv") && e.contains("line 2"), "{e}");
-    let e = report::write_report(&[fixture(SYNTH), fixture(CIFAR)], None).unwrap_err().to_string();
+    let e = report::write_report(&[fixture(SYNTH), fixture(CIFAR)], None, &no_cache(&tmp)).unwrap_err().to_string();
     assert!(e.contains("--out"), "{e}");
 }
 
@@ -284,4 +292,37 @@ fn chart_displays_inline_in_evcxr() {
     assert!(shown.starts_with("EVCXR_BEGIN_CONTENT image/svg+xml\n<svg"), "{}", &shown[..60]);
     assert!(shown.ends_with("</svg>\nEVCXR_END_CONTENT"));
     assert_well_formed(chart.svg());
+}
+
+/// A CIFAR-10 run's mistakes gallery reads the pictures from the cache it is handed
+/// (`tlab --cache-dir X report RUN`), and never downloads into any cache.
+#[test]
+fn report_reads_cifar_pictures_from_the_given_cache_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join(CIFAR);
+    std::fs::create_dir(&run).unwrap();
+    for f in ["summary.json", "epochs.csv", "confusion.csv", "events.jsonl", "config.json"] {
+        std::fs::copy(fixture(CIFAR).join(f), run.join(f)).unwrap();
+    }
+    let data = transfer_lab::data::DataSpec::Cifar10 { path: None };
+    std::fs::write(run.join("trained.json"), serde_json::json!({ "data": data }).to_string()).unwrap();
+    let mut csv = String::from("image,true,predicted,probability\n");
+    for i in 0..6 {
+        let (t, p) = if i % 2 == 0 { ("cat", "dog") } else { ("dog", "dog") };
+        csv += &format!(",{t},{p},0.{}\n", 9 - i);
+    }
+    std::fs::write(run.join("predictions.csv"), csv).unwrap();
+    // An empty cache: named in the report, nothing fetched into it.
+    let empty = Cache::new(tmp.path().join("empty-cache"));
+    let md = std::fs::read_to_string(report::write_report(std::slice::from_ref(&run), None, &empty).unwrap()).unwrap();
+    let want = empty.cifar10_dir().display().to_string();
+    assert!(md.contains("Thumbnails could not be made") && md.contains(&want), "{md}");
+    assert!(!empty.root().exists(), "the report created or fetched into {}", empty.display());
+    // A cache that holds CIFAR-10 (generated here, in the official layout): thumbnails.
+    let full = Cache::new(tmp.path().join("full-cache"));
+    transfer_lab::data::synthetic::write_synthetic_cifar(&full.cifar10_dir(), 10, 8, 3).unwrap();
+    let md = std::fs::read_to_string(report::write_report(std::slice::from_ref(&run), None, &full).unwrap()).unwrap();
+    assert!(!md.contains("Thumbnails could not be made"), "{md}");
+    let thumbs = std::fs::read_dir(&run).unwrap().filter_map(|e| e.ok());
+    assert_eq!(thumbs.filter(|e| e.file_name().to_string_lossy().starts_with("mistakes-")).count(), 3, "{md}");
 }

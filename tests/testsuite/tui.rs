@@ -1,6 +1,5 @@
 //! The dashboard: whole-screen snapshots from recorded runs, plain output without a
 //! terminal, and the real binary in a pseudo-terminal (screen advances, `q` restores).
-use crate::common::pty_screen;
 
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -161,8 +160,13 @@ fn writer(path: PathBuf, stop: Arc<AtomicBool>, per_tick: u64) -> std::thread::J
 struct Pty {
     child: Box<dyn portable_pty::Child + Send + Sync>,
     parser: Arc<Mutex<vt100::Parser>>,
-    keys: Box<dyn Write + Send>,
+    /// A plain descriptor of the master: portable-pty's own writer types Ctrl-D when
+    /// dropped, which would quit the dashboard in a test of a lost terminal.
+    keys: std::fs::File,
     master: Box<dyn portable_pty::MasterPty + Send>,
+    /// The screen reader's own descriptor of the master, closed when it stops.
+    reading: Arc<AtomicBool>,
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl Pty {
@@ -171,21 +175,48 @@ impl Pty {
     }
 
     fn spawn_with(run_dir: &Path, env: &[(&str, &str)]) -> Pty {
+        Self::command(&["dash".as_ref(), run_dir.as_os_str()], env)
+    }
+
+    /// `tlab ARGS` in a fresh 80x24 pseudo-terminal (its own session, the terminal its
+    /// controlling one, as a shell in a terminal window would start it).
+    fn command(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Pty {
         use portable_pty::{native_pty_system, CommandBuilder, PtySize};
         let pair =
             native_pty_system().openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut cmd = CommandBuilder::new(DASH_BIN);
-        cmd.arg("dash");
-        cmd.arg(run_dir);
+        cmd.args(args);
         cmd.env("TERM", "xterm-256color");
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
-        let parser = pty_screen::screen_of(pair.master.try_clone_reader().unwrap(), 24, 80);
-        let keys = pair.master.take_writer().unwrap();
-        Pty { child, parser, keys, master: pair.master }
+        use std::os::fd::FromRawFd;
+        let fd = pair.master.as_raw_fd().unwrap();
+        // SAFETY: dup returns a new descriptor that the File owns.
+        let dup = || unsafe { std::fs::File::from_raw_fd(libc::dup(fd)) };
+        let (parser, reading) = (Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0))), Arc::new(AtomicBool::new(true)));
+        let reader = {
+            let (p, r, mut f) = (parser.clone(), reading.clone(), dup());
+            std::thread::spawn(move || {
+                use std::io::Read;
+                use std::os::fd::AsRawFd;
+                let mut buf = [0u8; 65536];
+                while r.load(Ordering::Relaxed) {
+                    let mut pfd = libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one pollfd on the stack.
+                    if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+                        continue;
+                    }
+                    match f.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => p.lock().unwrap().process(&buf[..n]),
+                    }
+                }
+            })
+        };
+        Pty { child, parser, keys: dup(), master: pair.master, reading, reader }
     }
 
     /// Resizes the terminal (the child gets SIGWINCH) and our model of it.
@@ -209,6 +240,17 @@ impl Pty {
             assert!(Instant::now() < deadline, "timed out waiting for {what}; screen:\n{}", self.contents());
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Closes the terminal as a killed tmux pane or a dropped SSH session does: the
+    /// master side goes, the child's terminal hangs up. Returns the child.
+    fn hang_up(self) -> Box<dyn portable_pty::Child + Send + Sync> {
+        self.reading.store(false, Ordering::Relaxed);
+        self.reader.join().unwrap();
+        drop(self.keys);
+        // The last descriptor of the master: the child's terminal hangs up.
+        drop(self.master);
+        self.child
     }
 
     fn quit(mut self) {
@@ -421,4 +463,124 @@ fn pty_board_of_a_sharded_extraction_follows_its_folder() {
     finish_shard(dir.path(), 4);
     pty.wait_for("shard 4 done", |s| s.contains("#>#.#").then_some(()));
     pty.quit();
+}
+
+/// Kills the child if the test fails before it ended, so no process outlives the test.
+struct KillOnDrop(Box<dyn portable_pty::Child + Send + Sync>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits for a child that lost its terminal; `None` if it is still running at `deadline`.
+fn exit_of(
+    child: &mut Box<dyn portable_pty::Child + Send + Sync>,
+    within: Duration,
+) -> Option<portable_pty::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// CPU ticks (user + system) of a process's main thread: the dashboard's thread.
+#[cfg(target_os = "linux")]
+fn main_thread_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// `tlab run --dash` on synthetic data, long enough to outlive the checks below.
+fn run_with_dash(tmp: &Path) -> Pty {
+    let threads = crate::common::test_threads().to_string();
+    let (cache, runs) = (tmp.join("cache"), tmp.join("runs"));
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--threads".as_ref(), threads.as_ref(), "--cache-dir".as_ref()];
+    args.push(cache.as_os_str());
+    for a in ["run", "--dash", "--strategy", "fine-tune", "--dataset", "synthetic", "--synthetic-train", "400"] {
+        args.push(a.as_ref());
+    }
+    for a in ["--synthetic-test", "80", "--arch", "resnet18", "--weights", "random", "--size", "64"] {
+        args.push(a.as_ref());
+    }
+    for a in ["--epochs", "2", "--image-epochs", "3", "--runs-dir"] {
+        args.push(a.as_ref());
+    }
+    args.push(runs.as_os_str());
+    Pty::command(&args, &[])
+}
+
+fn the_run(tmp: &Path) -> PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(tmp.join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+/// The terminal of `tlab run --dash` goes away mid-run (a killed tmux pane): the
+/// dashboard lets go without spinning, the run finishes with its files whole, and the
+/// process exits. Then `tlab dash` on the finished run, whose terminal goes too, exits.
+#[test]
+#[cfg(target_os = "linux")]
+fn pty_lost_terminal_detaches_and_the_run_finishes() {
+    let _lock = crate::common::torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let pty = run_with_dash(tmp.path());
+    pty.wait_for("the dashboard", |s| s.contains("SYNTHETIC DATA").then_some(()));
+    let pid = pty.child.process_id().unwrap();
+    let mut child = KillOnDrop(pty.hang_up());
+    let t0 = main_thread_ticks(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let events = std::fs::read_to_string(the_run(tmp.path()).join("events.jsonl")).unwrap();
+    assert!(!events.contains("run_finished"), "the run ended before the check; make it longer");
+    let spent = (main_thread_ticks(pid) - t0) as f64 / transfer_lab::tui::device::TICKS_PER_S;
+    println!("dashboard thread after the hang-up: {spent:.2} s of CPU in 3 s");
+    // Blocked in a join it costs nothing; the spin this guards against took 1.1 s here
+    // while sharing 2 cores with the run.
+    assert!(spent < 0.3, "the dashboard's thread spun after its terminal went: {spent:.2} s of CPU in 3 s");
+    let status = exit_of(&mut child.0, Duration::from_secs(600)).expect("the run did not end");
+    assert!(status.success(), "{status:?}");
+    let run = the_run(tmp.path());
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    assert!(events.lines().last().unwrap().contains("run_finished"), "{events}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["test_accuracy"].is_number(), "{summary}");
+
+    // The finished run's dashboard, left open, then its terminal closed.
+    let pty = Pty::spawn(&run);
+    pty.wait_for("the finished run", |s| s.contains("FINISHED").then_some(()));
+    let mut child = KillOnDrop(pty.hang_up());
+    let status = exit_of(&mut child.0, Duration::from_secs(30)).expect("the dashboard outlived its terminal");
+    assert!(status.success(), "{status:?}");
+}
+
+/// After the terminal went, SIGTERM still stops the run cleanly: it checkpoints, says so
+/// in its events, and exits 143.
+#[test]
+#[cfg(target_os = "linux")]
+fn pty_sigterm_after_a_lost_terminal_stops_the_run_cleanly() {
+    let _lock = crate::common::torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let pty = run_with_dash(tmp.path());
+    pty.wait_for("the dashboard", |s| s.contains("SYNTHETIC DATA").then_some(()));
+    let mut child = KillOnDrop(pty.hang_up());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.0.try_wait().unwrap().is_none(), "the run ended with its terminal");
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(child.0.process_id().unwrap() as libc::pid_t, libc::SIGTERM) }, 0);
+    let status = exit_of(&mut child.0, Duration::from_secs(120)).expect("SIGTERM was ignored");
+    assert_eq!(status.exit_code(), 128 + 15, "{status:?}");
+    let events = std::fs::read_to_string(the_run(tmp.path()).join("events.jsonl")).unwrap();
+    let last = events.lines().last().unwrap();
+    assert!(last.contains("run_failed") && last.contains("interrupted by SIGTERM"), "{last}");
 }

@@ -2,7 +2,7 @@
 //! turned into the library's configs (`config`), and is then one library call.
 use anyhow::{Context, Result};
 use clap::Parser;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use transfer_lab::cache::Cache;
 use transfer_lab::data::cifar;
 use transfer_lab::data::Split;
@@ -37,9 +37,12 @@ fn main() {
     let cache = Cache::locate(cli.cache_dir.as_deref());
     let mut console = ConsoleSink::default();
     if let Err(e) = dispatch(cli.command, &cache, &mut console, cli.threads) {
-        eprintln!("error: {}", report(&e));
+        // `let _`: stderr may be a terminal that hung up.
+        let _ = writeln!(std::io::stderr(), "error: {}", report(&e));
         std::process::exit(transfer_lab::interrupt::exit_code().unwrap_or(1));
     }
+    // A command that returns after a signal (a dashboard) ends by that signal.
+    transfer_lab::interrupt::end_by_signal();
 }
 
 /// The error and its causes, each once: our errors already end with their cause's text,
@@ -145,11 +148,11 @@ fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Opt
             } else {
                 Mode::Auto
             };
-            let opts = DashOptions { mode, pid: a.pid, fps: a.fps, follow: !a.once, ..Default::default() };
+            let opts = DashOptions { mode, pid: a.pid, fps: a.fps, follow: !a.once };
             transfer_lab::tui::dash(a.run_dir.as_deref(), &a.runs_dir, opts)?;
         }
         Command::Report { runs, out } => {
-            println!("{}", transfer_lab::report::write_report(&runs, out.as_deref())?.display());
+            println!("{}", transfer_lab::report::write_report(&runs, out.as_deref(), cache)?.display());
         }
         Command::Info => info(cache),
         #[cfg(feature = "bench")]
@@ -185,17 +188,25 @@ fn share_action(a: &ShareArgs) -> Result<run::ExtractAction> {
 
 /// One way to watch a job: `job` runs on a worker thread, writing `dir`'s events.jsonl,
 /// and the dashboard tails that file on this thread, by the same code path as `tlab dash`.
-/// Leaving the dashboard lets the job finish.
+/// Leaving the dashboard, or losing its terminal, lets the job finish; a signal stops it
+/// (the job sees the signal itself and stops cleanly).
 fn beside_dashboard<T: Send + 'static>(
     dir: RunDir,
     job: impl FnOnce(&RunDir) -> transfer_lab::Result<T> + Send + 'static,
 ) -> Result<T> {
+    use transfer_lab::tui::DashExit;
     let d = dir.clone();
     let worker = std::thread::spawn(move || job(&d));
     let opts = DashOptions { pid: Some(std::process::id()), ..Default::default() };
-    transfer_lab::tui::run_dashboard(dir.path(), opts)?;
-    if !worker.is_finished() {
-        eprintln!("dashboard closed; the job goes on in {} (follow it with `tlab dash`)", dir.path().display());
+    match transfer_lab::tui::run_dashboard(dir.path(), opts) {
+        // Output goes nowhere now; the job finishes and the process exits with it.
+        Ok(DashExit::Detached | DashExit::Signalled) => {}
+        Ok(_) if worker.is_finished() => {}
+        Ok(_) => {
+            eprintln!("dashboard closed; the job goes on in {} (follow it with `tlab dash`)", dir.path().display())
+        }
+        // A broken dashboard must not take the job down with it.
+        Err(e) => eprintln!("dashboard failed ({e}); the job goes on in {}", dir.path().display()),
     }
     Ok(worker.join().map_err(|_| anyhow::anyhow!("the job's thread panicked"))??)
 }
