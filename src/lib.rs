@@ -8,6 +8,7 @@ pub mod cache;
 pub(crate) mod choice;
 pub mod classifier;
 pub mod data;
+pub mod device;
 pub mod download;
 pub(crate) mod error;
 pub mod events;

@@ -40,7 +40,7 @@ pub struct BenchConfig {
     /// Precisions of the throughput candidates and the ceiling.
     pub precisions: Vec<crate::features::Precision>,
     /// "cpu" or "cuda[:N]".
-    pub device: String,
+    pub device: crate::device::DeviceChoice,
     /// End to end and peak RSS: images of the two runs.
     pub e2e_images: [usize; 2],
     /// DataLoader workers of the PyTorch script.
@@ -71,7 +71,7 @@ impl Default for BenchConfig {
             reps: 5,
             sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
             precisions: vec![crate::features::Precision::Fp32, crate::features::Precision::Bf16],
-            device: "cpu".into(),
+            device: crate::device::DeviceChoice::Cpu,
             e2e_images: [128, 384],
             torch_workers: 2,
             head_rows: 50_000,
@@ -122,7 +122,7 @@ impl BenchConfig {
         if self.precisions.is_empty() || self.precisions.contains(&crate::features::Precision::Fp16) {
             return bad("--precisions", "expected fp32 and/or bf16".into());
         }
-        let device = crate::run::parse_device(&self.device)?;
+        let device = self.device.resolve();
         if device.is_cuda() && !tch::Cuda::is_available() {
             return bad(
                 "--device",

@@ -132,7 +132,7 @@ impl Tutorial {
     /// The frozen backbone the features come from.
     pub fn backbone(&self) -> Result<Backbone> {
         let cfg = self.config(Strategy::LinearProbe);
-        let device = run::parse_device(&cfg.device)?;
+        let device = cfg.device.resolve();
         run::open_backbone(&cfg, &self.cache, device, &mut ConsoleSink::new(false))
     }
 

@@ -37,7 +37,7 @@ pub struct RunConfig {
     pub extract: ExtractConfig,
     pub head: HeadConfig,
     /// "auto", "cpu", "cuda" or "cuda:N".
-    pub device: String,
+    pub device: crate::device::DeviceChoice,
     /// Use only the first N images of each split (quick looks).
     pub limit: Option<usize>,
     /// When CIFAR-10 or the weights cannot be fetched, carry on with synthetic data or
@@ -60,7 +60,7 @@ impl Default for RunConfig {
             weights: WeightsChoice::Pretrained { variant: "IMAGENET1K_V1".into() },
             extract: ExtractConfig::default(),
             head: HeadConfig::default(),
-            device: "auto".into(),
+            device: Default::default(),
             limit: None,
             offline_fallback: true,
             strategy: Strategy::LinearProbe,

@@ -16,7 +16,7 @@ pub(crate) mod phases;
 pub mod setup;
 
 pub use config::{run_note, RunConfig, RunSummary, WeightsChoice};
-pub use setup::{open_backbone, open_data, parse_device, DEVICE_VALUES};
+pub use setup::{open_backbone, open_data};
 
 /// Fetch -> extract -> train -> evaluate, writing a run directory under `runs_root`.
 pub fn run(cfg: &RunConfig, runs_root: &Path, cache: &Cache, console: &mut dyn EventSink) -> Result<RunSummary> {
@@ -80,7 +80,7 @@ pub fn extract_with(
     action: ExtractAction,
     sink: &mut dyn EventSink,
 ) -> Result<Vec<PathBuf>> {
-    let device = parse_device(&cfg.device)?;
+    let device = cfg.device.resolve();
     cfg.extract.precision.check_device(device)?;
     let backbone = open_backbone(cfg, cache, device, sink)?;
     let mut dirs = Vec::new();

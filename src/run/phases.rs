@@ -2,7 +2,7 @@
 //! split from the saved best checkpoint. `tlab run` does both; `tlab train` and
 //! `tlab evaluate` one each, in separate processes if the user likes.
 use super::config::{run_note, stage, RecordedConfig, RunConfig, RunSummary, WeightsChoice};
-use super::setup::{open_backbone, open_data, parse_device};
+use super::setup::{open_backbone, open_data};
 use crate::cache::Cache;
 use crate::data::{self, DataSpec, Split};
 use crate::events::{EventSink, RunEvent};
@@ -64,7 +64,7 @@ fn probe_tap(cfg: &RunConfig) -> Tap {
 }
 
 pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink) -> Result<Trained> {
-    let device = parse_device(&cfg.device)?;
+    let device = cfg.device.resolve();
     let (train, backbone) = stage(sink, "fetch", |s| {
         let (train, _test) = open_data(cfg, cache, s)?;
         let backbone = match cfg.strategy {
@@ -200,7 +200,7 @@ fn train_convex(
 ) -> Result<Fitted> {
     let ftrain = train_features(cfg, backbone, train, dir, cache, sink)?;
     probe::check_finite(&ftrain.features, &ftrain.dir)?;
-    let x = ftrain.features.to_device(parse_device(&cfg.device)?);
+    let x = ftrain.features.to_device(cfg.device.resolve());
     let n = x.size()[0];
     tch::manual_seed(cfg.head.seed);
     let split = crate::train::Split::new(&ftrain.labels, &cfg.head.fit_config())?;
@@ -303,7 +303,7 @@ fn copy_body(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<()> {
 pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink) -> Result<RunSummary> {
     let cfg = dir.read_config()?;
     let t: Trained = dir.read_json(rundir::TRAINED)?;
-    let device = parse_device(&cfg.device)?;
+    let device = cfg.device.resolve();
     let ev = stage(sink, "evaluate", |s| {
         let mut test = data::open(&t.data, Split::Test, cache, s)?;
         if let Some(n) = cfg.limit {

@@ -8,23 +8,6 @@ use crate::models::{Backbone, WeightsEntry};
 use crate::{Error, Result};
 use tch::Device;
 
-/// How devices are spelled, for `--help`.
-pub const DEVICE_VALUES: &str = "auto, cpu, cuda, cuda:N";
-
-/// Parses "auto" | "cpu" | "cuda" | "cuda:N".
-pub fn parse_device(s: &str) -> Result<Device> {
-    match s {
-        "auto" => Ok(Device::cuda_if_available()),
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| Error::invalid("device", format!("`{s}`; expected {DEVICE_VALUES}"))),
-    }
-}
-
 /// Opens both splits of the configured data, falling back to synthetic data when
 /// CIFAR-10 cannot be fetched and `cfg.offline_fallback` allows it.
 pub fn open_data(cfg: &RunConfig, cache: &Cache, sink: &mut dyn EventSink) -> Result<(data::Dataset, data::Dataset)> {

@@ -1,40 +1,20 @@
 //! `tlab extract --devices A,B,...`: one worker process per device, each this binary with
-//! `--shard K/N --device D`, sharing the cache folder as any other workers do
-//! (`transfer_lab::shards`); the last to finish writes the manifest. Processes, not
-//! threads: each worker owns its device and its libtorch thread pool, and a failed or
-//! killed worker costs only its shard in progress.
+//! `--shard K/N` and the parent's settings (its parsed and built `RunConfig`, the device
+//! set), sharing the cache folder as any other workers do (`transfer_lab::shards`); the
+//! last to finish writes the manifest. Processes, not threads: each worker owns its device
+//! and its libtorch thread pool, and a failed or killed worker costs only its shard in
+//! progress.
+use super::extract::SplitArg;
+use super::Ctx;
 use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
-
-/// Arguments of ours the workers must not inherit: each gets its own.
-const OWN: [(&str, bool); 6] = [
-    ("--devices", true),
-    ("--device", true),
-    ("--threads", true),
-    ("--shard", true),
-    ("--shards", true),
-    ("--dash", false),
-];
-
-/// This command's arguments without `OWN` ones (`--x V` and `--x=V` forms).
-fn worker_args(args: &[String]) -> Vec<String> {
-    let mut out = vec![];
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match OWN.iter().find(|(name, _)| a == name || a.starts_with(&format!("{name}="))) {
-            Some((name, true)) if a == name => {
-                it.next();
-            }
-            Some(_) => {}
-            None => out.push(a.clone()),
-        }
-    }
-    out
-}
+use transfer_lab::device::DeviceChoice;
+use transfer_lab::run::RunConfig;
 
 /// Intra-op threads per worker: `--threads` if given, else the cores split evenly.
-fn threads_each(devices: &[String], threads: Option<i32>) -> i32 {
+fn threads_each(devices: &[DeviceChoice], threads: Option<i32>) -> i32 {
     threads.unwrap_or_else(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         (cores / devices.len()).max(1) as i32
@@ -43,18 +23,21 @@ fn threads_each(devices: &[String], threads: Option<i32>) -> i32 {
 
 /// Runs the workers to the end, their output prefixed by device; an error naming each that
 /// failed. The caller's own extraction afterwards is then a cache hit.
-pub(crate) fn extract_on_devices(devices: &[String], threads: Option<i32>) -> Result<()> {
+pub(crate) fn extract_on_devices(cfg: &RunConfig, split: SplitArg, devices: &[DeviceChoice], ctx: &Ctx) -> Result<()> {
     let exe = std::env::current_exe().context("finding the tlab binary to start workers")?;
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let base = worker_args(&args);
     let n = devices.len();
-    let each = threads_each(devices, threads);
-    eprintln!("extract: {n} workers ({}), {each} thread(s) each", devices.join(", "));
+    let each = threads_each(devices, ctx.threads);
+    let names: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+    eprintln!("extract: {n} workers ({}), {each} thread(s) each", names.join(", "));
+    let split = split.to_possible_value().expect("no skipped values").get_name().to_string();
     let mut running = vec![];
-    for (k, dev) in devices.iter().enumerate() {
+    for (k, &dev) in devices.iter().enumerate() {
+        let worker = serde_json::to_string(&RunConfig { device: dev, ..cfg.clone() })?;
         let mut cmd = Command::new(&exe);
-        cmd.args(&base)
-            .args(["--shard", &format!("{k}/{n}"), "--device", dev, "--threads", &each.to_string()])
+        cmd.arg("--cache-dir")
+            .arg(ctx.cache.root())
+            .args(["--threads", &each.to_string(), "extract", "--worker-config", &worker])
+            .args(["--split", &split, "--shard", &format!("{k}/{n}")])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for v in ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "JOB_COMPLETION_INDEX"] {
@@ -80,7 +63,7 @@ pub(crate) fn extract_on_devices(devices: &[String], threads: Option<i32>) -> Re
                 eprintln!("{tag} {line}");
             }
         });
-        running.push((k, dev.clone(), child, echo));
+        running.push((k, dev, child, echo));
     }
     let mut failed = vec![];
     for (k, dev, mut child, echo) in running {
@@ -107,14 +90,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workers_get_their_own_device_threads_and_part() {
-        let args: Vec<String> =
-            "extract --devices cpu,cpu --dataset synthetic --device=cpu --threads 2 --size 32 --dash"
-                .split_whitespace()
-                .map(String::from)
-                .collect();
-        assert_eq!(worker_args(&args), ["extract", "--dataset", "synthetic", "--size", "32"]);
-        let two = ["cpu".to_string(), "cpu".to_string()];
+    fn threads_are_split_among_workers_unless_given() {
+        let two = [DeviceChoice::Cpu, DeviceChoice::Cpu];
         assert_eq!(threads_each(&two, Some(3)), 3);
         assert!(threads_each(&two, None) >= 1);
     }

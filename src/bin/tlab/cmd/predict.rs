@@ -1,43 +1,72 @@
-//! `tlab predict` and `tlab export`: a trained model used outside the run.
-use crate::args::{PredictArgs, PredictFormat};
+//! `tlab predict MODEL IMAGES...`: top classes of images, by a run directory or an
+//! exported model file.
+use super::Ctx;
 use anyhow::{bail, Result};
+use clap::builder::TypedValueParser;
+use clap::{Args, ValueEnum};
 use std::fmt::Write as _;
-use std::path::Path;
-use transfer_lab::cache::Cache;
+use std::path::{Path, PathBuf};
 use transfer_lab::classifier::{expand_paths, Classifier, Prediction};
+use transfer_lab::device::DeviceChoice;
 
-pub(crate) fn predict(a: &PredictArgs, cache: &Cache) -> Result<()> {
-    let device = transfer_lab::run::parse_device(&a.device)?;
-    let model = Classifier::load(&a.model, cache, device)?;
-    let paths = expand_paths(&a.paths)?;
-    let rows = model.predict(&paths, a.top_k, a.batch_size)?;
-    let text = render(&rows, a.format, a.top_k)?;
-    match &a.out {
-        Some(out) => {
-            write_atomic(out, text.as_bytes())?;
-            eprintln!("{} predictions written to {}", rows.len(), out.display());
-        }
-        None => print!("{text}"),
-    }
-    if model.meta.synthetic || !model.meta.pretrained {
-        eprintln!("note: this model was trained on {} with {} weights", model.meta.dataset, model.meta.weights);
-    }
-    let failed = rows.iter().filter(|r| r.error.is_some()).count();
-    if failed > 0 {
-        bail!("{failed} of {} images could not be predicted (their rows say why)", rows.len());
-    }
-    Ok(())
+/// How `predict` writes its rows.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
+pub(crate) enum PredictFormat {
+    /// Aligned columns (the default on a terminal)
+    Table,
+    Csv,
+    /// One JSON array
+    Json,
+    /// One JSON object a line
+    Jsonl,
 }
 
-pub(crate) fn export(run_dir: &Path, out: &Path, torchscript: Option<&Path>, cache: &Cache) -> Result<()> {
-    let model = Classifier::load(run_dir, cache, tch::Device::Cpu)?;
-    model.export(out)?;
-    println!("{}", out.display());
-    if let Some(ts) = torchscript {
-        model.export_torchscript(ts)?;
-        println!("{}", ts.display());
+#[derive(Args)]
+pub(crate) struct PredictArgs {
+    /// A run directory or a file written by `tlab export`
+    model: PathBuf,
+    /// Images, folders (walked) or quoted glob patterns
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Classes per image
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    top_k: usize,
+    /// Output format [default: table]
+    #[arg(long, value_enum, default_value_t = PredictFormat::Table)]
+    format: PredictFormat,
+    /// Write to this file (atomically) instead of stdout
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Device: auto, cpu, cuda or cuda:N
+    #[arg(long, default_value_t)]
+    device: DeviceChoice,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+    batch_size: usize,
+}
+
+impl PredictArgs {
+    pub(crate) fn exec(self, ctx: &mut Ctx) -> Result<()> {
+        let a = self;
+        let model = Classifier::load(&a.model, &ctx.cache, a.device.resolve())?;
+        let paths = expand_paths(&a.paths)?;
+        let rows = model.predict(&paths, a.top_k, a.batch_size)?;
+        let text = render(&rows, a.format, a.top_k)?;
+        match &a.out {
+            Some(out) => {
+                write_atomic(out, text.as_bytes())?;
+                eprintln!("{} predictions written to {}", rows.len(), out.display());
+            }
+            None => print!("{text}"),
+        }
+        if model.meta.synthetic || !model.meta.pretrained {
+            eprintln!("note: this model was trained on {} with {} weights", model.meta.dataset, model.meta.weights);
+        }
+        let failed = rows.iter().filter(|r| r.error.is_some()).count();
+        if failed > 0 {
+            bail!("{failed} of {} images could not be predicted (their rows say why)", rows.len());
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

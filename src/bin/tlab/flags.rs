@@ -1,197 +1,21 @@
-//! `tlab`'s command line, as parsed (clap). Every choice is a `ValueEnum` derived on the
+//! The flag groups several commands share (data, model, head, run), as parsed (clap), and
+//! the library configs built from them. Every choice is a `ValueEnum` derived on the
 //! library's own enum, so `--help` lists the values and a typo is a parse error; every
 //! default is read from the library's `Default` for that config.
+use anyhow::{bail, Result};
 use clap::builder::TypedValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use std::path::PathBuf;
+use transfer_lab::data::folder::FolderSpec;
 use transfer_lab::data::synthetic::Difficulty;
+use transfer_lab::data::DataSpec;
+use transfer_lab::device::DeviceChoice;
 use transfer_lab::features::{ExtractConfig, Precision};
 use transfer_lab::models::{Arch, Tap};
-use transfer_lab::preprocess::{Normalization, ResizeMode};
-use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig};
+use transfer_lab::preprocess::{Normalization, Preprocess, ResizeMode};
+use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig, ProbeConfig};
+use transfer_lab::run::{RunConfig, WeightsChoice};
 use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy, Unfreeze, ValSplit};
-
-/// How `predict` writes its rows.
-#[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
-pub(crate) enum PredictFormat {
-    /// Aligned columns (the default on a terminal)
-    Table,
-    Csv,
-    /// One JSON array
-    Json,
-    /// One JSON object a line
-    Jsonl,
-}
-
-#[derive(Parser)]
-#[command(name = "tlab", version, about = "Transfer learning with pretrained ResNets: fetch, extract, train, evaluate")]
-pub(crate) struct Cli {
-    /// Cache folder for downloads, datasets, weights and features [env: TLAB_CACHE_DIR]
-    #[arg(long, global = true)]
-    pub(crate) cache_dir: Option<PathBuf>,
-    /// libtorch intra-op threads (default: libtorch's choice)
-    #[arg(long, global = true)]
-    pub(crate) threads: Option<i32>,
-    #[command(subcommand)]
-    pub(crate) command: Command,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum Command {
-    /// Download CIFAR-10 or pretrained weights into the cache (checksummed, resumable)
-    Fetch {
-        #[command(subcommand)]
-        what: FetchWhat,
-    },
-    /// Extract backbone features of a dataset into the feature cache (resumable)
-    Extract {
-        #[command(flatten)]
-        data: DataArgs,
-        #[command(flatten)]
-        model: ModelArgs,
-        /// Which split(s) to extract
-        #[arg(long, value_enum, default_value_t = SplitArg::Both)]
-        split: SplitArg,
-        /// Also append events (JSON lines) to this file
-        #[arg(long)]
-        events: Option<PathBuf>,
-        /// Watch in the terminal dashboard (events go to runs/<time>-extract/)
-        #[arg(long)]
-        dash: bool,
-        /// Folder for the dashboard's run directory
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-        #[command(flatten)]
-        share: ShareArgs,
-    },
-    /// The whole post: fetch, extract, train the head, evaluate; writes a run directory
-    Run {
-        #[command(flatten)]
-        args: RunArgs,
-        /// Watch the run in the terminal dashboard (plain lines when not a terminal)
-        #[arg(long)]
-        dash: bool,
-    },
-    /// Fetch, extract and train into a run directory, leaving the test split for `evaluate`
-    Train {
-        #[command(flatten)]
-        args: RunArgs,
-        /// Continue an interrupted run in RUN_DIR with its recorded settings (other flags are ignored)
-        #[arg(long)]
-        resume: Option<PathBuf>,
-    },
-    /// Evaluate a trained run's best checkpoint on the test split (tables, summary.json)
-    Evaluate { run_dir: PathBuf },
-    /// Top classes of images, by a run directory or an exported model file
-    Predict(PredictArgs),
-    /// One file to ship: backbone, head, class names, preprocessing and metrics
-    Export {
-        run_dir: PathBuf,
-        /// The model file to write (.safetensors)
-        #[arg(short, long)]
-        out: PathBuf,
-        /// Also trace the whole classifier as TorchScript (`torch.jit.load` runs it)
-        #[arg(long, value_name = "FILE")]
-        torchscript: Option<PathBuf>,
-    },
-    /// Live dashboard of a run (default: the newest under --runs-dir). `q` leaves, `s` asks
-    /// the run to stop, `?` help
-    Dash(DashArgs),
-    /// Charts (SVG + PNG) and report.md from finished run directories
-    Report {
-        #[arg(required = true)]
-        runs: Vec<PathBuf>,
-        /// Output folder (default: the run directory, when given one run)
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Versions, device and cache location
-    Info,
-    /// Extraction speed against PyTorch and Keras, measured side by side in one run (a
-    /// benchmark, not a test; threads: the global --threads, default all cores)
-    #[cfg(feature = "bench")]
-    Bench(crate::bench_args::BenchArgs),
-    /// The benchmark (needs `--features bench`)
-    #[cfg(not(feature = "bench"))]
-    Bench {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
-    },
-}
-
-/// Sharing one extraction among workers (see `transfer_lab::shards`).
-#[derive(Args, Clone)]
-pub(crate) struct ShareArgs {
-    /// Be worker K of N (from 0): compute shards K, K+N, ... [default: from SLURM_ARRAY_TASK_ID
-    /// and SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards]
-    #[arg(long, value_name = "K/N", conflicts_with_all = ["merge", "status"])]
-    pub(crate) shard: Option<transfer_lab::shards::Part>,
-    /// The number of workers N, where the environment gives only K: a Kubernetes Indexed
-    /// Job's JOB_COMPLETION_INDEX, or a Slurm array task resubmitted alone (then the task ID
-    /// is K: `TLAB_PARTS=N sbatch --array=K extract.sbatch`)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
-    pub(crate) shards: Option<usize>,
-    /// One worker process per device, sharing the extraction and merged when the last one
-    /// finishes: `cuda:0,cuda:1`, or `cpu,cpu` (the cores are split among CPU workers
-    /// unless --threads says how many each)
-    #[arg(long, value_name = "DEVICE,...", value_delimiter = ',', value_parser = parse_device,
-          conflicts_with_all = ["shard", "shards", "merge", "status"])]
-    pub(crate) devices: Vec<String>,
-    /// Write the manifest of a sharded extraction whose parts are all done (names the rest)
-    #[arg(long, conflicts_with = "status")]
-    pub(crate) merge: bool,
-    /// Show which shards and parts of the extraction are done
-    #[arg(long)]
-    pub(crate) status: bool,
-}
-
-#[derive(Args)]
-pub(crate) struct PredictArgs {
-    /// A run directory or a file written by `tlab export`
-    pub(crate) model: PathBuf,
-    /// Images, folders (walked) or quoted glob patterns
-    #[arg(required = true)]
-    pub(crate) paths: Vec<PathBuf>,
-    /// Classes per image
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
-    pub(crate) top_k: usize,
-    /// Output format [default: table]
-    #[arg(long, value_enum, default_value_t = PredictFormat::Table)]
-    pub(crate) format: PredictFormat,
-    /// Write to this file (atomically) instead of stdout
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
-    /// Device: auto, cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto", value_parser = parse_device)]
-    pub(crate) device: String,
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
-    pub(crate) batch_size: usize,
-}
-
-#[derive(Args)]
-pub(crate) struct DashArgs {
-    /// A run directory, an events file (`tlab extract --events`), or a feature-cache folder
-    /// (a sharded extraction's progress, from any host that sees the folder)
-    pub(crate) run_dir: Option<PathBuf>,
-    /// Where to look for the newest run when RUN_DIR is not given
-    #[arg(long, default_value = "runs")]
-    pub(crate) runs_dir: PathBuf,
-    /// The run's process, for the device panel (default: the run directory's pid file)
-    #[arg(long)]
-    pub(crate) pid: Option<u32>,
-    /// Plain lines even on a terminal
-    #[arg(long, conflicts_with = "tui")]
-    pub(crate) plain: bool,
-    /// The full-screen dashboard even when stdout is not a terminal
-    #[arg(long)]
-    pub(crate) tui: bool,
-    /// Print what is there and return, instead of following the run (plain mode)
-    #[arg(long)]
-    pub(crate) once: bool,
-    /// Redraws per second at most
-    #[arg(long, default_value_t = transfer_lab::tui::DashOptions::default().fps, value_parser = clap::value_parser!(u32).range(1..=60))]
-    pub(crate) fps: u32,
-}
 
 /// What `run` and `train` share: data, model, head, and where the run directory goes.
 #[derive(Args)]
@@ -211,27 +35,6 @@ pub(crate) struct RunArgs {
     /// Fail instead of falling back to synthetic data / random weights when offline
     #[arg(long)]
     pub(crate) no_fallback: bool,
-}
-
-#[derive(Subcommand)]
-pub(crate) enum FetchWhat {
-    /// CIFAR-10, binary version (MD5-checked)
-    Cifar10,
-    /// torchvision ImageNet weights, e.g. `tlab fetch weights resnet50 --variant v2`
-    Weights {
-        #[arg(value_enum, ignore_case = true)]
-        arch: Arch,
-        /// v1 | v2 (IMAGENET1K_V1 | IMAGENET1K_V2; not every depth has v2)
-        #[arg(long, default_value = "v1")]
-        variant: String,
-    },
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-pub(crate) enum SplitArg {
-    Train,
-    Test,
-    Both,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -299,10 +102,6 @@ fn parse_size(s: &str) -> Result<i64, String> {
     }
 }
 
-fn parse_device(s: &str) -> Result<String, String> {
-    transfer_lab::run::parse_device(s).map(|_| s.to_string()).map_err(|e| e.to_string())
-}
-
 #[derive(Args, Clone)]
 pub(crate) struct ModelArgs {
     #[arg(long, value_enum, ignore_case = true, default_value_t = Arch::ResNet50)]
@@ -324,8 +123,8 @@ pub(crate) struct ModelArgs {
     #[arg(long, value_enum, default_value_t = ExtractConfig::default().tap)]
     pub(crate) layer: Tap,
     /// Device: auto, cpu, cuda or cuda:N
-    #[arg(long, default_value = "auto", value_parser = parse_device)]
-    pub(crate) device: String,
+    #[arg(long, default_value_t)]
+    pub(crate) device: DeviceChoice,
     #[arg(long, default_value_t = ExtractConfig::default().batch_size, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
     pub(crate) batch_size: usize,
     /// Rows per feature-cache shard (rounded up to a multiple of the batch size)
@@ -421,21 +220,124 @@ fn parse_lambdas(s: &str) -> Result<Lambdas, String> {
     Ok(Lambdas(values))
 }
 
+// Flags -> the library's configs.
+
+pub(crate) fn data_spec(d: &DataArgs, m: &ModelArgs) -> Result<DataSpec> {
+    Ok(match d.dataset {
+        DatasetArg::Cifar10 => DataSpec::Cifar10 { path: d.data.clone() },
+        DatasetArg::Synthetic => DataSpec::Synthetic {
+            train: d.synthetic_train,
+            test: d.synthetic_test,
+            seed: d.seed,
+            difficulty: d.synthetic_difficulty,
+        },
+        DatasetArg::Folder => {
+            let Some(root) = d.data.clone() else { bail!("--dataset folder needs --data ROOT") };
+            DataSpec::Folder(FolderSpec { root, size: m.size, resize: m.resize, strict: d.strict })
+        }
+    })
+}
+
+fn weights_choice(w: &WeightsArg, seed: u64) -> WeightsChoice {
+    match w {
+        WeightsArg::Random => WeightsChoice::Random { seed: seed as i64 },
+        WeightsArg::File(path) => WeightsChoice::File { path: path.clone() },
+        WeightsArg::Variant(v) => WeightsChoice::Pretrained { variant: v.clone() },
+    }
+}
+
+fn extract_config(m: &ModelArgs) -> ExtractConfig {
+    ExtractConfig {
+        preprocess: Preprocess { size: m.size, normalization: m.norm, resize: m.resize },
+        tap: m.layer,
+        batch_size: m.batch_size,
+        shard_size: m.shard_size,
+        precision: m.precision,
+    }
+}
+
+fn image_config(d: &DataArgs, h: &HeadArgs) -> ImageTrainConfig {
+    let mut images = ImageTrainConfig::for_strategy(h.strategy);
+    images.epochs = h.image_epochs;
+    images.head_lr = h.lr;
+    images.seed = d.seed as i64;
+    images.augment = !h.no_augment;
+    images.checkpoint_every = h.checkpoint_every;
+    if let Some(lr) = h.body_lr {
+        images.body_lr = lr;
+    }
+    if h.strategy == Strategy::FineTune {
+        images.unfreeze = h.unfreeze;
+        images.freeze_bn = h.bn == BatchNorm::Frozen;
+    }
+    images
+}
+
+pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback: bool) -> Result<RunConfig> {
+    let data = data_spec(d, m)?;
+    let val_split = h.val_split.unwrap_or_else(|| data.default_val_split());
+    Ok(RunConfig {
+        strategy: h.strategy,
+        images: ImageTrainConfig { val_split, ..image_config(d, h) },
+        name,
+        data,
+        arch: m.arch,
+        weights: weights_choice(&m.weights, d.seed),
+        extract: extract_config(m),
+        head: HeadConfig {
+            epochs: h.epochs,
+            learning_rate: h.lr,
+            val_split,
+            seed: d.seed as i64,
+            checkpoint_every: h.checkpoint_every,
+            ..Default::default()
+        },
+        device: m.device,
+        limit: d.limit,
+        offline_fallback: fallback,
+        probe: ProbeConfig {
+            logreg: LogregConfig {
+                lambdas: h.lambdas.0.clone(),
+                max_iter: h.max_iter,
+                tol: h.tol,
+                standardize: h.standardize,
+            },
+            knn: KnnConfig { k: h.k, temperature: h.temperature, ..Default::default() },
+        },
+    })
+}
+
+impl RunArgs {
+    pub(crate) fn config(&self) -> Result<RunConfig> {
+        let name = self.name.clone().unwrap_or_else(|| self.head.strategy.name());
+        run_config(&self.data, &self.model, &self.head, name, !self.no_fallback)
+    }
+}
+
+/// `extract`'s settings: a run's data and model, without training or fallbacks.
+pub(crate) fn extract_run_config(d: &DataArgs, m: &ModelArgs) -> Result<RunConfig> {
+    Ok(RunConfig {
+        name: "extract".into(),
+        data: data_spec(d, m)?,
+        arch: m.arch,
+        weights: weights_choice(&m.weights, d.seed),
+        extract: extract_config(m),
+        device: m.device,
+        limit: d.limit,
+        offline_fallback: false,
+        ..Default::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
-    fn the_command_line_is_consistent_and_weights_parse() {
-        Cli::command().debug_assert();
+    fn weights_parse() {
         assert_eq!(parse_weights("random"), Ok(WeightsArg::Random));
         assert_eq!(parse_weights("w/r.pth"), Ok(WeightsArg::File("w/r.pth".into())));
         assert!(parse_weights("v3").unwrap_err().contains("v3"));
-        let cli = Cli::try_parse_from(["tlab", "dash", "runs/x", "--plain", "--pid", "42", "--once"]).unwrap();
-        let Command::Dash(d) = cli.command else { panic!("not dash") };
-        assert_eq!((d.run_dir, d.pid, d.plain, d.once), (Some("runs/x".into()), Some(42), true, true));
-        assert!(Cli::try_parse_from(["tlab", "dash", "--bogus"]).is_err());
     }
 
     #[test]
