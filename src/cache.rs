@@ -137,7 +137,7 @@ mod tests {
         let c = Cache::new("/c");
         assert_eq!(c.download("x.tgz"), Path::new("/c/downloads/x.tgz"));
         assert_eq!(c.cifar10_dir(), Path::new("/c/datasets/cifar-10-batches-bin"));
-        let entry = WeightsEntry::find(crate::models::Arch::ResNet50, "v1").unwrap();
+        let entry = WeightsEntry::find(crate::models::Arch::ResNet50, Default::default()).unwrap();
         assert_eq!(c.weights_file(entry), Path::new("/c/weights/resnet50-0676ba61.pth"));
         assert_eq!(Cache::locate(Some(Path::new("/x"))).root(), Path::new("/x"));
     }

@@ -59,7 +59,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<EndToEnd> {
     let io = |context: String| move |source| Error::Io { context, source };
     let mut rows = Vec::new();
     // Section `e2e-ours` alone: our side only (peak RSS at large sizes in minutes).
-    let with_torch = cfg.has("e2e");
+    let with_torch = cfg.has(super::Section::E2e);
     for &n in &cfg.e2e_images {
         let data = work.join(format!("cifar-{n}"));
         write_synthetic_cifar(&data, n, 10, 0)?;

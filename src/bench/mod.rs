@@ -22,10 +22,32 @@ use tch::Device;
 use crate::{Error, Result};
 
 /// The parts of a bench run, selectable with `--only`.
-/// `e2e-ours`: the end-to-end runs of ours alone (peak RSS at large sizes, quickly).
-/// `probes`: logreg's sweep against scikit-learn and k-NN against PyTorch.
-pub const SECTIONS: [&str; 10] =
-    ["ours", "torch", "keras", "ceiling", "e2e", "e2e-ours", "folder", "head", "accuracy", "probes"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Section {
+    /// Our extraction throughput
+    Ours,
+    /// PyTorch eager, channels-last, beside ours
+    Torch,
+    /// Keras 3 (TensorFlow backend), beside ours
+    Keras,
+    /// The measured convolution ceiling
+    Ceiling,
+    /// End to end: CIFAR bytes to features, ours and PyTorch, and peak RSS
+    E2e,
+    /// The end-to-end runs of ours alone (peak RSS at large sizes, quickly)
+    E2eOurs,
+    /// Decoding image folders, ours and PyTorch
+    Folder,
+    /// Head training
+    Head,
+    /// Accuracy of the head, ours and PyTorch
+    Accuracy,
+    /// logreg's sweep against scikit-learn and k-NN against PyTorch
+    Probes,
+}
+
+crate::choice::choice!(Section, "bench section");
 
 /// Every setting of one bench run; saved with the results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,7 +58,7 @@ pub struct BenchConfig {
     pub threads: i32,
     /// Interleaved rounds; each reports a median.
     pub reps: usize,
-    pub sections: Vec<String>,
+    pub sections: Vec<Section>,
     /// Precisions of the throughput candidates and the ceiling.
     pub precisions: Vec<crate::features::Precision>,
     /// "cpu" or "cuda[:N]".
@@ -69,7 +91,7 @@ impl Default for BenchConfig {
             size: 200,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
             reps: 5,
-            sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
+            sections: Section::all().to_vec(),
             precisions: vec![crate::features::Precision::Fp32, crate::features::Precision::Bf16],
             device: crate::device::DeviceChoice::Cpu,
             e2e_images: [128, 384],
@@ -106,16 +128,13 @@ impl BenchConfig {
         self
     }
 
-    pub fn has(&self, section: &str) -> bool {
-        self.sections.iter().any(|s| s == section)
+    pub fn has(&self, section: Section) -> bool {
+        self.sections.contains(&section)
     }
 
     /// Checks the settings; returns the device.
     pub fn validate(&self) -> Result<Device> {
         let bad = |what: &str, reason: String| Err(Error::Invalid { what: what.into(), reason });
-        if let Some(s) = self.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
-            return bad("--only", format!("`{s}`; expected some of {}", SECTIONS.join(",")));
-        }
         if self.batch < 1 || self.reps < 1 || self.threads < 1 || !(32..=1024).contains(&self.size) {
             return bad("settings", "batch, reps and threads must be >= 1 and size in 32..=1024".into());
         }
@@ -150,13 +169,14 @@ pub struct Env {
 impl Env {
     /// Finds the repository, checks the torch venv and sets up TensorFlow when `keras` runs.
     pub fn prepare(cfg: &BenchConfig, device: Device) -> Result<Env> {
+        use Section::*;
         let root = repo_root()?;
         let torch_python = root.join(".tlab/venv/bin/python");
-        let needs_python = ["torch", "keras", "e2e", "folder", "head", "probes"].iter().any(|s| cfg.has(s));
+        let needs_python = [Torch, Keras, E2e, Folder, Head, Probes].into_iter().any(|s| cfg.has(s));
         if needs_python && !torch_python.exists() {
             return Err(Error::BenchSetup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
         }
-        let keras_python = if cfg.has("keras") { Some(setup_bench_venv(&root)?) } else { None };
+        let keras_python = if cfg.has(Keras) { Some(setup_bench_venv(&root)?) } else { None };
         let stamp = crate::rundir::RunDir::create(&cfg.results_dir, "bench")?.path().to_path_buf();
         Ok(Env { root, torch_python, keras_python, out: stamp, device })
     }
@@ -211,35 +231,36 @@ pub struct BenchReport {
 /// Runs the selected sections in order, printing each as it finishes; writes
 /// `bench.json` and `bench.csv` into a new folder under `cfg.results_dir`.
 pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
+    use Section::*;
     let device = cfg.validate()?;
     tch::set_num_threads(cfg.threads);
     let env = Env::prepare(cfg, device)?;
     let mut machine = report::Machine::probe(cfg, device);
     machine.print();
-    let throughput = if ["ours", "torch", "keras", "ceiling"].iter().any(|s| cfg.has(s)) {
+    let throughput = if [Ours, Torch, Keras, Ceiling].into_iter().any(|s| cfg.has(s)) {
         let t = throughput::run(cfg, &env)?;
         t.print();
         Some(t)
     } else {
         None
     };
-    let end_to_end = (cfg.has("e2e") || cfg.has("e2e-ours")).then(|| e2e::run(cfg, &env)).transpose()?;
+    let end_to_end = (cfg.has(E2e) || cfg.has(E2eOurs)).then(|| e2e::run(cfg, &env)).transpose()?;
     if let Some(e) = &end_to_end {
         e.print();
     }
-    let folder = cfg.has("folder").then(|| folder::run(cfg, &env)).transpose()?;
+    let folder = cfg.has(Folder).then(|| folder::run(cfg, &env)).transpose()?;
     if let Some(f) = &folder {
         f.print();
     }
-    let head = cfg.has("head").then(|| head::run_timing(cfg, &env)).transpose()?;
+    let head = cfg.has(Head).then(|| head::run_timing(cfg, &env)).transpose()?;
     if let Some(h) = &head {
         h.print();
     }
-    let accuracy = cfg.has("accuracy").then(|| head::run_accuracy(cfg, &env)).transpose()?;
+    let accuracy = cfg.has(Accuracy).then(|| head::run_accuracy(cfg, &env)).transpose()?;
     if let Some(a) = &accuracy {
         a.print();
     }
-    let probes = cfg.has("probes").then(|| probes::run(cfg, &env)).transpose()?;
+    let probes = cfg.has(Probes).then(|| probes::run(cfg, &env)).transpose()?;
     if let Some(p) = &probes {
         p.print();
     }

@@ -125,7 +125,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
     let x = Tensor::randn([cfg.batch, 3, cfg.size, cfg.size], (Kind::Float, device));
     let mut cands = Vec::new();
     let mut peers = Vec::new();
-    if cfg.has("ours") {
+    if cfg.has(super::Section::Ours) {
         // The process's heap mode (`TLAB_HEAP`; `pool` by default), as `tlab extract` runs.
         let heap = crate::heap::mode();
         for &p in precisions {
@@ -147,7 +147,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
         }
     }
     let mut peer_groups: Vec<(&str, &std::path::Path, [&str; 2])> = Vec::new();
-    if cfg.has("torch") {
+    if cfg.has(super::Section::Torch) {
         peer_groups.push(("torch", &env.torch_python, ["eager channels-last fp32", "autocast bf16 channels-last"]));
     }
     match (&env.keras_python, device.is_cuda()) {
@@ -184,7 +184,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
             });
         }
     }
-    if cfg.has("ceiling") {
+    if cfg.has(super::Section::Ceiling) {
         for &p in precisions {
             let x = channels_last(&Tensor::randn(CONV, (p.kind(), device)));
             let w = channels_last(&(Tensor::randn([256, 256, 3, 3], (p.kind(), device)) * 0.02));

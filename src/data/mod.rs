@@ -209,7 +209,8 @@ pub enum DataSpec {
 impl DataSpec {
     /// The synthetic stand-in the main job uses offline.
     pub fn synthetic_default() -> DataSpec {
-        DataSpec::Synthetic { train: 2000, test: 500, seed: 0, difficulty: synthetic::Difficulty::Easy }
+        let (train, test) = synthetic::DEFAULT_SIZES;
+        DataSpec::Synthetic { train, test, seed: 0, difficulty: synthetic::Difficulty::Easy }
     }
 
     pub fn is_synthetic(&self) -> bool {

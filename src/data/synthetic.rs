@@ -121,6 +121,9 @@ fn digest_of(n: usize, split: Split, seed: u64, difficulty: Difficulty) -> Strin
 
 /// `n` generated images: images `[n, 3, 32, 32]` u8 and labels `[n]` i64, on the CPU.
 ///
+/// Images of the synthetic stand-in's (train, test) splits, unless asked otherwise.
+pub const DEFAULT_SIZES: (usize, usize) = (2000, 500);
+
 /// Deterministic in `(n, split, seed)`; labels are balanced (counts differ by at most 1).
 pub fn synthetic(n: usize, split: Split, seed: u64) -> Dataset {
     synthetic_with(n, split, seed, Difficulty::Easy)

@@ -73,7 +73,7 @@ impl Backbone {
     ) -> Result<Backbone> {
         let path = fetch_weights(entry, cache, &Downloader::default(), sink)?;
         let mut b = Backbone::from_file(entry.arch, &path, device)?;
-        b.weights.label = format!("{} {}", entry.arch.name(), entry.variant);
+        b.weights.label = format!("{} {}", entry.arch.name(), entry.variant.torchvision_name());
         b.weights.normalization = Some(entry.normalization);
         Ok(b)
     }

@@ -7,4 +7,4 @@ pub mod weights;
 
 pub use backbone::{Backbone, WeightsInfo};
 pub use resnet::{Arch, ResNet, Stages, Tap};
-pub use weights::{fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry};
+pub use weights::{fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry, WeightsVariant};

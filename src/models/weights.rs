@@ -15,12 +15,48 @@ use tch::{nn::VarStore, Tensor};
 /// ([`Cache::weights_base_url`]).
 pub const DEFAULT_WEIGHTS_BASE_URL: &str = "https://download.pytorch.org/models/";
 
+/// Which of an architecture's published weights: torchvision's `IMAGENET1K_V1` or `_V2`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum WeightsVariant {
+    /// IMAGENET1K_V1: the original ImageNet weights
+    #[default]
+    #[value(name = "v1", alias = "IMAGENET1K_V1")]
+    V1,
+    /// IMAGENET1K_V2: torchvision's newer training recipe (not every depth has it)
+    #[value(name = "v2", alias = "IMAGENET1K_V2")]
+    V2,
+}
+
+crate::choice::choice!(WeightsVariant, "weights variant", ignore_case);
+
+impl WeightsVariant {
+    /// torchvision's enum name, as run records and labels write it.
+    pub fn torchvision_name(self) -> &'static str {
+        match self {
+            WeightsVariant::V1 => "IMAGENET1K_V1",
+            WeightsVariant::V2 => "IMAGENET1K_V2",
+        }
+    }
+}
+
+impl serde::Serialize for WeightsVariant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.torchvision_name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WeightsVariant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// One downloadable checkpoint of torchvision's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WeightsEntry {
     pub arch: Arch,
-    /// torchvision's enum name: `IMAGENET1K_V1` or `IMAGENET1K_V2`.
-    pub variant: &'static str,
+    pub variant: WeightsVariant,
     /// File name on download.pytorch.org; its 8 hex digits start the file's SHA-256.
     pub file: &'static str,
     /// The input mapping the weights were trained with.
@@ -29,32 +65,31 @@ pub struct WeightsEntry {
     pub imagenet_top1: f32,
 }
 
-const fn tv(arch: Arch, variant: &'static str, file: &'static str, top1: f32) -> WeightsEntry {
+const fn tv(arch: Arch, variant: WeightsVariant, file: &'static str, top1: f32) -> WeightsEntry {
     WeightsEntry { arch, variant, file, normalization: Normalization::Torchvision, imagenet_top1: top1 }
 }
 
 /// torchvision's ResNet checkpoints (torchvision 0.26 `models/resnet.py`).
 pub const REGISTRY: &[WeightsEntry] = &[
-    tv(Arch::ResNet18, "IMAGENET1K_V1", "resnet18-f37072fd.pth", 69.758),
-    tv(Arch::ResNet34, "IMAGENET1K_V1", "resnet34-b627a593.pth", 73.314),
-    tv(Arch::ResNet50, "IMAGENET1K_V1", "resnet50-0676ba61.pth", 76.130),
-    tv(Arch::ResNet50, "IMAGENET1K_V2", "resnet50-11ad3fa6.pth", 80.858),
-    tv(Arch::ResNet101, "IMAGENET1K_V1", "resnet101-63fe2227.pth", 77.374),
-    tv(Arch::ResNet101, "IMAGENET1K_V2", "resnet101-cd907fc2.pth", 81.886),
-    tv(Arch::ResNet152, "IMAGENET1K_V1", "resnet152-394f9c45.pth", 78.312),
-    tv(Arch::ResNet152, "IMAGENET1K_V2", "resnet152-f82ba261.pth", 82.284),
+    tv(Arch::ResNet18, WeightsVariant::V1, "resnet18-f37072fd.pth", 69.758),
+    tv(Arch::ResNet34, WeightsVariant::V1, "resnet34-b627a593.pth", 73.314),
+    tv(Arch::ResNet50, WeightsVariant::V1, "resnet50-0676ba61.pth", 76.130),
+    tv(Arch::ResNet50, WeightsVariant::V2, "resnet50-11ad3fa6.pth", 80.858),
+    tv(Arch::ResNet101, WeightsVariant::V1, "resnet101-63fe2227.pth", 77.374),
+    tv(Arch::ResNet101, WeightsVariant::V2, "resnet101-cd907fc2.pth", 81.886),
+    tv(Arch::ResNet152, WeightsVariant::V1, "resnet152-394f9c45.pth", 78.312),
+    tv(Arch::ResNet152, WeightsVariant::V2, "resnet152-f82ba261.pth", 82.284),
 ];
 
 impl WeightsEntry {
-    /// Looks up `arch` + `variant` (`v1`, `v2`, `IMAGENET1K_V1`, ...; case-insensitive).
-    pub fn find(arch: Arch, variant: &str) -> Result<&'static WeightsEntry> {
-        let v = variant.to_ascii_uppercase();
-        let v = if v.starts_with('V') { format!("IMAGENET1K_{v}") } else { v };
-        REGISTRY.iter().find(|e| e.arch == arch && e.variant == v).ok_or_else(|| {
-            let have: Vec<_> = REGISTRY.iter().filter(|e| e.arch == arch).map(|e| e.variant).collect();
+    /// Looks up `arch` + `variant`; an error names the variants `arch` has.
+    pub fn find(arch: Arch, variant: WeightsVariant) -> Result<&'static WeightsEntry> {
+        REGISTRY.iter().find(|e| e.arch == arch && e.variant == variant).ok_or_else(|| {
+            let have: Vec<_> =
+                REGISTRY.iter().filter(|e| e.arch == arch).map(|e| e.variant.torchvision_name()).collect();
             Error::invalid(
                 "weights variant",
-                format!("`{variant}` for {}; available: {}", arch.name(), have.join(", ")),
+                format!("`{}` for {}; available: {}", variant.torchvision_name(), arch.name(), have.join(", ")),
             )
         })
     }
@@ -182,14 +217,17 @@ mod tests {
 
     #[test]
     fn registry_prefixes_and_lookup() {
-        let e = WeightsEntry::find(Arch::ResNet50, "v1").unwrap();
+        let e = WeightsEntry::find(Arch::ResNet50, WeightsVariant::V1).unwrap();
         assert_eq!(e.sha256_prefix(), "0676ba61");
-        assert_eq!(WeightsEntry::find(Arch::ResNet50, "IMAGENET1K_V2").unwrap().sha256_prefix(), "11ad3fa6");
+        assert_eq!(
+            WeightsEntry::find(Arch::ResNet50, "IMAGENET1K_V2".parse().unwrap()).unwrap().sha256_prefix(),
+            "11ad3fa6"
+        );
         assert_eq!(
             e.url("https://download.pytorch.org/models/"),
             "https://download.pytorch.org/models/resnet50-0676ba61.pth"
         );
-        let err = WeightsEntry::find(Arch::ResNet18, "v2").unwrap_err().to_string();
+        let err = WeightsEntry::find(Arch::ResNet18, WeightsVariant::V2).unwrap_err().to_string();
         assert!(err.contains("IMAGENET1K_V1"), "{err}");
     }
 }

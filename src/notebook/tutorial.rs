@@ -64,9 +64,9 @@ impl Tutorial {
                 DataSpec::Synthetic { train: 320, test: 160, seed: 0, difficulty: Default::default() }
             }
         };
-        let entry = WeightsEntry::find(Arch::ResNet50, "v1")?;
+        let entry = WeightsEntry::find(Arch::ResNet50, crate::models::WeightsVariant::V1)?;
         let weights = if cache.weights_file(entry).is_file() {
-            WeightsChoice::Pretrained { variant: entry.variant.to_string() }
+            WeightsChoice::Pretrained { variant: entry.variant }
         } else {
             WeightsChoice::Random { seed: 0 }
         };

@@ -33,7 +33,8 @@ pub struct LogregConfig {
 
 impl Default for LogregConfig {
     fn default() -> Self {
-        LogregConfig { lambdas: log_grid(1e-6, 1e5, 45), max_iter: 1000, tol: 1e-4, standardize: false }
+        let (lo, hi, n) = super::DEFAULT_LAMBDA_GRID;
+        LogregConfig { lambdas: log_grid(lo, hi, n), max_iter: 1000, tol: 1e-4, standardize: false }
     }
 }
 

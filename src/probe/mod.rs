@@ -6,6 +6,9 @@ pub mod lbfgs;
 pub mod logreg;
 
 pub use knn::{KnnConfig, Votes};
+
+/// logreg's default sweep: 45 penalties from 1e-6 to 1e5, log-spaced, as (lo, hi, count).
+pub const DEFAULT_LAMBDA_GRID: (f64, f64, usize) = (1e-6, 1e5, 45);
 pub use logreg::{log_grid, Logreg, LogregConfig, Refit, SweepOutcome, SweepRow};
 
 use crate::{Error, Result};

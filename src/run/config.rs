@@ -3,7 +3,7 @@
 use crate::data::DataSpec;
 use crate::events::{EventSink, RunEvent};
 use crate::features::ExtractConfig;
-use crate::models::{Arch, Backbone};
+use crate::models::{Arch, Backbone, WeightsVariant};
 use crate::probe::{ProbeConfig, ProbeResult};
 use crate::train::{HeadConfig, ImageTrainConfig, Strategy};
 use crate::Result;
@@ -15,9 +15,9 @@ use std::time::Instant;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WeightsChoice {
-    /// torchvision's ImageNet weights, e.g. variant "IMAGENET1K_V1".
+    /// torchvision's ImageNet weights (written "IMAGENET1K_V1" in config.json).
     Pretrained {
-        variant: String,
+        variant: WeightsVariant,
     },
     File {
         path: PathBuf,
@@ -57,7 +57,7 @@ impl Default for RunConfig {
             name: "linear-probe".into(),
             data: DataSpec::Cifar10 { path: None },
             arch: Arch::ResNet50,
-            weights: WeightsChoice::Pretrained { variant: "IMAGENET1K_V1".into() },
+            weights: WeightsChoice::Pretrained { variant: WeightsVariant::V1 },
             extract: ExtractConfig::default(),
             head: HeadConfig::default(),
             device: Default::default(),

@@ -36,7 +36,7 @@ pub fn open_backbone(cfg: &RunConfig, cache: &Cache, device: Device, sink: &mut 
         WeightsChoice::Random { seed } => Ok(Backbone::random(cfg.arch, *seed, device)),
         WeightsChoice::File { path } => Backbone::from_file(cfg.arch, path, device),
         WeightsChoice::Pretrained { variant } => {
-            let entry = WeightsEntry::find(cfg.arch, variant)?;
+            let entry = WeightsEntry::find(cfg.arch, *variant)?;
             match Backbone::pretrained(entry, cache, device, sink) {
                 Err(e @ Error::Download { .. }) if cfg.offline_fallback => {
                     sink.warn(&format!(

@@ -86,6 +86,21 @@ pub enum BatchNorm {
 
 crate::choice::choice!(BatchNorm, "batch norm");
 
+/// `bn`, or the `freeze_bn: true|false` that runs recorded before it.
+fn bn_or_freeze_bn<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<BatchNorm, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Bn(BatchNorm),
+        Frozen(bool),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Bn(b) => b,
+        Either::Frozen(true) => BatchNorm::Frozen,
+        Either::Frozen(false) => BatchNorm::Train,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageTrainConfig {
     pub epochs: u32,
@@ -95,7 +110,8 @@ pub struct ImageTrainConfig {
     pub body_lr: f64,
     pub unfreeze: Unfreeze,
     /// Fine-tuning keeps BatchNorm's ImageNet statistics (small batches estimate them badly).
-    pub freeze_bn: bool,
+    #[serde(alias = "freeze_bn", deserialize_with = "bn_or_freeze_bn")]
+    pub bn: BatchNorm,
     /// Random crop (pad 4) + horizontal flip.
     pub augment: bool,
     pub dropout: f64,
@@ -120,7 +136,7 @@ impl ImageTrainConfig {
             head_lr: 1e-3,
             body_lr: 1e-4,
             unfreeze: Unfreeze::Layer4,
-            freeze_bn: true,
+            bn: BatchNorm::Frozen,
             augment: true,
             dropout: 0.3,
             val_fraction: 0.2,
@@ -130,8 +146,10 @@ impl ImageTrainConfig {
             val_from: None,
         };
         match s {
-            Strategy::PretrainedInit => ImageTrainConfig { unfreeze: Unfreeze::All, freeze_bn: false, ..base },
-            Strategy::Scratch => ImageTrainConfig { unfreeze: Unfreeze::All, freeze_bn: false, body_lr: 1e-3, ..base },
+            Strategy::PretrainedInit => ImageTrainConfig { unfreeze: Unfreeze::All, bn: BatchNorm::Train, ..base },
+            Strategy::Scratch => {
+                ImageTrainConfig { unfreeze: Unfreeze::All, bn: BatchNorm::Train, body_lr: 1e-3, ..base }
+            }
             _ => base,
         }
     }
@@ -231,7 +249,7 @@ impl TrainStep for ImageStep<'_> {
             false => self.data.gather(idx)?,
         };
         let x = self.pre.apply(&imgs, self.model.vs.device())?;
-        Ok((self.model.forward_t(&x, !self.cfg.freeze_bn, true), y))
+        Ok((self.model.forward_t(&x, self.cfg.bn == BatchNorm::Train, true), y))
     }
     fn evaluate(&mut self, idx: &[i64]) -> Result<Evaluation> {
         evaluate_images(self.model, self.data, idx, self.pre, self.cfg.batch_size)
@@ -284,4 +302,22 @@ pub fn evaluate_images(
     let n = labels.len().max(1) as f64;
     let correct = predictions.iter().zip(&labels).filter(|(p, y)| p == y).count();
     Ok(Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, predictions, confidence, labels })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_recorded_before_bn_still_read() {
+        let mut v = serde_json::to_value(ImageTrainConfig::for_strategy(Strategy::FineTune)).unwrap();
+        assert_eq!(v["bn"], "frozen");
+        let o = v.as_object_mut().unwrap();
+        o.remove("bn");
+        o.insert("freeze_bn".into(), false.into());
+        let c: ImageTrainConfig = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(c.bn, BatchNorm::Train);
+        v["freeze_bn"] = true.into();
+        assert_eq!(serde_json::from_value::<ImageTrainConfig>(v).unwrap().bn, BatchNorm::Frozen);
+    }
 }

@@ -7,11 +7,11 @@ use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use transfer_lab::data::folder::FolderSpec;
-use transfer_lab::data::synthetic::Difficulty;
+use transfer_lab::data::synthetic::{Difficulty, DEFAULT_SIZES};
 use transfer_lab::data::DataSpec;
 use transfer_lab::device::DeviceChoice;
 use transfer_lab::features::{ExtractConfig, Precision};
-use transfer_lab::models::{Arch, Tap};
+use transfer_lab::models::{Arch, Tap, WeightsVariant};
 use transfer_lab::preprocess::{Normalization, Preprocess, ResizeMode};
 use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig, ProbeConfig};
 use transfer_lab::run::{RunConfig, WeightsChoice};
@@ -62,9 +62,9 @@ pub(crate) struct DataArgs {
     #[arg(long)]
     pub(crate) strict: bool,
     /// Synthetic dataset sizes
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = DEFAULT_SIZES.0)]
     pub(crate) synthetic_train: usize,
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = DEFAULT_SIZES.1)]
     pub(crate) synthetic_test: usize,
     /// Synthetic classes: easy (apart) or hard (overlapping: probes differ)
     #[arg(long, value_enum, default_value_t = Difficulty::default())]
@@ -77,7 +77,7 @@ pub(crate) struct DataArgs {
 /// `--weights`: a torchvision variant, seeded random weights, or a file.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum WeightsArg {
-    Variant(String),
+    Variant(WeightsVariant),
     Random,
     File(PathBuf),
 }
@@ -88,10 +88,10 @@ fn parse_weights(s: &str) -> Result<WeightsArg, String> {
         _ if s.ends_with(".pth") || s.ends_with(".safetensors") || s.ends_with(".pt") || s.contains('/') => {
             Ok(WeightsArg::File(PathBuf::from(s)))
         }
-        v if v.eq_ignore_ascii_case("v1") || v.eq_ignore_ascii_case("v2") || v.starts_with("IMAGENET1K_") => {
-            Ok(WeightsArg::Variant(v.to_string()))
-        }
-        other => Err(format!("`{other}`; expected v1, v2, random, or a .pth/.pt/.safetensors file")),
+        v => v.parse::<WeightsVariant>().map(WeightsArg::Variant).map_err(|_| {
+            let names: Vec<String> = WeightsVariant::all().iter().map(|w| w.name()).collect();
+            format!("`{v}`; expected {}, random, or a .pth/.pt/.safetensors file", names.join(", "))
+        }),
     }
 }
 
@@ -170,7 +170,7 @@ pub(crate) struct HeadArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) checkpoint_every: Option<u64>,
     /// logreg: L2 penalties to sweep, a comma list (0.01,0.1,1) or LO:HI:COUNT log-spaced
-    #[arg(long, value_name = "GRID", default_value = "1e-6:1e5:45", value_parser = parse_lambdas)]
+    #[arg(long, value_name = "GRID", default_value = DEFAULT_LAMBDAS.as_str(), value_parser = parse_lambdas)]
     pub(crate) lambdas: Lambdas,
     /// logreg: L-BFGS iterations per fit, at most
     #[arg(long, default_value_t = LogregConfig::default().max_iter, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
@@ -188,6 +188,12 @@ pub(crate) struct HeadArgs {
     #[arg(long, default_value_t = KnnConfig::default().temperature, value_parser = parse_positive)]
     pub(crate) temperature: f64,
 }
+
+/// The library's default grid, as `--lambdas` spells it: `1e-6:1e5:45`.
+static DEFAULT_LAMBDAS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let (lo, hi, n) = transfer_lab::probe::DEFAULT_LAMBDA_GRID;
+    format!("{lo:e}:{hi:e}:{n}")
+});
 
 /// `--lambdas`: the penalties, already checked.
 #[derive(Clone, Debug, PartialEq)]
@@ -242,7 +248,7 @@ fn weights_choice(w: &WeightsArg, seed: u64) -> WeightsChoice {
     match w {
         WeightsArg::Random => WeightsChoice::Random { seed: seed as i64 },
         WeightsArg::File(path) => WeightsChoice::File { path: path.clone() },
-        WeightsArg::Variant(v) => WeightsChoice::Pretrained { variant: v.clone() },
+        WeightsArg::Variant(v) => WeightsChoice::Pretrained { variant: *v },
     }
 }
 
@@ -268,7 +274,7 @@ fn image_config(d: &DataArgs, h: &HeadArgs) -> ImageTrainConfig {
     }
     if h.strategy == Strategy::FineTune {
         images.unfreeze = h.unfreeze;
-        images.freeze_bn = h.bn == BatchNorm::Frozen;
+        images.bn = h.bn;
     }
     images
 }

@@ -27,7 +27,7 @@ mod with_bench {
     use anyhow::{bail, Result};
     use clap::Args;
     use std::path::PathBuf;
-    use transfer_lab::bench::{BenchConfig, SECTIONS};
+    use transfer_lab::bench::{BenchConfig, Section};
     use transfer_lab::device::DeviceChoice;
     use transfer_lab::features::Precision;
 
@@ -37,8 +37,8 @@ mod with_bench {
         #[arg(long)]
         pub(crate) quick: bool,
         /// Only these sections (default: all; e2e includes e2e-ours)
-        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SECTIONS))]
-        pub(crate) only: Option<Vec<String>>,
+        #[arg(long, value_delimiter = ',', value_enum)]
+        pub(crate) only: Option<Vec<Section>>,
         /// Precisions of the throughput candidates and the ceiling (default both fp32 and bf16)
         #[arg(long, value_delimiter = ',', value_enum)]
         pub(crate) precisions: Option<Vec<Precision>>,

@@ -3,7 +3,7 @@ use super::Ctx;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use transfer_lab::data::cifar;
-use transfer_lab::models::{fetch_weights, Arch, WeightsEntry};
+use transfer_lab::models::{fetch_weights, Arch, WeightsEntry, WeightsVariant};
 
 #[derive(Args)]
 pub(crate) struct FetchArgs {
@@ -19,9 +19,9 @@ enum FetchWhat {
     Weights {
         #[arg(value_enum, ignore_case = true)]
         arch: Arch,
-        /// v1 | v2 (IMAGENET1K_V1 | IMAGENET1K_V2; not every depth has v2)
-        #[arg(long, default_value = "v1")]
-        variant: String,
+        /// Which weights (not every depth has v2)
+        #[arg(long, value_enum, ignore_case = true, default_value_t)]
+        variant: WeightsVariant,
     },
 }
 
@@ -30,7 +30,7 @@ impl FetchArgs {
         let path = match self.what {
             FetchWhat::Cifar10 => cifar::fetch::fetch_default(&ctx.cache, &mut ctx.console)?,
             FetchWhat::Weights { arch, variant } => {
-                let entry = WeightsEntry::find(arch, &variant)?;
+                let entry = WeightsEntry::find(arch, variant)?;
                 fetch_weights(entry, &ctx.cache, &Default::default(), &mut ctx.console)?
             }
         };
