@@ -252,3 +252,52 @@ fn devices_and_the_folder_dashboard() {
         "{text}"
     );
 }
+
+/// SIGTERM to the parent of `--devices` alone (as a scheduler sends it) stops every
+/// worker cleanly: the parent exits 143 saying what is kept, and no worker is left.
+#[test]
+#[cfg(target_os = "linux")]
+fn sigterm_to_the_devices_parent_stops_its_workers() {
+    use std::io::BufRead;
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = tlab(tmp.path())
+        .args(ARGS.replace("--synthetic-train 200", "--synthetic-train 4000").split_whitespace())
+        .args(["--devices", "cpu,cpu"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(|l| l.ok());
+    let mut log = String::new();
+    // Both workers have started computing once each names its share.
+    for line in lines.by_ref() {
+        log += &line;
+        log.push('\n');
+        if log.contains("[cpu 0/2] part 0/2") && log.contains("[cpu 1/2] part 1/2") {
+            break;
+        }
+    }
+    let workers: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')').is_some_and(|(_, r)| r.split_whitespace().nth(1) == Some(&child.id().to_string()))
+            })
+        })
+        .collect();
+    assert_eq!(workers.len(), 2, "two workers under the parent: {workers:?}\n{log}");
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) }, 0);
+    log.extend(lines.map(|l| l + "\n"));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{log}");
+    assert!(log.contains("interrupted by SIGTERM") && log.contains("the shards they finished are kept"), "{log}");
+    for pid in workers {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "worker {pid} outlived its parent\n{log}");
+    }
+    // Stopped early, not after the workers ran to the end.
+    let (_, files) = folder(tmp.path());
+    assert!(!files.iter().any(|(n, _)| n == "manifest.json"), "the extraction ran to the end\n{log}");
+}

@@ -65,6 +65,20 @@ pub(crate) fn extract_on_devices(cfg: &RunConfig, split: SplitArg, devices: &[De
         });
         running.push((k, dev, child, echo));
     }
+    // A stop for this process alone (a scheduler's SIGTERM, a hang-up) is passed on, so
+    // each worker stops cleanly too; Ctrl-C in a terminal reaches them all directly.
+    let pids: Vec<libc::pid_t> = running.iter().map(|(_, _, c, _)| c.id() as libc::pid_t).collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = done.clone();
+    std::thread::spawn(move || {
+        while !transfer_lab::interrupt::wait(std::time::Duration::from_secs(3600)) {}
+        if !finished.load(std::sync::atomic::Ordering::SeqCst) {
+            for pid in pids {
+                // SAFETY: signals our own children, not yet waited for.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    });
     let mut failed = vec![];
     for (k, dev, mut child, echo) in running {
         let status = child.wait().with_context(|| format!("waiting for worker {k}/{n} on {dev}"))?;
@@ -73,6 +87,10 @@ pub(crate) fn extract_on_devices(cfg: &RunConfig, split: SplitArg, devices: &[De
             failed.push(format!("worker {k}/{n} on {dev} ({status})"));
         }
     }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    transfer_lab::interrupt::check(|| {
+        "the workers stopped; the shards they finished are kept: run the same command again to compute the rest".into()
+    })?;
     if !failed.is_empty() {
         bail!(
             "{} of {n} workers failed: {}; the shards they finished are kept: run the same command again to \
