@@ -210,6 +210,9 @@ impl Classifier {
     pub fn predict(&self, paths: &[PathBuf], top_k: usize, batch: usize) -> Result<Vec<Prediction>> {
         let mut out = Vec::with_capacity(paths.len());
         for chunk in paths.chunks(batch.max(1)) {
+            crate::interrupt::check(|| {
+                format!("{} of {} images were predicted; nothing was written", out.len(), paths.len())
+            })?;
             // Decode one by one so that one bad file costs only its own row.
             let mut ok = Vec::new();
             let mut rows: Vec<Prediction> = Vec::new();

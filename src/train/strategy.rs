@@ -289,6 +289,7 @@ pub fn evaluate_images(
     let device = model.vs.device();
     let (mut loss_sum, mut predictions, mut confidence, mut labels) = (0.0, Vec::new(), Vec::new(), Vec::new());
     for idx in indices.chunks(batch.max(1) as usize) {
+        crate::interrupt::check(|| "stopped while evaluating; nothing was written".into())?;
         let (imgs, y) = data.gather(idx)?;
         let x = pre.apply(&imgs, device)?;
         let logits = tch::no_grad(|| model.forward_t(&x, false, false));
