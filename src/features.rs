@@ -127,10 +127,16 @@ impl FeatureSet {
 }
 
 impl CacheKey {
-    /// The dataset name made safe for a folder name (see [`Cache::features_dir`]).
+    /// The dataset name made safe for a folder name (see [`CacheKey::folder_name`]).
     pub(crate) fn dataset_tag(&self) -> String {
         let tag: String = self.dataset.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         tag.chars().take(24).collect()
+    }
+
+    /// `<tag>-<split>-<id>`, the folder's name under the cache's `features/`: the tag
+    /// (from the dataset name) and split make it recognisable; the key's hash, unique.
+    pub fn folder_name(&self) -> String {
+        format!("{}-{}-{}", self.dataset_tag(), self.split, self.id())
     }
 }
 
@@ -196,7 +202,7 @@ impl Plan {
         let total = data.len();
         Ok(Plan {
             id: key.id(),
-            dir: cache.features_dir(&key),
+            dir: cache.features_dir(&key.folder_name()),
             dim: backbone.net.feature_dim(cfg.tap),
             shard_size,
             total,
