@@ -1,10 +1,10 @@
 //! `tlab dash FOLDER` on a feature-cache folder: a sharded extraction's progress, read
 //! from the folder's shared files alone (`extraction.json`, done records, claims, part
-//! records; see [`crate::shards`]). It works from any host that sees the folder, however
+//! records; see [`crate::features::shards`]). It works from any host that sees the folder, however
 //! many workers there are and whoever started them (Slurm, Kubernetes, `--devices`).
 use super::fmt;
-use crate::features::Manifest;
-use crate::shards::{self, ClaimInfo, Extraction, Part, Status};
+use crate::features::shards::{self, ClaimInfo, Extraction, Part, Status};
+use crate::features::{FeatureDir, Manifest};
 use crate::{Error, Result};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -52,13 +52,14 @@ pub struct Board {
 
 /// A folder `tlab dash` shows as an extraction rather than a run.
 pub fn is_feature_folder(dir: &Path) -> bool {
-    dir.join(shards::EXTRACTION).is_file() || dir.join("manifest.json").is_file()
+    let folder = FeatureDir::new(dir);
+    folder.extraction().is_file() || folder.manifest().is_file()
 }
 
 impl Board {
     pub fn read(dir: &Path) -> Result<Board> {
         let folder = dir.to_path_buf();
-        let manifest = dir.join("manifest.json");
+        let manifest = FeatureDir::new(dir).manifest();
         if manifest.is_file() {
             let m: Manifest = crate::fsutil::read_json(&manifest)?;
             if m.complete {
@@ -80,7 +81,11 @@ impl Board {
         }
         let what = shards::read_extraction(dir)?.ok_or_else(|| Error::Cache {
             path: folder.clone(),
-            reason: "not a feature extraction: no extraction.json or manifest.json in it".into(),
+            reason: format!(
+                "not a feature extraction: no {} or {} in it",
+                FeatureDir::EXTRACTION,
+                FeatureDir::MANIFEST
+            ),
         })?;
         let st = Status::read(dir, what.shards, &what.key)?;
         let mut cells = vec![Cell::Waiting; what.shards];
@@ -347,7 +352,7 @@ pub fn run_plain(dir: &Path, opts: &super::DashOptions) -> Result<super::DashExi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shards::{ClaimInfo, Done, PartRecord};
+    use crate::features::shards::{ClaimInfo, Done, PartRecord};
 
     /// A folder with 5 shards of 10 (the last 4): 0 and 2 done, 1 claimed by a live
     /// process (this one), 3 by a dead one, 4 untouched; parts 0/2 and 1/2 recorded.
@@ -371,9 +376,9 @@ mod tests {
             shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into() }).unwrap();
         }
         let me = ClaimInfo { host: shards::host(), pid: std::process::id(), part: Part { k: 1, n: 2 } };
-        std::fs::write(d.join("shard-00001.claim"), serde_json::to_vec(&me).unwrap()).unwrap();
+        std::fs::write(FeatureDir::new(d).claim(1), serde_json::to_vec(&me).unwrap()).unwrap();
         let dead = ClaimInfo { pid: 0x7fff_fff0, part: Part { k: 1, n: 2 }, ..me.clone() };
-        std::fs::write(d.join("shard-00003.claim"), serde_json::to_vec(&dead).unwrap()).unwrap();
+        std::fs::write(FeatureDir::new(d).claim(3), serde_json::to_vec(&dead).unwrap()).unwrap();
         for (k, list, done) in [(0, vec![0, 2, 4], false), (1, vec![1, 3], false)] {
             let rec = PartRecord { key: "abc".into(), part: Part { k, n: 2 }, shards: list, done };
             shards::record_part(d, &rec).unwrap();

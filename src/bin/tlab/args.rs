@@ -119,13 +119,13 @@ pub(crate) enum Command {
     },
 }
 
-/// Sharing one extraction among workers (see `transfer_lab::shards`).
+/// Sharing one extraction among workers (see `transfer_lab::features::shards`).
 #[derive(Args, Clone)]
 pub(crate) struct ShareArgs {
     /// Be worker K of N (from 0): compute shards K, K+N, ... [default: from SLURM_ARRAY_TASK_ID
     /// and SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX with --shards]
     #[arg(long, value_name = "K/N", conflicts_with_all = ["merge", "status"])]
-    pub(crate) shard: Option<transfer_lab::shards::Part>,
+    pub(crate) shard: Option<transfer_lab::features::shards::Part>,
     /// The number of workers N, where the environment gives only K: a Kubernetes Indexed
     /// Job's JOB_COMPLETION_INDEX, or a Slurm array task resubmitted alone (then the task ID
     /// is K: `TLAB_PARTS=N sbatch --array=K extract.sbatch`)

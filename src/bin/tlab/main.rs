@@ -169,7 +169,7 @@ fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Opt
 
 /// `--shard`, the scheduler's environment, `--merge` or `--status` as what `extract` does.
 fn share_action(a: &ShareArgs) -> Result<run::ExtractAction> {
-    use transfer_lab::shards::Part;
+    use transfer_lab::features::shards::Part;
     Ok(if a.status {
         run::ExtractAction::Status
     } else if a.merge {
