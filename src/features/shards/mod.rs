@@ -3,7 +3,7 @@
 //! cache folder of one key is the meeting point; this module reads and writes the files
 //! its workers share there (claims, done records, part records and `extraction.json`) and
 //! reads them together as a [`Status`]. Their names and the folder's tree are
-//! [`FeatureDir`]'s.
+//! [`FeatureDir`](super::FeatureDir)'s.
 //!
 //! Only operations that hold on shared filesystems (NFS included) are relied on:
 //! exclusive create (`O_CREAT | O_EXCL`) to take a claim, rename to publish a whole file
@@ -21,9 +21,6 @@ mod claim;
 mod part;
 mod records;
 mod status;
-
-#[cfg(doc)]
-use super::FeatureDir;
 
 pub use super::dir::shard_file;
 pub(super) use claim::remove_temp_files;

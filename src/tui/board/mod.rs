@@ -1,7 +1,9 @@
 //! `tlab dash FOLDER` on a feature-cache folder: a sharded extraction's progress, read
 //! from the folder's shared files alone (`extraction.json`, done records, claims, part
-//! records; see [`crate::features::shards`]). It works from any host that sees the folder, however
-//! many workers there are and whoever started them (Slurm, Kubernetes, `--devices`).
+//! records; see [`crate::features::shards`]). It works from any host that sees the
+//! folder, however many workers there are and whoever started them (Slurm, Kubernetes,
+//! `--devices`). [`Board`] is what the folder says; [`Screen`] draws it, [`run_plain`]
+//! prints it.
 mod plain;
 mod screen;
 
