@@ -1,39 +1,20 @@
 //! The cache: everything fetched or computed once and reused by later runs. [`Cache`]
-//! owns this tree; no other module joins its names.
+//! owns this tree down to its leaves; the names of the leaves belong to the code that
+//! writes them, which passes them in.
 //!
 //! ```text
-//! <root>/                          --cache-dir, $TLAB_CACHE_DIR or ~/.cache/transfer-lab
-//! ├── downloads/                   raw downloads
-//! │   ├── cifar-10-binary.tar.gz   (MD5-checked)
-//! │   └── <file>.part              an interrupted download, resumed by the next run
-//! ├── datasets/
-//! │   └── cifar-10-batches-bin/    the tarball's folder, as is
-//! │       ├── data_batch_{1..5}.bin, test_batch.bin
-//! │       └── batches.meta.txt
-//! ├── weights/
-//! │   ├── <file>.pth               torchvision's name, e.g. resnet50-0676ba61.pth
-//! │   └── <file>.pth.sha256        digest record: its full SHA-256, `sha256sum -c` format
-//! └── features/
-//!     └── <tag>-<split>-<id>/      one extraction; <id> hashes its `CacheKey`
-//!         ├── manifest.json
-//!         ├── shard-NNNNN.safetensors
-//!         └── shard-NNNNN.done.json, .claim, part-K-of-N.json   see `shards`
+//! <root>/                     --cache-dir, $TLAB_CACHE_DIR or ~/.cache/transfer-lab
+//! ├── downloads/<file>        raw downloads (`download`: `.part` files, digest records)
+//! ├── datasets/<name>/        unpacked datasets (`data::cifar`: the tarball's folder, as is)
+//! ├── weights/<file>          checkpoints under their published names (`models::weights`)
+//! └── features/<leaf>/        one extraction each (`features::FeatureDir` draws its tree)
 //! ```
-//!
-//! The file names inside a folder belong to the code that writes them: `data::cifar`
-//! (the batch files), `download` (`.part`, digest records), `features` (manifest, shards).
-use crate::data::cifar::{self, fetch::CIFAR10_URL};
-use crate::features::CacheKey;
-use crate::models::weights::{WeightsEntry, DEFAULT_WEIGHTS_BASE_URL};
 use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the cache folder.
 pub const CACHE_ENV: &str = "TLAB_CACHE_DIR";
-/// Mirror overrides, for users behind proxies or without access to the origin.
-pub const CIFAR10_URL_ENV: &str = "TLAB_CIFAR10_URL";
-pub const WEIGHTS_BASE_URL_ENV: &str = "TLAB_WEIGHTS_BASE_URL";
 
-/// The cache folder and the mirrors its files are fetched from.
+/// The cache folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cache {
     root: PathBuf,
@@ -71,9 +52,9 @@ impl Cache {
         self.root.join("downloads")
     }
 
-    /// `<root>/downloads/<name>`
-    pub fn download(&self, name: &str) -> PathBuf {
-        self.downloads().join(name)
+    /// `<root>/downloads/<file>`
+    pub fn download(&self, file: &str) -> PathBuf {
+        self.downloads().join(file)
     }
 
     /// `<root>/datasets`
@@ -81,9 +62,9 @@ impl Cache {
         self.root.join("datasets")
     }
 
-    /// `<root>/datasets/cifar-10-batches-bin`
-    pub fn cifar10_dir(&self) -> PathBuf {
-        self.datasets().join(cifar::TARBALL_DIR)
+    /// `<root>/datasets/<name>`
+    pub fn dataset_dir(&self, name: &str) -> PathBuf {
+        self.datasets().join(name)
     }
 
     /// `<root>/weights`
@@ -91,9 +72,9 @@ impl Cache {
         self.root.join("weights")
     }
 
-    /// `<root>/weights/<entry.file>`
-    pub fn weights_file(&self, entry: &WeightsEntry) -> PathBuf {
-        self.weights_dir().join(entry.file)
+    /// `<root>/weights/<file>`
+    pub fn weights_file(&self, file: &str) -> PathBuf {
+        self.weights_dir().join(file)
     }
 
     /// `<root>/features`
@@ -101,31 +82,10 @@ impl Cache {
         self.root.join("features")
     }
 
-    /// `<root>/features/<tag>-<split>-<id>`: the tag (from the dataset name) and split
-    /// make the folder recognisable; the key's hash makes it unique.
-    pub fn features_dir(&self, key: &CacheKey) -> PathBuf {
-        self.features().join(format!("{}-{}-{}", key.dataset_tag(), key.split, key.id()))
+    /// `<root>/features/<leaf>`: one extraction's folder.
+    pub fn features_dir(&self, leaf: &str) -> PathBuf {
+        self.features().join(leaf)
     }
-
-    /// The CIFAR-10 URL: `$TLAB_CIFAR10_URL` when set, else the Toronto original.
-    pub fn cifar10_url(&self) -> String {
-        env_or(CIFAR10_URL_ENV, CIFAR10_URL)
-    }
-
-    /// The folder URL for torchvision weights, ending in `/`: `$TLAB_WEIGHTS_BASE_URL` or
-    /// download.pytorch.org.
-    pub fn weights_base_url(&self) -> String {
-        let mut base = env_or(WEIGHTS_BASE_URL_ENV, DEFAULT_WEIGHTS_BASE_URL);
-        if !base.ends_with('/') {
-            base.push('/');
-        }
-        base
-    }
-}
-
-/// Read at each call, so a mirror set after the cache was located still applies.
-fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
 }
 
 #[cfg(test)]
@@ -136,9 +96,9 @@ mod tests {
     fn paths_follow_the_drawn_tree() {
         let c = Cache::new("/c");
         assert_eq!(c.download("x.tgz"), Path::new("/c/downloads/x.tgz"));
-        assert_eq!(c.cifar10_dir(), Path::new("/c/datasets/cifar-10-batches-bin"));
-        let entry = WeightsEntry::find(crate::models::Arch::ResNet50, Default::default()).unwrap();
-        assert_eq!(c.weights_file(entry), Path::new("/c/weights/resnet50-0676ba61.pth"));
+        assert_eq!(c.dataset_dir("cifar-10-batches-bin"), Path::new("/c/datasets/cifar-10-batches-bin"));
+        assert_eq!(c.weights_file("resnet50-0676ba61.pth"), Path::new("/c/weights/resnet50-0676ba61.pth"));
+        assert_eq!(c.features_dir("data-train-0123"), Path::new("/c/features/data-train-0123"));
         assert_eq!(Cache::locate(Some(Path::new("/x"))).root(), Path::new("/x"));
     }
 }

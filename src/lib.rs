@@ -24,7 +24,6 @@ pub mod probe;
 pub mod report;
 pub mod run;
 pub mod rundir;
-pub mod shards;
 pub mod tables;
 pub mod tensorfile;
 pub mod train;

@@ -232,7 +232,7 @@ impl DataSpec {
 /// error names the cache and the command that fills it. For readers of finished runs.
 pub fn open_local(spec: &DataSpec, split: Split, cache: &Cache) -> Result<Dataset> {
     if let DataSpec::Cifar10 { path: None } = spec {
-        let dir = cache.cifar10_dir();
+        let dir = cifar::cache_dir(cache);
         if !dir.is_dir() {
             return Err(Error::invalid(
                 "CIFAR-10",

@@ -12,8 +12,22 @@ use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Tensor};
 
 /// Where torchvision publishes its checkpoints; `$TLAB_WEIGHTS_BASE_URL` overrides it
-/// ([`Cache::weights_base_url`]).
+/// ([`weights_base_url`]).
 pub const DEFAULT_WEIGHTS_BASE_URL: &str = "https://download.pytorch.org/models/";
+/// Environment variable naming a mirror of the weights folder, for users behind proxies
+/// or without access to the origin.
+pub const WEIGHTS_BASE_URL_ENV: &str = "TLAB_WEIGHTS_BASE_URL";
+
+/// The folder URL for torchvision weights, ending in `/`: `$TLAB_WEIGHTS_BASE_URL` or
+/// download.pytorch.org. Read at each call, so a mirror set after the cache was located
+/// still applies.
+pub fn weights_base_url() -> String {
+    let mut base = crate::download::env_or(WEIGHTS_BASE_URL_ENV, DEFAULT_WEIGHTS_BASE_URL);
+    if !base.ends_with('/') {
+        base.push('/');
+    }
+    base
+}
 
 /// Which of an architecture's published weights: torchvision's `IMAGENET1K_V1` or `_V2`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -105,7 +119,7 @@ impl WeightsEntry {
     }
 }
 
-/// Downloads (or verifies the cached copy of) `entry` into [`Cache::weights_file`].
+/// Downloads (or verifies the cached copy of) `entry` into the cache's `weights/` folder.
 pub fn fetch_weights(
     entry: &WeightsEntry,
     cache: &Cache,
@@ -113,11 +127,11 @@ pub fn fetch_weights(
     sink: &mut dyn EventSink,
 ) -> Result<PathBuf> {
     ensure_dir(&cache.weights_dir())?;
-    let dest = cache.weights_file(entry);
+    let dest = cache.weights_file(entry.file);
     if dest.exists() {
         verify_recorded(&dest, entry.sha256_prefix())?;
     } else {
-        let url = entry.url(&cache.weights_base_url());
+        let url = entry.url(&weights_base_url());
         dl.download(&url, &dest, &Checksum::Sha256Prefix(entry.sha256_prefix().into()), sink)?;
     }
     Ok(dest)

@@ -46,7 +46,7 @@ impl Tutorial {
     /// `tlab fetch weights resnet50` do that, with progress and resume.
     pub fn detect() -> Result<Tutorial> {
         let cache = Cache::locate(None);
-        let cifar = cache.cifar10_dir();
+        let cifar = crate::data::cifar::cache_dir(&cache);
         let have_cifar = cifar.join("test_batch.bin").is_file();
         let forced = std::env::var(SCALE_ENV).ok();
         let scale = match forced.as_deref() {
@@ -65,7 +65,7 @@ impl Tutorial {
             }
         };
         let entry = WeightsEntry::find(Arch::ResNet50, crate::models::WeightsVariant::V1)?;
-        let weights = if cache.weights_file(entry).is_file() {
+        let weights = if cache.weights_file(entry.file).is_file() {
             WeightsChoice::Pretrained { variant: entry.variant }
         } else {
             WeightsChoice::Random { seed: 0 }

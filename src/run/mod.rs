@@ -54,7 +54,7 @@ pub fn evaluate_run(dir: &RunDir, cache: &Cache, console: &mut dyn EventSink) ->
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtractAction {
     /// Compute this part's shards (the whole extraction for `Part::default()`).
-    Work(crate::shards::Part),
+    Work(crate::features::shards::Part),
     /// Write the manifest of a sharded extraction whose `parts` are all done.
     Merge { parts: usize },
     /// Say which shards and parts are done.
@@ -116,7 +116,7 @@ pub fn extract_with(
 }
 
 /// `tlab extract --status`'s report of one split.
-fn status_text(split: &str, st: &crate::shards::Status, complete: bool) -> String {
+fn status_text(split: &str, st: &crate::features::shards::Status, complete: bool) -> String {
     let mut out = format!(
         "{split}: {} of {} shards done{}",
         st.done.len(),

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use transfer_lab::cache::Cache;
-use transfer_lab::data::cifar::fetch::{fetch_cifar10, CIFAR10_URL};
+use transfer_lab::data::cifar::fetch::{cifar10_url, fetch_cifar10, CIFAR10_URL};
 use transfer_lab::download::*;
 use transfer_lab::events::{RunEvent, VecSink};
-use transfer_lab::models::weights::DEFAULT_WEIGHTS_BASE_URL;
+use transfer_lab::models::weights::{weights_base_url, DEFAULT_WEIGHTS_BASE_URL};
 use transfer_lab::Error;
 
 /// One request the server saw.
@@ -461,13 +461,12 @@ fn mirror_urls_come_from_the_environment() {
     // The only test that touches these variables.
     std::env::set_var("TLAB_WEIGHTS_BASE_URL", "http://mirror.local/models");
     std::env::set_var("TLAB_CIFAR10_URL", "http://mirror.local/c.tgz");
-    let cache = Cache::new("unused");
-    assert_eq!(cache.weights_base_url(), "http://mirror.local/models/");
-    assert_eq!(cache.cifar10_url(), "http://mirror.local/c.tgz");
+    assert_eq!(weights_base_url(), "http://mirror.local/models/");
+    assert_eq!(cifar10_url(), "http://mirror.local/c.tgz");
     std::env::remove_var("TLAB_WEIGHTS_BASE_URL");
     std::env::remove_var("TLAB_CIFAR10_URL");
-    assert_eq!(cache.weights_base_url(), DEFAULT_WEIGHTS_BASE_URL);
-    assert_eq!(cache.cifar10_url(), CIFAR10_URL);
+    assert_eq!(weights_base_url(), DEFAULT_WEIGHTS_BASE_URL);
+    assert_eq!(cifar10_url(), CIFAR10_URL);
 }
 
 #[test]

@@ -315,12 +315,13 @@ fn report_reads_cifar_pictures_from_the_given_cache_only() {
     // An empty cache: named in the report, nothing fetched into it.
     let empty = Cache::new(tmp.path().join("empty-cache"));
     let md = std::fs::read_to_string(report::write_report(std::slice::from_ref(&run), None, &empty).unwrap()).unwrap();
-    let want = empty.cifar10_dir().display().to_string();
+    let want = transfer_lab::data::cifar::cache_dir(&empty).display().to_string();
     assert!(md.contains("Thumbnails could not be made") && md.contains(&want), "{md}");
     assert!(!empty.root().exists(), "the report created or fetched into {}", empty.display());
     // A cache that holds CIFAR-10 (generated here, in the official layout): thumbnails.
     let full = Cache::new(tmp.path().join("full-cache"));
-    transfer_lab::data::synthetic::write_synthetic_cifar(&full.cifar10_dir(), 10, 8, 3).unwrap();
+    transfer_lab::data::synthetic::write_synthetic_cifar(&transfer_lab::data::cifar::cache_dir(&full), 10, 8, 3)
+        .unwrap();
     let md = std::fs::read_to_string(report::write_report(std::slice::from_ref(&run), None, &full).unwrap()).unwrap();
     assert!(!md.contains("Thumbnails could not be made"), "{md}");
     let thumbs = std::fs::read_dir(&run).unwrap().filter_map(|e| e.ok());

@@ -420,7 +420,7 @@ fn a_run_folder_deleted_under_the_dashboard_is_said_and_ends_it() {
 /// A feature folder of a sharded extraction, 5 shards of 10 rows: 0 and 2 done, 1 held by
 /// this (live) process as part 1/2; parts 0/2 and 1/2 recorded.
 fn sharded_folder() -> tempfile::TempDir {
-    use transfer_lab::shards::{self, ClaimInfo, Extraction, Part, PartRecord};
+    use transfer_lab::features::shards::{self, ClaimInfo, Extraction, Part, PartRecord};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let what = Extraction {
@@ -447,7 +447,7 @@ fn sharded_folder() -> tempfile::TempDir {
 }
 
 fn finish_shard(d: &Path, i: usize) {
-    use transfer_lab::shards::{self, Done};
+    use transfer_lab::features::shards::{self, Done};
     std::fs::write(d.join(shards::shard_file(i)), b"x").unwrap();
     shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into() }).unwrap();
 }

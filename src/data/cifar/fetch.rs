@@ -1,6 +1,6 @@
 //! CIFAR-10 into the cache: the official tarball, MD5-checked, unpacked so that a crash
 //! never leaves a half dataset where readers look.
-use super::{batch_files, TARBALL_DIR};
+use super::{batch_files, cache_dir, TARBALL_DIR};
 use crate::cache::Cache;
 use crate::download::{Checksum, Downloader};
 use crate::error::{Error, IoContext, Result};
@@ -10,13 +10,22 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 /// The original, at the University of Toronto; `$TLAB_CIFAR10_URL` overrides it
-/// ([`Cache::cifar10_url`]).
+/// ([`cifar10_url`]).
 pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 pub const CIFAR10_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 /// The tarball's name under the cache's `downloads/`.
 pub const TARBALL: &str = "cifar-10-binary.tar.gz";
+/// Environment variable naming a CIFAR-10 mirror, for users behind proxies or without
+/// access to the origin.
+pub const CIFAR10_URL_ENV: &str = "TLAB_CIFAR10_URL";
 
-/// Returns [`Cache::cifar10_dir`], downloading `url` (checked against `md5`) and unpacking
+/// The CIFAR-10 URL: `$TLAB_CIFAR10_URL` when set, else the Toronto original. Read at
+/// each call, so a mirror set after the cache was located still applies.
+pub fn cifar10_url() -> String {
+    crate::download::env_or(CIFAR10_URL_ENV, CIFAR10_URL)
+}
+
+/// Returns [`cache_dir`], downloading `url` (checked against `md5`) and unpacking
 /// it first unless the folder is already complete.
 pub fn fetch_cifar10(
     cache: &Cache,
@@ -25,7 +34,7 @@ pub fn fetch_cifar10(
     downloader: &Downloader,
     sink: &mut dyn EventSink,
 ) -> Result<PathBuf> {
-    let target = cache.cifar10_dir();
+    let target = cache_dir(cache);
     if missing_batch_file(&target).is_none() {
         return Ok(target);
     }
@@ -46,7 +55,7 @@ pub fn fetch_cifar10(
 
 /// [`fetch_cifar10`] from the configured mirror with the default downloader.
 pub fn fetch_default(cache: &Cache, sink: &mut dyn EventSink) -> Result<PathBuf> {
-    fetch_cifar10(cache, &cache.cifar10_url(), CIFAR10_MD5, &Downloader::default(), sink)
+    fetch_cifar10(cache, &cifar10_url(), CIFAR10_MD5, &Downloader::default(), sink)
 }
 
 fn missing_batch_file(dir: &Path) -> Option<&'static str> {

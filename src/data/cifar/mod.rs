@@ -7,6 +7,7 @@
 pub mod fetch;
 
 use super::{Dataset, Source, Split};
+use crate::cache::Cache;
 use crate::error::{Error, IoContext, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,11 @@ pub const STANDARD_CLASSES: [&str; CLASSES] =
     ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 /// Class names with this prefix mark generated data (see `synthetic::write_synthetic_cifar`).
 pub const SYNTHETIC_PREFIX: &str = "synthetic-";
+
+/// `<cache>/datasets/cifar-10-batches-bin`: where [`fetch`] unpacks the tarball.
+pub fn cache_dir(cache: &Cache) -> PathBuf {
+    cache.dataset_dir(TARBALL_DIR)
+}
 
 /// Parses one batch file's bytes. Returns images `[N, 3, 32, 32]` u8 and labels `[N]` i64.
 ///

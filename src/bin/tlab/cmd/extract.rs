@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use transfer_lab::data::Split;
 use transfer_lab::device::DeviceChoice;
 use transfer_lab::events::{EventSink, JsonlSink, Tee};
+use transfer_lab::features::shards::Part;
 use transfer_lab::run::{self, RunConfig};
 use transfer_lab::rundir::RunDir;
-use transfer_lab::shards::Part;
 
 #[derive(Args)]
 pub(crate) struct ExtractArgs {
@@ -57,7 +57,7 @@ impl SplitArg {
     }
 }
 
-/// Sharing one extraction among workers (see `transfer_lab::shards`).
+/// Sharing one extraction among workers (see `transfer_lab::features::shards`).
 #[derive(Args, Clone)]
 pub(crate) struct ShareArgs {
     /// Be worker K of N (from 0): compute shards K, K+N, ... [default: from SLURM_ARRAY_TASK_ID

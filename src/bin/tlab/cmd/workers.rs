@@ -1,6 +1,6 @@
 //! `tlab extract --devices A,B,...`: one worker process per device, each this binary with
 //! `--shard K/N` and the parent's settings (its parsed and built `RunConfig`, the device
-//! set), sharing the cache folder as any other workers do (`transfer_lab::shards`); the
+//! set), sharing the cache folder as any other workers do (`transfer_lab::features::shards`); the
 //! last to finish writes the manifest. Processes, not threads: each worker owns its device
 //! and its libtorch thread pool, and a failed or killed worker costs only its shard in
 //! progress.

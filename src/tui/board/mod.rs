@@ -1,16 +1,19 @@
 //! `tlab dash FOLDER` on a feature-cache folder: a sharded extraction's progress, read
 //! from the folder's shared files alone (`extraction.json`, done records, claims, part
-//! records; see [`crate::shards`]). It works from any host that sees the folder, however
-//! many workers there are and whoever started them (Slurm, Kubernetes, `--devices`).
+//! records; see [`crate::features::shards`]). It works from any host that sees the
+//! folder, however many workers there are and whoever started them (Slurm, Kubernetes,
+//! `--devices`). [`Board`] is what the folder says; [`Screen`] draws it, [`run_plain`]
+//! prints it.
+mod plain;
+mod screen;
+
+pub use plain::run_plain;
+pub use screen::{Screen, BOARD_INTENTS};
+
 use super::fmt;
-use crate::features::Manifest;
-use crate::shards::{self, ClaimInfo, Extraction, Part, Status};
+use crate::features::shards::{self, ClaimInfo, Extraction, Part, Status};
+use crate::features::{FeatureDir, Manifest};
 use crate::{Error, Result};
-use ratatui::buffer::Buffer;
-use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Style, Stylize};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, LineGauge, Paragraph, Widget, Wrap};
 use std::path::{Path, PathBuf};
 
 /// One worker's share, as its part record says.
@@ -52,13 +55,14 @@ pub struct Board {
 
 /// A folder `tlab dash` shows as an extraction rather than a run.
 pub fn is_feature_folder(dir: &Path) -> bool {
-    dir.join(shards::EXTRACTION).is_file() || dir.join("manifest.json").is_file()
+    let folder = FeatureDir::new(dir);
+    folder.extraction().is_file() || folder.manifest().is_file()
 }
 
 impl Board {
     pub fn read(dir: &Path) -> Result<Board> {
         let folder = dir.to_path_buf();
-        let manifest = dir.join("manifest.json");
+        let manifest = FeatureDir::new(dir).manifest();
         if manifest.is_file() {
             let m: Manifest = crate::fsutil::read_json(&manifest)?;
             if m.complete {
@@ -80,7 +84,11 @@ impl Board {
         }
         let what = shards::read_extraction(dir)?.ok_or_else(|| Error::Cache {
             path: folder.clone(),
-            reason: "not a feature extraction: no extraction.json or manifest.json in it".into(),
+            reason: format!(
+                "not a feature extraction: no {} or {} in it",
+                FeatureDir::EXTRACTION,
+                FeatureDir::MANIFEST
+            ),
         })?;
         let st = Status::read(dir, what.shards, &what.key)?;
         let mut cells = vec![Cell::Waiting; what.shards];
@@ -180,7 +188,7 @@ impl Board {
     }
 }
 
-fn char_of(c: Cell) -> char {
+pub(super) fn char_of(c: Cell) -> char {
     match c {
         Cell::Done => '#',
         Cell::Running => '>',
@@ -189,165 +197,10 @@ fn char_of(c: Cell) -> char {
     }
 }
 
-fn color_of(c: Cell) -> Color {
-    match c {
-        Cell::Done => Color::Green,
-        Cell::Running => Color::Yellow,
-        Cell::Stale => Color::Red,
-        Cell::Waiting => Color::DarkGray,
-    }
-}
-
-/// The board's keys: it only shows, so it only quits.
-pub const BOARD_INTENTS: &[super::keys::Intent] = &[super::keys::Intent::Quit];
-
-/// The screen of `tlab dash FOLDER`; `message` is the latest read error, if any.
-pub struct Screen<'a> {
-    pub board: &'a Board,
-    pub message: Option<&'a str>,
-}
-
-impl Widget for Screen<'_> {
-    fn render(self, area: Rect, buf: &mut Buffer) {
-        let b = self.board;
-        let w = &b.what;
-        let [header, about, gauge, map, parts, footer] = Layout::vertical([
-            Constraint::Length(1),
-            Constraint::Length(1),
-            Constraint::Length(1),
-            Constraint::Min(3),
-            Constraint::Min(3),
-            Constraint::Length(1),
-        ])
-        .areas(area);
-        let state = if b.complete {
-            " COMPLETE ".black().on_green()
-        } else if b.count(Cell::Running) > 0 {
-            " RUNNING ".black().on_yellow()
-        } else {
-            " NO WORKER ".black().on_gray()
-        };
-        Line::from(vec![
-            state,
-            Span::raw(" tlab · sharded extraction · "),
-            Span::raw(b.folder.display().to_string()).dim(),
-        ])
-        .render(header, buf);
-        Line::from(format!(
-            "{} · {} · {} at {} px · {} images in {} shards of {}",
-            w.dataset,
-            w.split,
-            w.arch,
-            w.image_size,
-            fmt::count(w.images as u64),
-            w.shards,
-            w.shard_size
-        ))
-        .render(about, buf);
-        let mut label = format!("{:.1}%", b.fraction() * 100.0);
-        if let Some(r) = b.live_rate() {
-            label += &format!(" · {r:.1} images/s");
-        }
-        if let Some(eta) = b.eta_s() {
-            label += &format!(" · ETA {}", fmt::duration((eta * 1000.0) as u64));
-        }
-        LineGauge::default()
-            .ratio(b.fraction().clamp(0.0, 1.0))
-            .label(label)
-            .filled_style(Style::default().fg(Color::Green))
-            .render(gauge, buf);
-        let cells: Vec<Span> = b.cells.iter().map(|c| Span::styled(char_of(*c).to_string(), color_of(*c))).collect();
-        let legend = format!(
-            "shards: {} done (#), {} running (>), {} stale (!), {} waiting (.)",
-            b.count(Cell::Done),
-            b.count(Cell::Running),
-            b.count(Cell::Stale),
-            b.count(Cell::Waiting)
-        );
-        Paragraph::new(Line::from(cells))
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(legend))
-            .render(map, buf);
-        let mut lines: Vec<Line> = b.parts.iter().map(|p| Line::from(Board::part_text(p))).collect();
-        for (i, who, stale) in &b.claimed {
-            let s = if *stale { " (stale: its worker is gone; the next worker takes it over)" } else { "" };
-            lines.push(Line::from(format!("shard {i}: pid {} on {} (part {}){s}", who.pid, who.host, who.part)).dim());
-        }
-        if lines.is_empty() {
-            lines.push(Line::from(if b.complete { "every shard is merged" } else { "no part has started yet" }).dim());
-        }
-        Paragraph::new(lines).block(Block::bordered().title("parts and claims")).render(parts, buf);
-        let foot = match self.message {
-            Some(m) => Line::from(m.to_string()).red(),
-            None => {
-                let mut spans = super::view::footer_keys(BOARD_INTENTS);
-                spans.push(" · the workers go on".into());
-                Line::from(spans).dim()
-            }
-        };
-        foot.render(footer, buf);
-    }
-}
-
-/// Plain mode: a line whenever a shard finishes or starts (at most every 2 s) and every
-/// 30 s regardless, until the manifest is written (`follow`), or the state once.
-pub fn run_plain(dir: &Path, opts: &super::DashOptions) -> Result<super::DashExit> {
-    use std::io::Write;
-    use std::time::{Duration, Instant};
-    let started = Instant::now();
-    let mut out = std::io::stdout().lock();
-    let mut say = |text: &str| -> bool {
-        writeln!(out, "[{:>8}] {text}", fmt::duration(started.elapsed().as_millis() as u64)).is_ok()
-    };
-    let board = Board::read(dir)?;
-    if !opts.follow {
-        say(&board.line());
-        say(&format!("shards: {}", board.map()));
-        for p in &board.parts {
-            say(&Board::part_text(p));
-        }
-        return Ok(super::DashExit::RunEnded(super::state::RunStatus::Running));
-    }
-    let (mut last, mut last_at, mut last_error) = (None::<(usize, String)>, Instant::now(), None::<String>);
-    loop {
-        match Board::read(dir) {
-            Ok(b) => {
-                last_error = None;
-                let now = (b.rows_done, b.map());
-                let changed = last.as_ref() != Some(&now);
-                let due = last_at.elapsed() >= Duration::from_secs(if changed { 2 } else { 30 });
-                if last.is_none() || b.complete || due {
-                    if !say(&b.line()) {
-                        return Ok(super::DashExit::Closed);
-                    }
-                    last = Some(now);
-                    last_at = Instant::now();
-                }
-                if b.complete {
-                    return Ok(super::DashExit::RunEnded(super::state::RunStatus::Finished));
-                }
-            }
-            Err(e) => {
-                let text = e.to_string();
-                if !dir.exists() {
-                    return Err(e);
-                }
-                if last_error.as_deref() != Some(text.as_str()) {
-                    say(&format!("{text} (retrying)"));
-                }
-                last_error = Some(text);
-            }
-        }
-        if crate::interrupt::wait(Duration::from_millis(250)) {
-            return Ok(super::DashExit::Signalled);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shards::{ClaimInfo, Done, PartRecord};
+    use crate::features::shards::{ClaimInfo, Done, PartRecord};
 
     /// A folder with 5 shards of 10 (the last 4): 0 and 2 done, 1 claimed by a live
     /// process (this one), 3 by a dead one, 4 untouched; parts 0/2 and 1/2 recorded.
@@ -371,9 +224,9 @@ mod tests {
             shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into() }).unwrap();
         }
         let me = ClaimInfo { host: shards::host(), pid: std::process::id(), part: Part { k: 1, n: 2 } };
-        std::fs::write(d.join("shard-00001.claim"), serde_json::to_vec(&me).unwrap()).unwrap();
+        std::fs::write(FeatureDir::new(d).claim(1), serde_json::to_vec(&me).unwrap()).unwrap();
         let dead = ClaimInfo { pid: 0x7fff_fff0, part: Part { k: 1, n: 2 }, ..me.clone() };
-        std::fs::write(d.join("shard-00003.claim"), serde_json::to_vec(&dead).unwrap()).unwrap();
+        std::fs::write(FeatureDir::new(d).claim(3), serde_json::to_vec(&dead).unwrap()).unwrap();
         for (k, list, done) in [(0, vec![0, 2, 4], false), (1, vec![1, 3], false)] {
             let rec = PartRecord { key: "abc".into(), part: Part { k, n: 2 }, shards: list, done };
             shards::record_part(d, &rec).unwrap();
