@@ -215,15 +215,6 @@ impl DataSpec {
     pub fn is_synthetic(&self) -> bool {
         matches!(self, DataSpec::Synthetic { .. })
     }
-
-    /// Keras' `last` split for CIFAR-10 and synthetic data (as in the post); a stratified
-    /// one for image folders, whose files are listed class by class.
-    pub fn default_val_split(&self) -> crate::train::ValSplit {
-        match self {
-            DataSpec::Folder(_) => crate::train::ValSplit::Stratified,
-            _ => crate::train::ValSplit::Last,
-        }
-    }
 }
 
 /// Opens one split of `spec`. CIFAR-10 not on disk is fetched into `cache`.
