@@ -1,7 +1,8 @@
 //! The two halves of a run: training (fetch, extract, train) and evaluation on the test
 //! split from the saved best checkpoint. `tlab run` does both; `tlab train` and
 //! `tlab evaluate` one each, in separate processes if the user likes.
-use super::config::{run_note, stage, RecordedConfig, RunConfig, RunSummary, WeightsChoice};
+use super::config::{run_note, stage, RunConfig, RunSummary, WeightsChoice};
+use super::records::{write_table, FeatureDirs, RecordedConfig, Timings, Trained};
 use super::setup::{open_backbone, open_data, parse_device};
 use crate::cache::Cache;
 use crate::data::{self, DataSpec, Split};
@@ -10,43 +11,13 @@ use crate::features::{extract_features, ExtractConfig};
 use crate::metrics::Confusion;
 use crate::models::{Backbone, Tap};
 use crate::probe::{self, ProbeResult};
-use crate::rundir::{self, FeatureDirs, RunDir, Table, Weights};
+use crate::rundir::{RunDir, Table, Weights};
 use crate::tables;
 use crate::train::{
     evaluate, evaluate_images, train_head, train_on_images, Evaluation, Head, ImageModel, Strategy, TrainOutcome,
 };
 use crate::Result;
-use serde::{Deserialize, Serialize};
 use std::time::Instant;
-
-/// What training leaves for evaluation: `trained.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Trained {
-    /// The data and weights actually used (after any offline fallback).
-    pub(crate) data: DataSpec,
-    pub(crate) weights: WeightsChoice,
-    pub(crate) tap: Tap,
-    pub(crate) classes: Vec<String>,
-    pub(crate) dataset: String,
-    pub(crate) synthetic: bool,
-    pub(crate) weights_label: String,
-    pub(crate) pretrained: bool,
-    pub(crate) note: String,
-    pub(crate) best_epoch: u32,
-    pub(crate) best_val_acc: f64,
-    pub(crate) epochs_run: usize,
-    /// A `STOP` ended training early; absent in older runs (inferred from `epochs_run`).
-    #[serde(default)]
-    pub(crate) stopped: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) probe: Option<ProbeResult>,
-}
-
-/// `timings.json`: kept apart from `trained.json`, whose bytes a resumed run reproduces.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Timings {
-    train_ms: u64,
-}
 
 /// What the training step of any strategy leaves.
 struct Fitted {
@@ -79,7 +50,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
     warn_split(cfg, &train, sink)?;
     let note = run_note(&train.kind_label(), backbone.weights.pretrained);
     sink.emit(&RunEvent::RunStarted { name: cfg.name.clone(), synthetic: train.synthetic, note: note.clone() });
-    dir.write_json(rundir::CONFIG, &RecordedConfig::new(cfg, &train, &backbone))?;
+    RecordedConfig::new(cfg, &train, &backbone).write(dir)?;
     let classes = train.classes.len() as i64;
     let mut train_ms = 0;
     let Fitted { outcome, probe, stopped } = if cfg.strategy.on_images() {
@@ -90,10 +61,10 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         train_probe(cfg, &backbone, &train, dir, cache, classes, &mut train_ms, sink)?
     };
     if !cfg.strategy.is_convex_probe() {
-        dir.write_table(Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
-        dir.write_table(Table::Steps, &mut tables::steps_frame(&outcome.steps)?)?;
+        write_table(dir, Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
+        write_table(dir, Table::Steps, &mut tables::steps_frame(&outcome.steps)?)?;
     }
-    dir.write_json(rundir::TIMINGS, &Timings { train_ms })?;
+    Timings { train_ms }.write(dir)?;
     let trained = Trained {
         data: if train.synthetic && !cfg.data.is_synthetic() {
             DataSpec::synthetic_default()
@@ -118,7 +89,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         stopped,
         probe,
     };
-    dir.write_json(rundir::TRAINED, &trained)?;
+    trained.write(dir)?;
     Ok(trained)
 }
 
@@ -162,7 +133,7 @@ fn train_features(
 ) -> Result<crate::features::FeatureSet> {
     let ecfg = extract_cfg(cfg, probe_tap(cfg));
     let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache, s))?;
-    dir.write_json(rundir::FEATURES, &FeatureDirs { train: Some(ftrain.dir.clone()), test: None })?;
+    FeatureDirs { train: Some(ftrain.dir.clone()), test: None }.write(dir)?;
     Ok(ftrain)
 }
 
@@ -208,7 +179,7 @@ fn train_convex(
         Strategy::Logreg => {
             let lr = &cfg.probe.logreg;
             let out = timed(sink, ms, |s| probe::logreg::sweep(&x, &ftrain.labels, classes, lr, &split, dir, s))?;
-            dir.write_table(Table::Sweep, &mut tables::sweep_frame(&out.rows)?)?;
+            write_table(dir, Table::Sweep, &mut tables::sweep_frame(&out.rows)?)?;
             let row = out.best_row();
             let rows = out.refit.as_ref().map_or(split.train.len(), |r| r.rows) as f64;
             let probe = ProbeResult::Logreg {
@@ -301,8 +272,8 @@ fn copy_body(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<()> {
 
 /// Evaluates a trained run directory on the test split.
 pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink) -> Result<RunSummary> {
-    let cfg = dir.read_config()?;
-    let t: Trained = dir.read_json(rundir::TRAINED)?;
+    let cfg = RecordedConfig::read(dir)?.config;
+    let t = Trained::read(dir)?;
     let device = parse_device(&cfg.device)?;
     let ev = stage(sink, "evaluate", |s| {
         let mut test = data::open(&t.data, Split::Test, cache, s)?;
@@ -318,18 +289,18 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
         };
         s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
         let mut frame = tables::predictions_frame(test.paths(), &ev, &t.classes)?;
-        dir.write_table(Table::Predictions, &mut frame)?;
+        write_table(dir, Table::Predictions, &mut frame)?;
         Ok(ev)
     })?;
     let confusion = Confusion::new(&ev.labels, &ev.predictions, &t.classes);
-    dir.write_table(Table::PerClass, &mut tables::per_class_frame(&confusion)?)?;
-    dir.write_table(Table::Confusion, &mut tables::confusion_frame(&confusion)?)?;
+    write_table(dir, Table::PerClass, &mut tables::per_class_frame(&confusion)?)?;
+    write_table(dir, Table::Confusion, &mut tables::confusion_frame(&confusion)?)?;
     let expected = match cfg.strategy {
         s if s.is_convex_probe() => 0,
         s if s.on_images() => cfg.images.epochs,
         _ => cfg.head.epochs,
     };
-    let timings: Option<Timings> = dir.read_json(rundir::TIMINGS).ok();
+    let timings = Timings::read(dir).ok();
     let summary = RunSummary {
         run_dir: dir.path().to_path_buf(),
         strategy: Some(cfg.strategy),
@@ -346,7 +317,7 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
         test_samples: ev.labels.len(),
         note: t.note,
     };
-    dir.write_json(rundir::SUMMARY, &summary)?;
+    summary.write(dir)?;
     Ok(summary)
 }
 
@@ -380,9 +351,9 @@ fn test_features(
     let used = RunConfig { weights: t.weights.clone(), offline_fallback: false, ..cfg.clone() };
     let backbone = open_backbone(&used, cache, device, sink)?;
     let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache, sink)?;
-    let mut dirs = dir.read_feature_dirs().unwrap_or_default();
+    let mut dirs = FeatureDirs::read(dir).unwrap_or_default();
     dirs.test = Some(ftest.dir.clone());
-    dir.write_json(rundir::FEATURES, &dirs)?;
+    dirs.write(dir)?;
     Ok(ftest)
 }
 
@@ -396,7 +367,7 @@ fn evaluate_knn(
     device: tch::Device,
     sink: &mut dyn EventSink,
 ) -> Result<Evaluation> {
-    let Some(train_dir) = dir.read_feature_dirs()?.train else {
+    let Some(train_dir) = FeatureDirs::read(dir)?.train else {
         return Err(crate::Error::data(dir.features_file(), "names no training features, which k-NN votes with"));
     };
     let ftrain = crate::features::load_features(&train_dir)?;

@@ -119,7 +119,7 @@ fn dispatch(cmd: Command, cache: &Cache, console: &mut ConsoleSink, threads: Opt
             let (cfg, dir) = match resume {
                 Some(dir) => {
                     let dir = RunDir::open(dir)?;
-                    (dir.read_config().context("reading the run to resume")?, dir)
+                    (run::RecordedConfig::read(&dir).context("reading the run to resume")?.config, dir)
                 }
                 None => {
                     let cfg = args.config()?;
