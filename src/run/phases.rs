@@ -2,7 +2,7 @@
 //! split from the saved best checkpoint. `tlab run` does both; `tlab train` and
 //! `tlab evaluate` one each, in separate processes if the user likes.
 use super::config::{run_note, stage, RunConfig, RunSummary, WeightsChoice};
-use super::records::{write_table, FeatureDirs, RecordedConfig, Timings, Trained};
+use super::records::{load_head, write_history, write_table, FeatureDirs, RecordedConfig, Timings, Trained};
 use super::setup::{open_backbone, open_data, parse_device};
 use crate::cache::Cache;
 use crate::data::{self, DataSpec, Split};
@@ -14,7 +14,7 @@ use crate::probe::{self, ProbeResult};
 use crate::rundir::{RunDir, Table, Weights};
 use crate::tables;
 use crate::train::{
-    evaluate, evaluate_images, train_head, train_on_images, Evaluation, Head, ImageModel, Strategy, TrainOutcome,
+    evaluate, evaluate_images, train_head, train_on_images, Evaluation, ImageModel, Strategy, TrainOutcome,
 };
 use crate::Result;
 use std::time::Instant;
@@ -61,8 +61,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         train_probe(cfg, &backbone, &train, dir, cache, classes, &mut train_ms, sink)?
     };
     if !cfg.strategy.is_convex_probe() {
-        write_table(dir, Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
-        write_table(dir, Table::Steps, &mut tables::steps_frame(&outcome.steps)?)?;
+        write_history(dir, &outcome)?;
     }
     Timings { train_ms }.write(dir)?;
     let trained = Trained {
@@ -88,6 +87,8 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         epochs_run: outcome.history.len(),
         stopped,
         probe,
+        train_samples: outcome.train_samples,
+        val_samples: outcome.val_samples,
     };
     trained.write(dir)?;
     Ok(trained)
@@ -332,8 +333,7 @@ fn evaluate_probe(
     sink: &mut dyn EventSink,
 ) -> Result<Evaluation> {
     let ftest = test_features(cfg, t, test, dir, cache, device, sink)?;
-    let mut head = Head::new(ftest.dim(), t.classes.len() as i64, cfg.head.dropout, device);
-    crate::train::fit::load(&mut head.vs, &dir.best(Weights::Head))?;
+    let head = load_head(dir, Some(ftest.dim()), t.classes.len() as i64, &cfg.head, device)?;
     evaluate(&head, &ftest.features.to_device(device), &ftest.labels)
 }
 

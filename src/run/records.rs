@@ -9,8 +9,10 @@
 //! timings.json     Timings          how long fitting the classifier took
 //! features.json    FeatureDirs      the feature-cache folders the run read
 //! summary.json     RunSummary       the finished run's result
-//! <table>.{csv,parquet}             write_table; read back by read_epochs, read_sweep
-//!                                   and read_confusion
+//! <table>.{csv,parquet}             write_table (write_history: epochs and steps); read
+//!                                   back by read_epochs, read_steps, read_sweep and
+//!                                   read_confusion
+//! head-best.safetensors             load_head (the checkpoint is the training loop's)
 //! ```
 use super::config::{RunConfig, RunSummary, WeightsChoice};
 use crate::data::{DataSpec, Dataset};
@@ -18,8 +20,8 @@ use crate::fsutil::{read_json, write_json_atomic};
 use crate::metrics::Confusion;
 use crate::models::{Backbone, Tap, WeightsInfo};
 use crate::probe::ProbeResult;
-use crate::rundir::{RunDir, Table};
-use crate::train::EpochMetrics;
+use crate::rundir::{RunDir, Table, Weights};
+use crate::train::{EpochMetrics, Head, HeadConfig, TrainOutcome};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -80,6 +82,11 @@ pub(crate) struct Trained {
     pub(crate) stopped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) probe: Option<ProbeResult>,
+    /// The rows trained on and validated on; absent in older runs.
+    #[serde(default)]
+    pub(crate) train_samples: usize,
+    #[serde(default)]
+    pub(crate) val_samples: usize,
 }
 
 impl Trained {
@@ -90,6 +97,45 @@ impl Trained {
     pub(crate) fn write(&self, dir: &RunDir) -> Result<()> {
         write_json_atomic(&dir.trained_file(), self)
     }
+
+    /// The training of a head on features, as the run directory recorded it: the history
+    /// from the epochs and steps tables, the best epoch from this record.
+    pub(crate) fn head_outcome(&self, dir: &RunDir) -> Result<TrainOutcome> {
+        Ok(TrainOutcome {
+            history: read_epochs(dir)?,
+            steps: read_steps(dir)?,
+            best_epoch: self.best_epoch,
+            best_val_acc: self.best_val_acc,
+            checkpoint: dir.best(Weights::Head),
+            train_samples: self.train_samples,
+            val_samples: self.val_samples,
+        })
+    }
+}
+
+/// The head a run trained on features (`head-best.safetensors`): `dim` features in (the
+/// checkpoint's own width when `None`), `classes` out, with the run's head settings.
+pub(crate) fn load_head(
+    dir: &RunDir,
+    dim: Option<i64>,
+    classes: i64,
+    cfg: &HeadConfig,
+    device: tch::Device,
+) -> Result<Head> {
+    let path = dir.best(Weights::Head);
+    let dim = match dim {
+        Some(d) => d,
+        None => {
+            let (tensors, _) = crate::tensorfile::read(&path)?;
+            match tensors.get("fc.weight").map(|w| w.size()) {
+                Some(size) if size.len() == 2 => size[1],
+                _ => return Err(Error::data(&path, "holds no fc.weight [classes, features]: not a head")),
+            }
+        }
+    };
+    let mut head = Head::new(dim, classes, cfg.dropout, device);
+    crate::train::fit::load(&mut head.vs, &path)?;
+    Ok(head)
 }
 
 /// `timings.json`: kept apart from `trained.json`, whose bytes a resumed run reproduces.
@@ -147,10 +193,22 @@ pub fn write_table(dir: &RunDir, t: Table, df: &mut polars::prelude::DataFrame) 
     crate::tables::write_frame(df, dir.path(), t.stem())
 }
 
+/// The loop's history as `epochs` and `steps` tables.
+pub(crate) fn write_history(dir: &RunDir, outcome: &TrainOutcome) -> Result<()> {
+    write_table(dir, Table::Epochs, &mut crate::tables::epochs_frame(&outcome.history)?)?;
+    write_table(dir, Table::Steps, &mut crate::tables::steps_frame(&outcome.steps)?)
+}
+
 /// `epochs.csv` read back with polars.
 pub fn read_epochs(dir: &RunDir) -> Result<Vec<EpochMetrics>> {
     let path = dir.table_csv(Table::Epochs);
     crate::tables::epochs_from_frame(&crate::tables::read_csv(&path)?).map_err(|reason| Error::Table { path, reason })
+}
+
+/// `steps.csv` read back with polars.
+pub fn read_steps(dir: &RunDir) -> Result<Vec<(u32, u64, f64)>> {
+    let path = dir.table_csv(Table::Steps);
+    crate::tables::steps_from_frame(&crate::tables::read_csv(&path)?).map_err(|reason| Error::Table { path, reason })
 }
 
 /// `sweep.csv` read back: `(lambda, val_acc)` per row; `None` when the run has none.
@@ -182,5 +240,24 @@ mod tests {
         let e = RunSummary::read(&d).unwrap_err().to_string();
         assert!(e.contains("no summary.json") && e.contains(&d.name()), "{e}");
         assert!(RunDir::open(root.path().join("nope")).unwrap_err().to_string().contains("nope"));
+    }
+
+    #[test]
+    fn the_history_reads_back_as_written() {
+        let root = tempfile::tempdir().unwrap();
+        let d = RunDir::at(root.path());
+        let m = |epoch, val_acc| EpochMetrics { epoch, train_loss: 0.5, train_acc: 0.25, val_loss: 0.75, val_acc };
+        let outcome = TrainOutcome {
+            history: vec![m(1, 0.5), m(2, 0.625)],
+            steps: vec![(1, 1, 2.25), (1, 2, 1.5), (2, 3, 0.125)],
+            best_epoch: 2,
+            best_val_acc: 0.625,
+            checkpoint: d.best(Weights::Head),
+            train_samples: 6,
+            val_samples: 2,
+        };
+        write_history(&d, &outcome).unwrap();
+        assert_eq!(read_epochs(&d).unwrap(), outcome.history);
+        assert_eq!(read_steps(&d).unwrap(), outcome.steps);
     }
 }
