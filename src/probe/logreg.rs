@@ -11,6 +11,7 @@
 //! gradient, L-BFGS curvature pairs) go into `head-last.safetensors` (one rename), so a stopped or killed sweep continues at the next
 //! `lambda` from the same warm start and ends with the same bytes.
 use super::lbfgs::{minimize, minimize_from, History, LbfgsConfig, Line, Minimum, Objective};
+use crate::checkpoint::{resume_hint, Checkpoint, Identity};
 use crate::events::EventSink;
 use crate::rundir::{RunDir, Weights};
 use crate::train::Split;
@@ -437,6 +438,12 @@ struct SweepState {
     refit: Option<Refit>,
 }
 
+impl SweepState {
+    fn identity(&self) -> Identity<'_, LogregConfig> {
+        Identity { settings: Some(&self.config), samples: Some(self.samples), data: Some(&self.data) }
+    }
+}
+
 const STATE_KEY: &str = "tlab.sweep_state";
 
 #[derive(Debug)]
@@ -569,10 +576,13 @@ pub fn sweep(
         history = m.history;
         let warm = grad.as_ref().map(|g| (g, &history));
         save_state(dir, &state, theta.as_ref().unwrap(), best_theta.as_ref().unwrap(), warm)?;
-        crate::interrupt::check(|| resume_hint(dir, &format!("after lambda {} of {total}", i + 1)))?;
+        crate::interrupt::check(|| resume_hint(dir, "sweep", &format!("after lambda {} of {total}", i + 1)))?;
     }
     if state.rows.is_empty() {
-        return Err(Error::Training(format!("stopped before the first lambda was fitted; {}", resume_hint(dir, ""))));
+        return Err(Error::Training(format!(
+            "stopped before the first lambda was fitted; {}",
+            resume_hint(dir, "sweep", "")
+        )));
     }
     let best = best_of(&state.rows);
     let row = state.rows[best].clone();
@@ -584,7 +594,7 @@ pub fn sweep(
             state.rows.len(),
             row.lambda,
             row.val_acc,
-            resume_hint(dir, "")
+            resume_hint(dir, "sweep", "")
         ));
     } else if state.refit.is_none() {
         let all = Data::new(features.shallow_clone(), labels, classes, cfg.standardize);
@@ -626,11 +636,6 @@ pub fn sweep(
     })
 }
 
-fn resume_hint(dir: &RunDir, at: &str) -> String {
-    let at = if at.is_empty() { String::new() } else { format!("sweep saved {at}; ") };
-    format!("{at}resume with `tlab train --resume {}`", dir.path().display())
-}
-
 /// The rows so far, the last fit's parameters (the next warm start), gradient and
 /// curvature pairs (so that a resumed sweep starts its next fit as an uninterrupted one
 /// would), and the best's.
@@ -641,9 +646,6 @@ fn save_state(
     best: &Tensor,
     warm: Option<(&Tensor, &History)>,
 ) -> Result<()> {
-    let path = dir.last(Weights::Head);
-    let json =
-        serde_json::to_string(state).map_err(|source| Error::Json { context: path.display().to_string(), source })?;
     let mut tensors = vec![("theta".into(), theta.shallow_clone()), ("theta_best".into(), best.shallow_clone())];
     if let Some((g, history)) = warm {
         tensors.push(("grad".into(), g.shallow_clone()));
@@ -652,7 +654,7 @@ fn save_state(
             tensors.push(("history_changes".into(), Tensor::stack(&history.changes, 0)));
         }
     }
-    crate::tensorfile::write(&path, &tensors, &HashMap::from([(STATE_KEY.into(), json)]))
+    checkpoint(dir).save(state, &tensors)
 }
 
 /// The saved sweep when `dir` holds this one's (same settings and data), with the warm
@@ -660,32 +662,22 @@ fn save_state(
 type Resumed = (SweepState, Option<Tensor>, Option<Tensor>, Option<Tensor>, History);
 
 fn resume(dir: &RunDir, fresh: SweepState, sink: &mut dyn EventSink) -> Result<Resumed> {
-    crate::fsutil::remove_stale_temps(dir.path());
-    let last = dir.last(Weights::Head);
-    if !last.exists() {
-        return Ok((fresh, None, None, None, History::default()));
-    }
-    let (mut tensors, meta) = crate::tensorfile::read(&last)?;
-    let Some(json) = meta.get(STATE_KEY) else {
-        sink.warn(&format!("{} is not a logreg sweep's; the sweep starts over", last.display()));
-        return Ok((fresh, None, None, None, History::default()));
+    let start = || (fresh.clone(), None, None, None, History::default());
+    let ckpt = checkpoint(dir);
+    let Some(mut loaded) = ckpt.load::<SweepState>()? else {
+        return Ok(start());
     };
-    let state: SweepState =
-        serde_json::from_str(json).map_err(|source| Error::Json { context: last.display().to_string(), source })?;
-    if state.config != fresh.config || state.samples != fresh.samples || state.data != fresh.data {
-        sink.warn(&format!("{} belongs to other settings or data; the sweep starts over", last.display()));
-        return Ok((fresh, None, None, None, History::default()));
-    }
-    let mut take = |name: &str| {
-        tensors.remove(name).ok_or_else(|| Error::Checkpoint {
-            path: last.clone(),
-            source: tch::TchError::FileFormat(format!("{name} is missing")),
-        })
+    let Some(state) = loaded.state.take() else {
+        sink.warn(&format!("{} is not a logreg sweep's; the sweep starts over", loaded.path.display()));
+        return Ok(start());
     };
-    let (theta, best) = (take("theta")?, take("theta_best")?);
+    if !ckpt.same_job(state.identity(), fresh.identity(), "the sweep", sink) {
+        return Ok(start());
+    }
+    let (theta, best) = (loaded.take("theta")?, loaded.take("theta_best")?);
     // Absent in sweeps saved before it was kept: the next fit then evaluates it.
-    let grad = tensors.remove("grad");
-    let history = match (tensors.remove("history_steps"), tensors.remove("history_changes")) {
+    let grad = loaded.tensors.remove("grad");
+    let history = match (loaded.tensors.remove("history_steps"), loaded.tensors.remove("history_changes")) {
         (Some(s), Some(y)) => History { steps: s.unbind(0), changes: y.unbind(0) },
         _ => History::default(),
     };
@@ -693,9 +685,13 @@ fn resume(dir: &RunDir, fresh: SweepState, sink: &mut dyn EventSink) -> Result<R
         "resuming the logreg sweep after {} of {} lambdas from {}",
         state.rows.len(),
         fresh.config.order().len(),
-        last.display()
+        loaded.path.display()
     ));
     Ok((state, Some(theta), Some(best), grad, history))
+}
+
+fn checkpoint(dir: &RunDir) -> Checkpoint<'_> {
+    Checkpoint { dir, weights: Weights::Head, key: STATE_KEY }
 }
 
 #[cfg(test)]

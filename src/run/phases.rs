@@ -398,7 +398,7 @@ fn evaluate_model(
     device: tch::Device,
 ) -> Result<Evaluation> {
     let mut model = ImageModel::new(cfg.arch, t.classes.len() as i64, cfg.images.dropout, device);
-    crate::train::fit::load(&mut model.vs, &dir.best(Weights::Model))?;
+    crate::checkpoint::load(&mut model.vs, &dir.best(Weights::Model))?;
     let idx: Vec<i64> = (0..test.len() as i64).collect();
     evaluate_images(&model, test, &idx, &cfg.extract.preprocess, cfg.images.batch_size)
 }

@@ -134,7 +134,7 @@ pub(crate) fn load_head(
         }
     };
     let mut head = Head::new(dim, classes, cfg.dropout, device);
-    crate::train::fit::load(&mut head.vs, &path)?;
+    crate::checkpoint::load(&mut head.vs, &path)?;
     Ok(head)
 }
 

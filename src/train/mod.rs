@@ -3,6 +3,7 @@
 pub mod adam;
 pub mod fit;
 pub mod head;
+mod progress;
 pub mod split;
 pub mod strategy;
 
