@@ -22,7 +22,8 @@
 //! └── probe/                 fine-tune's first step: a run directory of its own
 //! ```
 //! Every write goes through a temp file and a rename, so a crash leaves the old file or
-//! the new one. Older runs still read: newer fields have serde defaults.
+//! the new one. What each file holds, and its one reader and writer, is
+//! `run::records`'s; the last checkpoints' progress is `checkpoint`'s.
 use crate::error::IoContext;
 use crate::fsutil::{ensure_dir, write_atomic};
 use crate::{Error, Result};

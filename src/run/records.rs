@@ -1,7 +1,7 @@
 //! What a run directory's files hold: one record type per file, each read by one `read`
 //! and written by one `write`. [`RunDir`] owns the paths and knows nothing of these
-//! types; the training loop's progress (`train-state.json`, the checkpoints) is the
-//! loop's own.
+//! types; the loops' progress (`train-state.json`, the last checkpoints) follows
+//! [`crate::checkpoint`]. Older runs still read: newer fields have serde defaults.
 //!
 //! ```text
 //! config.json      RecordedConfig   every setting, plus the data and weights used
