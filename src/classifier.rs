@@ -14,7 +14,7 @@ use crate::cache::Cache;
 use crate::data::folder;
 use crate::models::{load_tensors, Arch, ResNet, Tap};
 use crate::preprocess::Preprocess;
-use crate::rundir::{self, RunDir, Weights};
+use crate::rundir::{RunDir, Weights};
 use crate::train::Strategy;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -104,13 +104,13 @@ impl Classifier {
 
     /// The best checkpoint of a trained run (not k-NN).
     pub fn from_run(dir: &RunDir, cache: &Cache, device: Device) -> Result<Classifier> {
-        use crate::run::phases::Trained;
+        use crate::run::records::{RecordedConfig, Trained};
         if !dir.trained_file().is_file() {
             let reason = "holds no trained.json: the run has not finished training (`tlab train --resume` it)";
             return Err(Error::data(dir.path(), reason));
         }
-        let cfg = dir.read_config()?;
-        let t: Trained = dir.read_json(rundir::TRAINED)?;
+        let RecordedConfig { config: cfg, weights: info, .. } = RecordedConfig::read(dir)?;
+        let t = Trained::read(dir)?;
         if t.stopped {
             let reason = "was stopped before it finished training; finish it with `tlab train --resume`";
             return Err(Error::data(dir.path(), reason));
@@ -120,8 +120,7 @@ impl Classifier {
                           logreg and image strategies";
             return Err(Error::data(dir.path(), reason));
         }
-        let summary: Option<crate::run::RunSummary> = dir.read_json(rundir::SUMMARY).ok();
-        let info = dir.read_weights_info()?;
+        let summary = crate::run::RunSummary::read(dir).ok();
         let (tensors, source) = if cfg.strategy.on_images() {
             let path = dir.best(Weights::Model);
             (crate::models::load_state_dict(&path)?, path)

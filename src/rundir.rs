@@ -22,11 +22,11 @@
 //! └── probe/                 fine-tune's first step: a run directory of its own
 //! ```
 //! Every write goes through a temp file and a rename, so a crash leaves the old file or
-//! the new one. Older runs still read: newer fields have serde defaults.
+//! the new one. What each file holds, and its one reader and writer, is
+//! `run::records`'s; the last checkpoints' progress is `checkpoint`'s.
 use crate::error::IoContext;
-use crate::fsutil::{ensure_dir, read_json, write_atomic, write_json_atomic};
+use crate::fsutil::{ensure_dir, write_atomic};
 use crate::{Error, Result};
-use serde::{de::DeserializeOwned, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const CONFIG: &str = "config.json";
@@ -73,15 +73,6 @@ impl Table {
             Table::Predictions => "predictions",
         }
     }
-}
-
-/// `features.json`: the feature-cache folders the run read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct FeatureDirs {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub train: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test: Option<PathBuf>,
 }
 
 /// A run directory. Cheap to clone; holds only its path.
@@ -166,6 +157,10 @@ impl RunDir {
         self.file(FEATURES)
     }
 
+    pub fn timings_file(&self) -> PathBuf {
+        self.file(TIMINGS)
+    }
+
     /// `head-best.safetensors` or `model-best.safetensors`.
     pub fn best(&self, w: Weights) -> PathBuf {
         self.file(&format!("{}-best.safetensors", w.prefix()))
@@ -214,77 +209,6 @@ impl RunDir {
 
     pub fn stop_requested(&self) -> bool {
         self.stop_file().exists()
-    }
-
-    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
-        write_json_atomic(&self.file(name), value)
-    }
-
-    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        read_json(&self.file(name))
-    }
-
-    /// The `config` part of `config.json`.
-    pub fn read_config(&self) -> Result<crate::run::RunConfig> {
-        #[derive(serde::Deserialize)]
-        struct Recorded {
-            config: crate::run::RunConfig,
-        }
-        Ok(self.read_json::<Recorded>(CONFIG)?.config)
-    }
-
-    /// The backbone weights the run recorded using (`config.json`'s `weights`).
-    pub fn read_weights_info(&self) -> Result<crate::models::WeightsInfo> {
-        #[derive(serde::Deserialize)]
-        struct Recorded {
-            weights: crate::models::WeightsInfo,
-        }
-        Ok(self.read_json::<Recorded>(CONFIG)?.weights)
-    }
-
-    pub fn read_feature_dirs(&self) -> Result<FeatureDirs> {
-        self.read_json(FEATURES)
-    }
-
-    /// `config.extract.preprocess.size`, when recorded; any problem is `None`.
-    pub fn image_size(&self) -> Option<i64> {
-        let v: serde_json::Value = self.read_json(CONFIG).ok()?;
-        v.pointer("/config/extract/preprocess/size")?.as_i64()
-    }
-
-    pub fn read_summary(&self) -> Result<crate::run::RunSummary> {
-        if !self.summary_file().is_file() {
-            return Err(Error::data(&self.path, "no summary.json: not a finished run directory (did the run fail?)"));
-        }
-        self.read_json(SUMMARY)
-    }
-
-    /// Writes a table as `<stem>.csv` and `<stem>.parquet`.
-    pub fn write_table(&self, t: Table, df: &mut polars::prelude::DataFrame) -> Result<()> {
-        crate::tables::write_frame(df, &self.path, t.stem())
-    }
-
-    /// `epochs.csv` read back with polars.
-    pub fn read_epochs(&self) -> Result<Vec<crate::train::EpochMetrics>> {
-        crate::tables::epochs_from_frame(&crate::tables::read_csv(&self.table_csv(Table::Epochs))?)
-            .map_err(|reason| Error::Table { path: self.table_csv(Table::Epochs), reason })
-    }
-
-    /// `sweep.csv` read back: `(lambda, val_acc)` per row; `None` when the run has none.
-    pub fn read_sweep(&self) -> Result<Option<Vec<(f64, f64)>>> {
-        let path = self.table_csv(Table::Sweep);
-        if !path.exists() {
-            return Ok(None);
-        }
-        crate::tables::sweep_from_frame(&crate::tables::read_csv(&path)?)
-            .map(Some)
-            .map_err(|reason| Error::Table { path, reason })
-    }
-
-    /// `confusion.csv` read back with polars.
-    pub fn read_confusion(&self) -> Result<crate::metrics::Confusion> {
-        crate::tables::confusion_from_frame(&crate::tables::read_csv(&self.table_csv(Table::Confusion))?)
-            .map_err(|reason| Error::Table { path: self.table_csv(Table::Confusion), reason })
     }
 
     /// The text of `events.jsonl`, or `None` when the run has none.
@@ -363,14 +287,5 @@ mod tests {
         assert!(a.stop_requested() && !b.stop_requested());
         assert_eq!(a.best(Weights::Head).file_name().unwrap(), "head-best.safetensors");
         assert_eq!(a.probe().last(Weights::Head), a.path().join("probe/head-last.safetensors"));
-    }
-
-    #[test]
-    fn a_missing_summary_names_the_folder() {
-        let root = tempfile::tempdir().unwrap();
-        let d = RunDir::create(root.path(), "x").unwrap();
-        let e = d.read_summary().unwrap_err().to_string();
-        assert!(e.contains("no summary.json") && e.contains(&d.name()), "{e}");
-        assert!(RunDir::open(root.path().join("nope")).unwrap_err().to_string().contains("nope"));
     }
 }

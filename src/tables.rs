@@ -173,6 +173,23 @@ pub fn epochs_from_frame(df: &DataFrame) -> std::result::Result<Vec<EpochMetrics
         .collect()
 }
 
+/// [`steps_frame`] read back: `(epoch, step, loss)` per row.
+pub fn steps_from_frame(df: &DataFrame) -> std::result::Result<Vec<(u32, u64, f64)>, String> {
+    let [epoch, step, loss] = ["epoch", "step", "loss"].map(|c| f64_column(df, c));
+    let (epoch, step, loss) = (epoch?, step?, loss?);
+    (0..df.height())
+        .map(|i| match (whole(epoch[i]), whole(step[i])) {
+            (Some(e), Some(s)) => Ok((e as u32, s, loss[i])),
+            _ => Err(format!("line {}: epoch {} or step {} is not a whole number", i + 2, epoch[i], step[i])),
+        })
+        .collect()
+}
+
+/// `x` as a count, when it is one.
+fn whole(x: f64) -> Option<u64> {
+    (x >= 0.0 && x.fract() == 0.0).then_some(x as u64)
+}
+
 /// [`confusion_frame`] read back: the first column names the true class (`true`, or
 /// `true\pred` in older runs), one count column per predicted class, in the same order.
 pub fn confusion_from_frame(df: &DataFrame) -> std::result::Result<Confusion, String> {

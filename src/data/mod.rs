@@ -168,21 +168,31 @@ impl Dataset {
     /// What the data is, for notes: "CIFAR-10", "the image folder `photos`", or the
     /// synthetic set said to be generated.
     pub fn kind_label(&self) -> String {
-        match self.name.strip_prefix("folder:") {
-            _ if self.synthetic => "SYNTHETIC data (generated; not CIFAR-10)".into(),
-            Some(folder) => format!("the image folder `{folder}`"),
-            None if self.name == "cifar10" => "CIFAR-10".into(),
-            None => self.name.clone(),
-        }
+        kind_label(&self.name, self.synthetic)
     }
 
     /// A label for output: "synthetic (generated, not CIFAR-10)" or the dataset name.
     pub fn describe(&self) -> String {
-        if self.synthetic {
-            format!("{} [SYNTHETIC: generated data, not CIFAR-10]", self.name)
-        } else {
-            self.name.clone()
-        }
+        describe(&self.name, self.synthetic)
+    }
+}
+
+/// [`Dataset::kind_label`] of a dataset known by its name (a feature cache's key).
+pub fn kind_label(name: &str, synthetic: bool) -> String {
+    match name.strip_prefix("folder:") {
+        _ if synthetic => "SYNTHETIC data (generated; not CIFAR-10)".into(),
+        Some(folder) => format!("the image folder `{folder}`"),
+        None if name == "cifar10" => "CIFAR-10".into(),
+        None => name.to_string(),
+    }
+}
+
+/// [`Dataset::describe`] of a dataset known by its name (a feature cache's key).
+pub fn describe(name: &str, synthetic: bool) -> String {
+    if synthetic {
+        format!("{name} [SYNTHETIC: generated data, not CIFAR-10]")
+    } else {
+        name.to_string()
     }
 }
 
@@ -215,15 +225,6 @@ impl DataSpec {
 
     pub fn is_synthetic(&self) -> bool {
         matches!(self, DataSpec::Synthetic { .. })
-    }
-
-    /// Keras' `last` split for CIFAR-10 and synthetic data (as in the post); a stratified
-    /// one for image folders, whose files are listed class by class.
-    pub fn default_val_split(&self) -> crate::train::ValSplit {
-        match self {
-            DataSpec::Folder(_) => crate::train::ValSplit::Stratified,
-            _ => crate::train::ValSplit::Last,
-        }
     }
 }
 

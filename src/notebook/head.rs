@@ -1,12 +1,15 @@
-//! The post's head trained in a notebook, saved so the next notebook can evaluate it.
+//! The post's head trained in a notebook, saved as a run saves its head (`trained.json`,
+//! the epochs and steps tables, the best checkpoint) so the next notebook loads it as
+//! `tlab evaluate` does.
 use super::Tutorial;
 use crate::events::ConsoleSink;
 use crate::features::FeatureSet;
-use crate::fsutil::{ensure_dir, read_json};
 use crate::metrics;
 use crate::report::{ConfusionChart, Curves, RunLabel};
+use crate::run::records::{load_head, write_history, Trained};
+use crate::run::{run_note, RunConfig};
 use crate::rundir::RunDir;
-use crate::train::{evaluate, train_head, Evaluation, Head, HeadConfig, TrainOutcome};
+use crate::train::{evaluate, train_head, Evaluation, Head, Strategy, TrainOutcome};
 use crate::{Error, Result};
 use polars::prelude::DataFrame;
 use std::path::PathBuf;
@@ -19,58 +22,62 @@ pub struct TrainedHead {
     pub label: RunLabel,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    outcome: TrainOutcome,
-    classes: Vec<String>,
-    dim: i64,
-    synthetic: bool,
-    pretrained: bool,
-}
-
 impl Tutorial {
     /// Where notebook 4 keeps its head: `<runs>/notebook-head`.
     pub fn head_dir(&self) -> PathBuf {
         self.runs.join("notebook-head")
     }
 
+    /// The head's settings: a linear probe's at this tutorial's scale.
+    fn head_config(&self) -> RunConfig {
+        self.config(Strategy::LinearProbe)
+    }
+
     /// The post's head (dropout 0.3, dense 10, Adam, batch 32, 10 epochs, last 20% for
     /// validation, best epoch kept) on `train`'s features.
     pub fn train_head(&self, train: &FeatureSet, classes: &[String]) -> Result<TrainedHead> {
-        let dir = self.head_dir();
-        ensure_dir(&dir)?;
-        let cfg = HeadConfig::default();
+        let dir = RunDir::at(self.head_dir()).ensure()?;
+        let cfg = self.head_config();
         let n = classes.len() as i64;
         let (head, outcome) =
-            train_head(&train.features, &train.labels, n, &cfg, &RunDir::at(&dir), &mut ConsoleSink::new(false))?;
-        let saved = Saved {
-            outcome: outcome.clone(),
+            train_head(&train.features, &train.labels, n, &cfg.head, &dir, &mut ConsoleSink::new(false))?;
+        let key = &train.manifest.key;
+        let synthetic = self.synthetic();
+        let trained = Trained {
+            data: self.data.clone(),
+            weights: self.weights.clone(),
+            tap: key.tap,
             classes: classes.to_vec(),
-            dim: train.dim(),
-            synthetic: self.synthetic(),
+            dataset: crate::data::describe(&key.dataset, synthetic),
+            synthetic,
+            weights_label: train.manifest.weights_label.clone(),
             pretrained: self.pretrained(),
+            note: run_note(&crate::data::kind_label(&key.dataset, synthetic), self.pretrained()),
+            best_epoch: outcome.best_epoch,
+            best_val_acc: outcome.best_val_acc,
+            epochs_run: outcome.history.len(),
+            stopped: outcome.history.len() < cfg.head.epochs as usize,
+            probe: None,
+            train_samples: outcome.train_samples,
+            val_samples: outcome.val_samples,
         };
-        crate::fsutil::write_json_atomic(&dir.join("head.json"), &saved)?;
-        Ok(TrainedHead { head, outcome, classes: classes.to_vec(), label: self.label("notebook head") })
+        write_history(&dir, &outcome)?;
+        trained.write(&dir)?;
+        let label = RunLabel { name: "notebook head".into(), synthetic, pretrained: self.pretrained() };
+        Ok(TrainedHead { head, outcome, classes: classes.to_vec(), label })
     }
 
     /// The head notebook 4 trained (its best epoch).
     pub fn load_head(&self) -> Result<TrainedHead> {
-        let dir = self.head_dir();
-        let record = dir.join("head.json");
-        if !record.is_file() {
-            return Err(Error::data(&dir, "no trained head here: run notebook 4 (the head) first"));
+        let dir = RunDir::at(self.head_dir());
+        if !dir.trained_file().is_file() {
+            return Err(Error::data(dir.path(), "no trained head here: run notebook 4 (the head) first"));
         }
-        let saved: Saved = read_json(&record)?;
-        let mut head = Head::new(saved.dim, saved.classes.len() as i64, 0.3, tch::Device::Cpu);
-        let ckpt = &saved.outcome.checkpoint;
-        head.vs.load(ckpt).map_err(|e| Error::data(ckpt, format!("cannot load the head: {e}")))?;
-        let label = RunLabel { name: "notebook head".into(), synthetic: saved.synthetic, pretrained: saved.pretrained };
-        Ok(TrainedHead { head, outcome: saved.outcome, classes: saved.classes, label })
-    }
-
-    fn label(&self, name: &str) -> RunLabel {
-        RunLabel { name: name.into(), synthetic: self.synthetic(), pretrained: self.pretrained() }
+        let t = Trained::read(&dir)?;
+        let head = load_head(&dir, None, t.classes.len() as i64, &self.head_config().head, tch::Device::Cpu)?;
+        let outcome = t.head_outcome(&dir)?;
+        let label = RunLabel { name: "notebook head".into(), synthetic: t.synthetic, pretrained: t.pretrained };
+        Ok(TrainedHead { head, outcome, classes: t.classes, label })
     }
 }
 

@@ -9,7 +9,7 @@ use crate::models::{Arch, Backbone, WeightsEntry};
 use crate::preprocess::Preprocess;
 use crate::report::RunData;
 use crate::run::{self, RunConfig, WeightsChoice};
-use crate::train::{ImageTrainConfig, Strategy};
+use crate::train::{ImageTrainConfig, Strategy, ValSplit};
 use crate::Result;
 use polars::prelude::{df, DataFrame};
 use std::path::PathBuf;
@@ -201,8 +201,8 @@ impl Tutorial {
         cfg.extract.preprocess.size = size;
         let resize = crate::preprocess::ResizeMode::Crop;
         cfg.data = DataSpec::Folder(data::folder::FolderSpec { root: root.to_path_buf(), size, resize, strict: false });
-        cfg.head.val_split = cfg.data.default_val_split();
-        cfg.images.val_split = cfg.data.default_val_split();
+        cfg.head.val_split = ValSplit::default_for(&cfg.data);
+        cfg.images.val_split = ValSplit::default_for(&cfg.data);
         cfg
     }
 

@@ -4,6 +4,7 @@
 use super::RunLabel;
 use crate::events::{parse_line, RunEvent};
 use crate::metrics;
+use crate::run::records::{self, RecordedConfig};
 use crate::run::RunSummary;
 use crate::rundir::RunDir;
 use crate::train::EpochMetrics;
@@ -73,28 +74,28 @@ impl RunData {
     /// Reads a finished run directory; errors name the directory or file at fault.
     pub fn load(dir: &Path) -> Result<RunData> {
         let rd = RunDir::open(dir)?;
-        let summary = rd.read_summary()?;
+        let summary = RunSummary::read(&rd)?;
         let name = rd.name();
         let run = RunLabel { name: name.clone(), synthetic: summary.synthetic, pretrained: summary.pretrained };
         // The convex probes fit without epochs.
         let convex = summary.strategy.is_some_and(|s| s.is_convex_probe());
-        let epochs = if convex { vec![] } else { rd.read_epochs()? };
+        let epochs = if convex { vec![] } else { records::read_epochs(&rd)? };
         let chosen = match &summary.probe {
             Some(crate::probe::ProbeResult::Logreg { lambda, .. }) => Some(*lambda),
             _ => None,
         };
-        let sweep = rd.read_sweep()?.map(|points| super::Sweep {
+        let sweep = records::read_sweep(&rd)?.map(|points| super::Sweep {
             run: run.clone(),
             points,
             chosen,
             test_accuracy: Some(summary.test_accuracy),
         });
-        let confusion = ConfusionChart { run: run.clone(), matrix: rd.read_confusion()? };
+        let confusion = ConfusionChart { run: run.clone(), matrix: records::read_confusion(&rd)? };
         let throughput = match rd.read_events_text()? {
             Some(text) => parse_throughput(&text, run),
             None => Throughput { run, points: vec![], cache_hits: vec![] },
         };
-        let image_size = rd.image_size();
+        let image_size = RecordedConfig::read(&rd).ok().map(|r| r.config.extract.preprocess.size);
         Ok(RunData { dir: dir.to_path_buf(), name, summary, epochs, confusion, throughput, image_size, sweep })
     }
 
@@ -145,10 +146,10 @@ mod tests {
             "epoch,train_loss,train_acc,val_loss,val_acc\n1,0.5,x,0.4,0.8\n",
         )
         .unwrap();
-        let e = rd.read_epochs().unwrap_err().to_string();
+        let e = records::read_epochs(&rd).unwrap_err().to_string();
         assert!(e.contains("epochs.csv") && e.contains("train_acc"), "{e}");
         std::fs::write(rd.table_csv(crate::rundir::Table::Confusion), "true\\pred,a,b\na,1,2\n").unwrap();
-        let c = rd.read_confusion().unwrap_err().to_string();
+        let c = records::read_confusion(&rd).unwrap_err().to_string();
         assert!(c.contains("confusion.csv") && c.contains("1 rows for 2 classes"), "{c}");
     }
 

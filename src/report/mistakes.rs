@@ -101,11 +101,7 @@ fn thumbnails(dir: &RunDir, mistakes: &[Mistake], cache: &Cache) -> Result<Vec<T
             })
             .collect();
     }
-    #[derive(serde::Deserialize)]
-    struct Trained {
-        data: data::DataSpec,
-    }
-    let t: Trained = dir.read_json(crate::rundir::TRAINED)?;
+    let t = crate::run::records::Trained::read(dir)?;
     // The cache the caller was handed, and no download: a report only reads.
     let test = data::open_local(&t.data, Split::Test, cache)?;
     let idx: Vec<i64> = mistakes.iter().map(|m| m.index as i64).collect();

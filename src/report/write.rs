@@ -106,7 +106,7 @@ pub fn summary_frame(rows: &[SummaryRow]) -> Result<polars::prelude::DataFrame> 
 
 /// The run's test-split feature cache, when the run recorded one (`features.json`).
 fn test_features(run_dir: &Path) -> Option<crate::features::FeatureSet> {
-    let dirs = crate::rundir::RunDir::at(run_dir).read_feature_dirs().ok()?;
+    let dirs = crate::run::records::FeatureDirs::read(&crate::rundir::RunDir::at(run_dir)).ok()?;
     crate::features::load_features(&dirs.test?).ok()
 }
 

@@ -1,9 +1,9 @@
-//! What a run is told (`RunConfig`), what it records (`config.json`) and reports
-//! (`RunSummary`), and the small helpers every phase shares.
+//! What a run is told (`RunConfig`) and reports (`RunSummary`), and the small helpers
+//! every phase shares; [`super::records`] reads and writes them.
 use crate::data::DataSpec;
 use crate::events::{EventSink, RunEvent};
 use crate::features::ExtractConfig;
-use crate::models::{Arch, Backbone, WeightsVariant};
+use crate::models::{Arch, WeightsVariant};
 use crate::probe::{ProbeConfig, ProbeResult};
 use crate::train::{HeadConfig, ImageTrainConfig, Strategy};
 use crate::Result;
@@ -122,30 +122,4 @@ pub fn run_note(data: &str, pretrained: bool) -> String {
         "SEEDED RANDOM weights: this shows the pipeline working, not transfer learning"
     };
     format!("{data}; {weights}")
-}
-
-/// `config.json`: every setting plus what the run actually used.
-#[derive(Serialize)]
-pub(crate) struct RecordedConfig<'a> {
-    config: &'a RunConfig,
-    dataset: String,
-    dataset_digest: String,
-    synthetic: bool,
-    weights: &'a crate::models::WeightsInfo,
-    crate_version: &'static str,
-    libtorch: &'static str,
-}
-
-impl<'a> RecordedConfig<'a> {
-    pub(crate) fn new(config: &'a RunConfig, train: &crate::data::Dataset, b: &'a Backbone) -> Self {
-        RecordedConfig {
-            config,
-            dataset: train.describe(),
-            dataset_digest: train.digest.clone(),
-            synthetic: train.synthetic,
-            weights: &b.weights,
-            crate_version: env!("CARGO_PKG_VERSION"),
-            libtorch: crate::LIBTORCH_VERSION,
-        }
-    }
 }

@@ -2,8 +2,8 @@
 //! ([`crate::rundir::RunDir`] owns its files).
 //!
 //! Dependencies point one way: this module (the public calls and the lifecycle) uses
-//! `phases` (the work), which uses [`config`] (settings, records) and [`setup`] (device,
-//! data, backbone); neither of those imports from above.
+//! `phases` (the work), which uses [`config`] (settings), [`records`] (what each file
+//! holds) and [`setup`] (device, data, backbone); none of those imports from above.
 use crate::cache::Cache;
 use crate::events::{EventSink, JsonlSink, RunEvent, Tee};
 use crate::rundir::RunDir;
@@ -13,9 +13,11 @@ use std::time::Instant;
 
 pub mod config;
 pub(crate) mod phases;
+pub mod records;
 pub mod setup;
 
 pub use config::{run_note, RunConfig, RunSummary, WeightsChoice};
+pub use records::RecordedConfig;
 pub use setup::{open_backbone, open_data};
 
 /// Fetch -> extract -> train -> evaluate, writing a run directory under `runs_root`.

@@ -9,30 +9,16 @@
 //! byte, as one that never stopped.
 use super::adam::AdamOptimizer;
 use super::head::{EpochMetrics, Evaluation, TrainOutcome};
+use super::progress::{resume, save, Partial, Running};
+pub use super::split::{Split, ValSplit};
+use crate::checkpoint::resume_hint;
+pub use crate::checkpoint::{load, save_atomic};
 use crate::events::{EventSink, RunEvent};
-use crate::fsutil::write_json_atomic;
 use crate::rundir::{RunDir, Weights};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::path::Path;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
-
-/// How the validation set is cut from the training samples.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ValSplit {
-    /// Keras' `validation_split`: the last fraction, before any shuffling.
-    #[default]
-    Last,
-    /// A seeded random subset.
-    Random,
-    /// A seeded random subset of each class, in proportion: every class is validated.
-    Stratified,
-}
-
-crate::choice::choice!(ValSplit, "validation split");
 
 /// Adam's settings; the defaults are Keras' (eps 1e-7, PyTorch's is 1e-8).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -85,168 +71,6 @@ pub trait TrainStep {
     fn evaluate(&mut self, idx: &[i64]) -> Result<Evaluation>;
     /// Identifies the training data, so a saved state is resumed only on the same data.
     fn data_fingerprint(&self) -> String;
-}
-
-/// Sums over the batches of an epoch so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-struct Running {
-    loss_sum: f64,
-    correct: i64,
-    seen: i64,
-}
-
-/// An epoch checkpointed before its end: its number and the batches done.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct Partial {
-    epoch: u32,
-    batches: usize,
-    running: Running,
-}
-
-/// The loop's progress. It travels in the metadata of the last checkpoint, so weights,
-/// optimiser and progress are replaced by one rename; `train-state.json` is a copy to read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainState {
-    epoch: u32,
-    best_epoch: u32,
-    /// -inf before the first epoch ends, which JSON writes as `null`.
-    #[serde(deserialize_with = "null_is_neg_infinity")]
-    best_val_acc: f64,
-    history: Vec<EpochMetrics>,
-    /// Optimiser steps taken so far; absent in older runs.
-    #[serde(default)]
-    steps: u64,
-    /// `(epoch, step, loss)` of each step so far, for `steps.csv`.
-    #[serde(default)]
-    step_losses: Vec<(u32, u64, f64)>,
-    /// The settings and sample count the state belongs to; absent in older runs.
-    #[serde(default)]
-    config: Option<FitConfig>,
-    #[serde(default)]
-    samples: Option<i64>,
-    #[serde(default)]
-    data: Option<String>,
-    /// Set when the checkpoint was taken within an epoch.
-    #[serde(default)]
-    partial: Option<Partial>,
-}
-
-fn null_is_neg_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NEG_INFINITY))
-}
-
-/// Metadata key of the training state in a last checkpoint.
-const STATE_KEY: &str = "tlab.train_state";
-
-/// Training and validation sample indices.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Split {
-    pub train: Vec<i64>,
-    pub val: Vec<i64>,
-}
-
-impl Split {
-    /// The samples with `labels` (`[N]` i64) cut as `cfg` says: a given validation set,
-    /// or `val_fraction` of them by `val_split`; `random` and `stratified` draw from the
-    /// global stream as it stands.
-    pub fn new(labels: &Tensor, cfg: &FitConfig) -> Result<Split> {
-        let labels = Vec::<i64>::try_from(&labels.to_device(Device::Cpu).to_kind(Kind::Int64))?;
-        let n = labels.len() as i64;
-        if let Some(from) = cfg.val_from {
-            let from = from as i64;
-            if from < 2 || from >= n {
-                let reason = format!("{from} training and {} validation samples; need at least 2 and 1", n - from);
-                return Err(Error::invalid("training data", reason));
-            }
-            return Ok(Split { train: (0..from).collect(), val: (from..n).collect() });
-        }
-        let n_val = ((n as f64) * cfg.val_fraction).floor() as i64;
-        if n - n_val < 2 || n_val < 1 {
-            return Err(Error::invalid(
-                "training data",
-                format!(
-                    "{n} samples with validation fraction {}; need at least 2 to train and 1 to validate",
-                    cfg.val_fraction
-                ),
-            ));
-        }
-        let order: Vec<i64> = match cfg.val_split {
-            ValSplit::Last => (0..n).collect(),
-            ValSplit::Random => Vec::<i64>::try_from(&Tensor::randperm(n, (Kind::Int64, Device::Cpu)))?,
-            ValSplit::Stratified => return stratified(&labels, cfg.val_fraction),
-        };
-        let (tr, va) = order.split_at((n - n_val) as usize);
-        Ok(Split { train: tr.to_vec(), val: va.to_vec() })
-    }
-
-    /// The classes (of `0..classes`) the training part has and the validation part lacks.
-    pub fn unvalidated_classes(&self, labels: &Tensor) -> Result<Vec<i64>> {
-        let labels = Vec::<i64>::try_from(&labels.to_device(Device::Cpu).to_kind(Kind::Int64))?;
-        let set = |idx: &[i64]| idx.iter().map(|&i| labels[i as usize]).collect::<std::collections::BTreeSet<i64>>();
-        let (tr, va) = (set(&self.train), set(&self.val));
-        Ok(tr.difference(&va).copied().collect())
-    }
-
-    /// Warns, naming them, when classes are missing from the validation part: its
-    /// accuracy then says nothing about them, and the best epoch is chosen without them.
-    pub fn warn_unvalidated(
-        &self,
-        labels: &Tensor,
-        names: &[String],
-        cfg: &FitConfig,
-        sink: &mut dyn EventSink,
-    ) -> Result<()> {
-        let missing = self.unvalidated_classes(labels)?;
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let named: Vec<&str> = missing.iter().map(|&c| names.get(c as usize).map_or("?", |s| s.as_str())).collect();
-        let why = match (cfg.val_from, cfg.val_split) {
-            (Some(_), _) => "the given validation folder has none of them".to_string(),
-            (None, ValSplit::Last) => {
-                "`--val-split last` takes the last rows, and the data looks sorted by class; use `--val-split stratified`".into()
-            }
-            (None, s) => format!("`--val-split {}` drew none of them", s.name()),
-        };
-        sink.warn(&format!(
-            "the validation split ({} samples) holds no sample of {} of the {} classes ({}): {why}",
-            self.val.len(),
-            missing.len(),
-            names.len(),
-            named.join(", ")
-        ));
-        Ok(())
-    }
-}
-
-/// `fraction` of each class (rounded, at least one where a class has two or more, and at
-/// least one left to train on), drawn by a seeded permutation per class; both parts sorted.
-fn stratified(labels: &[i64], fraction: f64) -> Result<Split> {
-    let mut by_class: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-    for (i, &l) in labels.iter().enumerate() {
-        by_class.entry(l).or_default().push(i as i64);
-    }
-    let (mut train, mut val) = (vec![], vec![]);
-    for idx in by_class.values() {
-        let n = idx.len() as i64;
-        let perm = Vec::<i64>::try_from(&Tensor::randperm(n, (Kind::Int64, Device::Cpu)))?;
-        let want = ((n as f64) * fraction).round() as i64;
-        let k = if n >= 2 { want.clamp(1, n - 1) } else { 0 };
-        for (j, &p) in perm.iter().enumerate() {
-            if (j as i64) < k {
-                val.push(idx[p as usize])
-            } else {
-                train.push(idx[p as usize])
-            }
-        }
-    }
-    train.sort_unstable();
-    val.sort_unstable();
-    if train.len() < 2 || val.is_empty() {
-        let reason = format!("{} samples cannot be split by class into training and validation", labels.len());
-        return Err(Error::invalid("training data", reason));
-    }
-    Ok(Split { train, val })
 }
 
 /// The seed of batch `batch` of `epoch`. Every batch reseeds, so its dropout and
@@ -322,10 +146,12 @@ pub fn fit(
             let due = cfg.checkpoint_every.is_some_and(|k| k > 0 && done as u64 % k == 0);
             if stop || due || signal {
                 state.partial = Some(Partial { epoch, batches: done, running: run });
-                save_checkpoint(step.vars(), &opt, &state, dir, w)?;
+                save(step.vars(), &opt, &state, dir, w)?;
                 state.partial = None;
             }
-            crate::interrupt::check(|| resume_hint(dir, &format!("after batch {done} of {batches} in epoch {epoch}")))?;
+            crate::interrupt::check(|| {
+                resume_hint(dir, "checkpoint", &format!("after batch {done} of {batches} in epoch {epoch}"))
+            })?;
             if stop {
                 stopped = true;
                 sink.warn(&format!(
@@ -350,7 +176,7 @@ pub fn fit(
         }
         state.epoch = epoch;
         state.history.push(m.clone());
-        save_checkpoint(step.vars(), &opt, &state, dir, w)?;
+        save(step.vars(), &opt, &state, dir, w)?;
         sink.emit(&RunEvent::EpochFinished {
             epoch,
             train_loss: m.train_loss,
@@ -360,7 +186,7 @@ pub fn fit(
             best: is_best,
         });
         if epoch < cfg.epochs {
-            crate::interrupt::check(|| resume_hint(dir, &format!("after epoch {epoch}")))?;
+            crate::interrupt::check(|| resume_hint(dir, "checkpoint", &format!("after epoch {epoch}")))?;
         }
         if epoch < cfg.epochs && dir.stop_requested() {
             stopped = true;
@@ -375,7 +201,7 @@ pub fn fit(
     if !best.exists() {
         return Err(Error::Training(format!(
             "stopped before the first epoch ended, so there is no best checkpoint yet; {}",
-            resume_hint(dir, "")
+            resume_hint(dir, "checkpoint", "")
         )));
     }
     load(step.vars(), &best)?;
@@ -388,123 +214,4 @@ pub fn fit(
         train_samples: train_idx.len(),
         val_samples: val_idx.len(),
     })
-}
-
-/// What a stopped training kept, and the command that continues it.
-fn resume_hint(dir: &RunDir, at: &str) -> String {
-    let at = if at.is_empty() { String::new() } else { format!("checkpoint saved {at}; ") };
-    // A probe's folder sits inside the run directory that `--resume` takes.
-    let run = if dir.path().ends_with(crate::rundir::PROBE) { dir.path().parent() } else { Some(dir.path()) };
-    format!("{at}resume with `tlab train --resume {}`", run.unwrap_or(dir.path()).display())
-}
-
-/// Weights, optimiser state and progress into the last checkpoint (one rename), then
-/// the readable copy of the progress.
-fn save_checkpoint(vs: &nn::VarStore, opt: &AdamOptimizer, state: &TrainState, dir: &RunDir, w: Weights) -> Result<()> {
-    let path = dir.last(w);
-    let mut tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    tensors.extend(opt.state_tensors());
-    let json =
-        serde_json::to_string(state).map_err(|source| Error::Json { context: path.display().to_string(), source })?;
-    crate::tensorfile::write(&path, &tensors, &HashMap::from([(STATE_KEY.to_string(), json)]))?;
-    write_json_atomic(&dir.train_state_file(), state)
-}
-
-/// The saved state when `dir` holds this training's (same settings, sample count and
-/// data), with weights and optimiser restored from the last checkpoint; otherwise a fresh
-/// start.
-fn resume(
-    step: &mut dyn TrainStep,
-    opt: &mut AdamOptimizer,
-    cfg: &FitConfig,
-    n: i64,
-    dir: &RunDir,
-    w: Weights,
-    sink: &mut dyn EventSink,
-) -> Result<TrainState> {
-    let fresh = TrainState {
-        epoch: 0,
-        best_epoch: 0,
-        best_val_acc: f64::NEG_INFINITY,
-        history: vec![],
-        steps: 0,
-        step_losses: vec![],
-        config: Some(cfg.clone()),
-        samples: Some(n),
-        data: None,
-        partial: None,
-    };
-    crate::fsutil::remove_stale_temps(dir.path());
-    let last = dir.last(w);
-    if !last.exists() {
-        return Ok(fresh);
-    }
-    let (tensors, meta) = crate::tensorfile::read(&last)?;
-    let (state, exact): (TrainState, bool) = match meta.get(STATE_KEY) {
-        Some(json) => (
-            serde_json::from_str(json).map_err(|source| Error::Json { context: last.display().to_string(), source })?,
-            true,
-        ),
-        // Written before checkpoints carried their state: the separate file, no moments.
-        None if dir.train_state_file().exists() => (crate::fsutil::read_json(&dir.train_state_file())?, false),
-        None => return Ok(fresh),
-    };
-    // Older states carry no settings; they are taken as this training's.
-    let same = state.config.as_ref().is_none_or(|c| same_settings(c, cfg))
-        && state.samples.is_none_or(|s| s == n)
-        && state.data.as_ref().is_none_or(|d| *d == step.data_fingerprint());
-    if !same {
-        sink.warn(&format!("{} belongs to other settings or data; training starts over", last.display()));
-        return Ok(fresh);
-    }
-    restore_vars(step.vars(), &tensors, &last)?;
-    opt.load_state(&tensors).map_err(|e| e.in_context(last.display().to_string()))?;
-    let at = match state.partial {
-        Some(p) => format!("batch {} of epoch {}", p.batches, p.epoch),
-        None => format!("epoch {}", state.epoch),
-    };
-    if exact {
-        sink.info(&format!("resuming after {at} from {}", last.display()));
-    } else {
-        sink.warn(&format!(
-            "resuming after {at} from {}, an older checkpoint without Adam's state: the moments restart from \
-             zero, so results will differ from an uninterrupted run",
-            last.display()
-        ));
-    }
-    let state = TrainState { config: Some(cfg.clone()), samples: Some(n), ..state };
-    // The copy may lag the checkpoint if a run died between the two writes.
-    write_json_atomic(&dir.train_state_file(), &state)?;
-    Ok(state)
-}
-
-/// Copies a checkpoint's tensors into the variables, naming any that is missing.
-fn restore_vars(vs: &mut nn::VarStore, saved: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    tch::no_grad(|| {
-        for (name, mut var) in vs.variables() {
-            let src = saved.get(&name).filter(|t| t.size() == var.size()).ok_or_else(|| Error::Checkpoint {
-                path: path.to_path_buf(),
-                source: tch::TchError::FileFormat(format!("{name} is missing or has the wrong shape")),
-            })?;
-            var.f_copy_(src).map_err(|source| Error::Checkpoint { path: path.to_path_buf(), source })?;
-        }
-        Ok(())
-    })
-}
-
-/// More (or fewer) epochs, or another checkpoint interval, still resume a training.
-fn same_settings(a: &FitConfig, b: &FitConfig) -> bool {
-    FitConfig { epochs: b.epochs, checkpoint_every: b.checkpoint_every, ..a.clone() } == *b
-}
-
-/// Saves a var store through a temp file, so the previous checkpoint stays whole on a crash.
-pub fn save_atomic(vs: &nn::VarStore, path: &Path) -> Result<()> {
-    crate::fsutil::write_via_temp(path, |tmp| {
-        vs.save(tmp).map_err(|source| Error::Checkpoint { path: path.to_path_buf(), source })
-    })
-}
-
-/// Loads a checkpoint, naming the file on failure.
-pub fn load(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
-    vs.load(path).map_err(|source| Error::Checkpoint { path: path.to_path_buf(), source })
 }

@@ -301,11 +301,10 @@ fn report_reads_cifar_pictures_from_the_given_cache_only() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join(CIFAR);
     std::fs::create_dir(&run).unwrap();
-    for f in ["summary.json", "epochs.csv", "confusion.csv", "events.jsonl", "config.json"] {
+    // trained.json records CIFAR-10 from the cache (`{"kind": "cifar10", "path": null}`).
+    for f in ["summary.json", "epochs.csv", "confusion.csv", "events.jsonl", "config.json", "trained.json"] {
         std::fs::copy(fixture(CIFAR).join(f), run.join(f)).unwrap();
     }
-    let data = transfer_lab::data::DataSpec::Cifar10 { path: None };
-    std::fs::write(run.join("trained.json"), serde_json::json!({ "data": data }).to_string()).unwrap();
     let mut csv = String::from("image,true,predicted,probability\n");
     for i in 0..6 {
         let (t, p) = if i % 2 == 0 { ("cat", "dog") } else { ("dog", "dog") };

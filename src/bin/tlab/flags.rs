@@ -281,7 +281,7 @@ fn image_config(d: &DataArgs, h: &HeadArgs) -> ImageTrainConfig {
 
 pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback: bool) -> Result<RunConfig> {
     let data = data_spec(d, m)?;
-    let val_split = h.val_split.unwrap_or_else(|| data.default_val_split());
+    let val_split = h.val_split.unwrap_or_else(|| transfer_lab::train::ValSplit::default_for(&data));
     Ok(RunConfig {
         strategy: h.strategy,
         images: ImageTrainConfig { val_split, ..image_config(d, h) },

@@ -22,7 +22,7 @@ impl TrainArgs {
         let (cfg, dir) = match self.resume {
             Some(dir) => {
                 let dir = RunDir::open(dir)?;
-                (dir.read_config().context("reading the run to resume")?, dir)
+                (run::RecordedConfig::read(&dir).context("reading the run to resume")?.config, dir)
             }
             None => {
                 let cfg = self.args.config()?;

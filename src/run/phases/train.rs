@@ -1,66 +1,25 @@
-//! The two halves of a run: training (fetch, extract, train) and evaluation on the test
-//! split from the saved best checkpoint. `tlab run` does both; `tlab train` and
-//! `tlab evaluate` one each, in separate processes if the user likes.
-use super::config::{run_note, stage, RecordedConfig, RunConfig, RunSummary, WeightsChoice};
-use super::setup::{open_backbone, open_data};
+//! Training: fetch, extract, fit the strategy's classifier, and leave `trained.json`.
+use super::super::config::{run_note, stage, RunConfig, WeightsChoice};
+use super::super::records::{write_history, write_table, FeatureDirs, RecordedConfig, Timings, Trained};
+use super::super::setup::{open_backbone, open_data};
+use super::{extract_cfg, probe_tap};
 use crate::cache::Cache;
-use crate::data::{self, DataSpec, Split};
+use crate::data::{self, DataSpec};
 use crate::events::{EventSink, RunEvent};
-use crate::features::{extract_features, ExtractConfig};
-use crate::metrics::Confusion;
+use crate::features::extract_features;
 use crate::models::{Backbone, Tap};
 use crate::probe::{self, ProbeResult};
-use crate::rundir::{self, FeatureDirs, RunDir, Table, Weights};
+use crate::rundir::{RunDir, Table, Weights};
 use crate::tables;
-use crate::train::{
-    evaluate, evaluate_images, train_head, train_on_images, Evaluation, Head, ImageModel, Strategy, TrainOutcome,
-};
+use crate::train::{train_head, train_on_images, ImageModel, Strategy, TrainOutcome};
 use crate::Result;
-use serde::{Deserialize, Serialize};
 use std::time::Instant;
-
-/// What training leaves for evaluation: `trained.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Trained {
-    /// The data and weights actually used (after any offline fallback).
-    pub(crate) data: DataSpec,
-    pub(crate) weights: WeightsChoice,
-    pub(crate) tap: Tap,
-    pub(crate) classes: Vec<String>,
-    pub(crate) dataset: String,
-    pub(crate) synthetic: bool,
-    pub(crate) weights_label: String,
-    pub(crate) pretrained: bool,
-    pub(crate) note: String,
-    pub(crate) best_epoch: u32,
-    pub(crate) best_val_acc: f64,
-    pub(crate) epochs_run: usize,
-    /// A `STOP` ended training early; absent in older runs (inferred from `epochs_run`).
-    #[serde(default)]
-    pub(crate) stopped: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) probe: Option<ProbeResult>,
-}
-
-/// `timings.json`: kept apart from `trained.json`, whose bytes a resumed run reproduces.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Timings {
-    train_ms: u64,
-}
 
 /// What the training step of any strategy leaves.
 struct Fitted {
     outcome: TrainOutcome,
     probe: Option<ProbeResult>,
     stopped: bool,
-}
-
-/// The layer a probe strategy reads: `earlier-layer` moves the default to layer3.
-fn probe_tap(cfg: &RunConfig) -> Tap {
-    match (cfg.strategy, cfg.extract.tap) {
-        (Strategy::EarlierLayer, Tap::Layer4) => Tap::Layer3,
-        (_, t) => t,
-    }
 }
 
 pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink) -> Result<Trained> {
@@ -79,7 +38,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
     warn_split(cfg, &train, sink)?;
     let note = run_note(&train.kind_label(), backbone.weights.pretrained);
     sink.emit(&RunEvent::RunStarted { name: cfg.name.clone(), synthetic: train.synthetic, note: note.clone() });
-    dir.write_json(rundir::CONFIG, &RecordedConfig::new(cfg, &train, &backbone))?;
+    RecordedConfig::new(cfg, &train, &backbone).write(dir)?;
     let classes = train.classes.len() as i64;
     let mut train_ms = 0;
     let Fitted { outcome, probe, stopped } = if cfg.strategy.on_images() {
@@ -90,10 +49,9 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         train_probe(cfg, &backbone, &train, dir, cache, classes, &mut train_ms, sink)?
     };
     if !cfg.strategy.is_convex_probe() {
-        dir.write_table(Table::Epochs, &mut tables::epochs_frame(&outcome.history)?)?;
-        dir.write_table(Table::Steps, &mut tables::steps_frame(&outcome.steps)?)?;
+        write_history(dir, &outcome)?;
     }
-    dir.write_json(rundir::TIMINGS, &Timings { train_ms })?;
+    Timings { train_ms }.write(dir)?;
     let trained = Trained {
         data: if train.synthetic && !cfg.data.is_synthetic() {
             DataSpec::synthetic_default()
@@ -117,8 +75,10 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         epochs_run: outcome.history.len(),
         stopped,
         probe,
+        train_samples: outcome.train_samples,
+        val_samples: outcome.val_samples,
     };
-    dir.write_json(rundir::TRAINED, &trained)?;
+    trained.write(dir)?;
     Ok(trained)
 }
 
@@ -137,10 +97,6 @@ fn warn_split(cfg: &RunConfig, train: &data::Dataset, sink: &mut dyn EventSink) 
     tch::manual_seed(fit.seed);
     let labels = train.labels();
     crate::train::Split::new(&labels, &fit)?.warn_unvalidated(&labels, &train.classes, &fit, sink)
-}
-
-fn extract_cfg(cfg: &RunConfig, tap: Tap) -> ExtractConfig {
-    ExtractConfig { tap, ..cfg.extract.clone() }
 }
 
 /// `f` as the train stage, its time added to `ms`.
@@ -162,7 +118,7 @@ fn train_features(
 ) -> Result<crate::features::FeatureSet> {
     let ecfg = extract_cfg(cfg, probe_tap(cfg));
     let ftrain = stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, cache, s))?;
-    dir.write_json(rundir::FEATURES, &FeatureDirs { train: Some(ftrain.dir.clone()), test: None })?;
+    FeatureDirs { train: Some(ftrain.dir.clone()), test: None }.write(dir)?;
     Ok(ftrain)
 }
 
@@ -208,7 +164,7 @@ fn train_convex(
         Strategy::Logreg => {
             let lr = &cfg.probe.logreg;
             let out = timed(sink, ms, |s| probe::logreg::sweep(&x, &ftrain.labels, classes, lr, &split, dir, s))?;
-            dir.write_table(Table::Sweep, &mut tables::sweep_frame(&out.rows)?)?;
+            write_table(dir, Table::Sweep, &mut tables::sweep_frame(&out.rows)?)?;
             let row = out.best_row();
             let rows = out.refit.as_ref().map_or(split.train.len(), |r| r.rows) as f64;
             let probe = ProbeResult::Logreg {
@@ -297,137 +253,4 @@ fn copy_body(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<()> {
         }
         Ok(())
     })
-}
-
-/// Evaluates a trained run directory on the test split.
-pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink) -> Result<RunSummary> {
-    let cfg = dir.read_config()?;
-    let t: Trained = dir.read_json(rundir::TRAINED)?;
-    let device = cfg.device.resolve();
-    let ev = stage(sink, "evaluate", |s| {
-        let mut test = data::open(&t.data, Split::Test, cache, s)?;
-        if let Some(n) = cfg.limit {
-            test = test.take(n);
-        }
-        let ev = if cfg.strategy.on_images() {
-            evaluate_model(&cfg, &t, &test, dir, device)?
-        } else if cfg.strategy == Strategy::Knn {
-            evaluate_knn(&cfg, &t, &test, dir, cache, device, s)?
-        } else {
-            evaluate_probe(&cfg, &t, &test, dir, cache, device, s)?
-        };
-        s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
-        let mut frame = tables::predictions_frame(test.paths(), &ev, &t.classes)?;
-        dir.write_table(Table::Predictions, &mut frame)?;
-        Ok(ev)
-    })?;
-    let confusion = Confusion::new(&ev.labels, &ev.predictions, &t.classes);
-    dir.write_table(Table::PerClass, &mut tables::per_class_frame(&confusion)?)?;
-    dir.write_table(Table::Confusion, &mut tables::confusion_frame(&confusion)?)?;
-    let expected = match cfg.strategy {
-        s if s.is_convex_probe() => 0,
-        s if s.on_images() => cfg.images.epochs,
-        _ => cfg.head.epochs,
-    };
-    let timings: Option<Timings> = dir.read_json(rundir::TIMINGS).ok();
-    let summary = RunSummary {
-        run_dir: dir.path().to_path_buf(),
-        strategy: Some(cfg.strategy),
-        stopped: t.stopped || t.epochs_run < expected as usize,
-        probe: t.probe.clone(),
-        train_ms: timings.map(|t| t.train_ms),
-        dataset: t.dataset,
-        synthetic: t.synthetic,
-        weights: t.weights_label,
-        pretrained: t.pretrained,
-        best_epoch: t.best_epoch,
-        best_val_acc: t.best_val_acc,
-        test_accuracy: ev.accuracy,
-        test_samples: ev.labels.len(),
-        note: t.note,
-    };
-    dir.write_json(rundir::SUMMARY, &summary)?;
-    Ok(summary)
-}
-
-/// Probe strategies: test features (a cache hit after the first time), the saved head.
-fn evaluate_probe(
-    cfg: &RunConfig,
-    t: &Trained,
-    test: &data::Dataset,
-    dir: &RunDir,
-    cache: &Cache,
-    device: tch::Device,
-    sink: &mut dyn EventSink,
-) -> Result<Evaluation> {
-    let ftest = test_features(cfg, t, test, dir, cache, device, sink)?;
-    let mut head = Head::new(ftest.dim(), t.classes.len() as i64, cfg.head.dropout, device);
-    crate::train::fit::load(&mut head.vs, &dir.best(Weights::Head))?;
-    evaluate(&head, &ftest.features.to_device(device), &ftest.labels)
-}
-
-/// The test split's features by the weights training used (a cache hit after the first
-/// time), recorded in `features.json`.
-fn test_features(
-    cfg: &RunConfig,
-    t: &Trained,
-    test: &data::Dataset,
-    dir: &RunDir,
-    cache: &Cache,
-    device: tch::Device,
-    sink: &mut dyn EventSink,
-) -> Result<crate::features::FeatureSet> {
-    let used = RunConfig { weights: t.weights.clone(), offline_fallback: false, ..cfg.clone() };
-    let backbone = open_backbone(&used, cache, device, sink)?;
-    let ftest = extract_features(&backbone, test, &extract_cfg(cfg, t.tap), cache, sink)?;
-    let mut dirs = dir.read_feature_dirs().unwrap_or_default();
-    dirs.test = Some(ftest.dir.clone());
-    dir.write_json(rundir::FEATURES, &dirs)?;
-    Ok(ftest)
-}
-
-/// k-NN: the test split's features vote with every training row (train + validation).
-fn evaluate_knn(
-    cfg: &RunConfig,
-    t: &Trained,
-    test: &data::Dataset,
-    dir: &RunDir,
-    cache: &Cache,
-    device: tch::Device,
-    sink: &mut dyn EventSink,
-) -> Result<Evaluation> {
-    let Some(train_dir) = dir.read_feature_dirs()?.train else {
-        return Err(crate::Error::data(dir.features_file(), "names no training features, which k-NN votes with"));
-    };
-    let ftrain = crate::features::load_features(&train_dir)?;
-    probe::check_finite(&ftrain.features, &ftrain.dir)?;
-    let ftest = test_features(cfg, t, test, dir, cache, device, sink)?;
-    probe::check_finite(&ftest.features, &ftest.dir)?;
-    let classes = t.classes.len() as i64;
-    let x = ftest.features.to_device(device);
-    let votes = probe::knn::classify(&ftrain.features, &ftrain.labels, &x, classes, &cfg.probe.knn)?;
-    let (accuracy, loss) = votes.score(&ftest.labels);
-    Ok(Evaluation {
-        loss,
-        accuracy,
-        predictions: Vec::<i64>::try_from(&votes.predictions.to_device(tch::Device::Cpu))?,
-        confidence: Vec::<f64>::try_from(
-            &votes.probabilities.amax(-1, false).to_kind(tch::Kind::Double).to_device(tch::Device::Cpu),
-        )?,
-        labels: Vec::<i64>::try_from(&ftest.labels)?,
-    })
-}
-
-/// Image strategies: the best whole-model checkpoint on test images.
-fn evaluate_model(
-    cfg: &RunConfig,
-    t: &Trained,
-    test: &data::Dataset,
-    dir: &RunDir,
-    device: tch::Device,
-) -> Result<Evaluation> {
-    let mut model = ImageModel::new(cfg.arch, t.classes.len() as i64, cfg.images.dropout, device);
-    crate::train::fit::load(&mut model.vs, &dir.best(Weights::Model))?;
-    let idx: Vec<i64> = (0..test.len() as i64).collect();
-    evaluate_images(&model, test, &idx, &cfg.extract.preprocess, cfg.images.batch_size)
 }
