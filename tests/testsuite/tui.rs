@@ -401,7 +401,13 @@ fn a_run_folder_deleted_under_the_dashboard_is_said_and_ends_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Its first line says it read the file (on a loaded machine a fixed sleep was not
+    // always enough for it to start); then it follows, still running.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(!first.is_empty(), "the dashboard printed nothing");
+    std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "the dashboard follows a run that has not ended");
     std::fs::remove_dir_all(&run).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
