@@ -11,9 +11,6 @@
 //! ```
 use std::path::{Path, PathBuf};
 
-/// Environment variable that overrides the cache folder.
-pub const CACHE_ENV: &str = "TLAB_CACHE_DIR";
-
 /// The cache folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cache {
@@ -26,16 +23,13 @@ impl Cache {
         Cache { root: root.into() }
     }
 
-    /// The user's cache: `explicit` (`--cache-dir`), else `$TLAB_CACHE_DIR`, else the
-    /// platform cache dir (`~/.cache/transfer-lab` on Linux).
-    pub fn locate(explicit: Option<&Path>) -> Cache {
-        if let Some(p) = explicit {
-            return Cache::new(p);
+    /// The user's cache: `chosen` (`--cache-dir`, else `$TLAB_CACHE_DIR` as the caller
+    /// read it), else the platform cache dir (`~/.cache/transfer-lab` on Linux).
+    pub fn locate(chosen: Option<&Path>) -> Cache {
+        match chosen {
+            Some(p) => Cache::new(p),
+            None => Cache::new(dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("transfer-lab")),
         }
-        if let Some(p) = std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty()) {
-            return Cache::new(p);
-        }
-        Cache::new(dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("transfer-lab"))
     }
 
     pub fn root(&self) -> &Path {

@@ -25,6 +25,7 @@ pub mod probe;
 pub mod report;
 pub mod run;
 pub mod rundir;
+pub mod settings;
 pub mod tables;
 pub mod tensorfile;
 pub mod train;

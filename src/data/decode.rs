@@ -13,12 +13,11 @@ use tch::Tensor;
 /// Ready batches queued ahead of the reader.
 pub const AHEAD: usize = 2;
 
-/// Decoding threads per batch: `$TLAB_DECODE_THREADS`, else the machine's cores.
+/// Decoding threads per batch: the settings' (`$TLAB_DECODE_THREADS`), else the
+/// machine's cores.
 pub fn workers() -> usize {
-    std::env::var("TLAB_DECODE_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n: &usize| n >= 1)
+    crate::settings::current()
+        .decode_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 

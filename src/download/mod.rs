@@ -18,12 +18,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// `$var` when set and not blank, else `default`: how a mirror URL overrides its origin
-/// (`data::cifar::fetch::cifar10_url`, `models::weights::weights_base_url`).
-pub fn env_or(var: &str, default: &str) -> String {
-    std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())
-}
-
 /// HTTP downloader with resume and retries.
 #[derive(Debug, Clone)]
 pub struct Downloader {

@@ -120,6 +120,11 @@ pub fn reusing() -> bool {
 /// (`0` turns it off). The variable is set only while c10 reads it, so child processes
 /// (the bench's Python peers) see the user's environment. Returns whether huge pages are
 /// on: asked for, and the kernel's THP mode allows them.
+/// The user's `THP_MEM_ALLOC_ENABLE=0`: no huge pages, for tensors or the pool.
+fn thp_refused() -> bool {
+    std::env::var("THP_MEM_ALLOC_ENABLE").is_ok_and(|v| v == "0")
+}
+
 fn huge_pages_for_tensors() -> bool {
     let asked = match std::env::var("THP_MEM_ALLOC_ENABLE") {
         Ok(v) => v == "1",

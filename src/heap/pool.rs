@@ -37,7 +37,7 @@ mod imp {
     pub fn install(on: bool) -> bool {
         // The user's `THP_MEM_ALLOC_ENABLE=0` turns huge pages off here too.
         let huge = on
-            && std::env::var("THP_MEM_ALLOC_ENABLE").map_or(true, |v| v != "0")
+            && !super::super::thp_refused()
             && matches!(super::super::kernel_thp().as_deref(), Some("always" | "madvise"));
         HUGE.store(huge, Ordering::Relaxed);
         // SAFETY: plain C calls; the pool locks its own state.

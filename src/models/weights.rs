@@ -14,15 +14,10 @@ use tch::{nn::VarStore, Tensor};
 /// Where torchvision publishes its checkpoints; `$TLAB_WEIGHTS_BASE_URL` overrides it
 /// ([`weights_base_url`]).
 pub const DEFAULT_WEIGHTS_BASE_URL: &str = "https://download.pytorch.org/models/";
-/// Environment variable naming a mirror of the weights folder, for users behind proxies
-/// or without access to the origin.
-pub const WEIGHTS_BASE_URL_ENV: &str = "TLAB_WEIGHTS_BASE_URL";
-
-/// The folder URL for torchvision weights, ending in `/`: `$TLAB_WEIGHTS_BASE_URL` or
-/// download.pytorch.org. Read at each call, so a mirror set after the cache was located
-/// still applies.
-pub fn weights_base_url() -> String {
-    let mut base = crate::download::env_or(WEIGHTS_BASE_URL_ENV, DEFAULT_WEIGHTS_BASE_URL);
+/// The folder URL for torchvision weights, ending in `/`: the mirror the settings name
+/// (`$TLAB_WEIGHTS_BASE_URL`), else download.pytorch.org.
+pub fn weights_base_url(settings: &crate::settings::Settings) -> String {
+    let mut base = settings.weights_base_url.clone().unwrap_or_else(|| DEFAULT_WEIGHTS_BASE_URL.to_string());
     if !base.ends_with('/') {
         base.push('/');
     }
@@ -131,7 +126,7 @@ pub fn fetch_weights(
     if dest.exists() {
         verify_recorded(&dest, entry.sha256_prefix())?;
     } else {
-        let url = entry.url(&weights_base_url());
+        let url = entry.url(&weights_base_url(crate::settings::current()));
         dl.download(&url, &dest, &Checksum::Sha256Prefix(entry.sha256_prefix().into()), sink)?;
     }
     Ok(dest)

@@ -34,7 +34,7 @@ pub trait Rich {
 
 /// True inside an evcxr kernel (it sets `EVCXR_IS_RUNTIME` in the process running cells).
 pub fn in_notebook() -> bool {
-    std::env::var_os("EVCXR_IS_RUNTIME").is_some()
+    crate::settings::current().in_evcxr
 }
 
 /// Shows `x`: rich output in a notebook, its plain form on stdout elsewhere.

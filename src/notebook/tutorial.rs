@@ -17,7 +17,6 @@ use tch::Kind;
 
 /// Environment variable: `quick` forces the small synthetic set-up (CI, a first look);
 /// `full` insists on CIFAR-10 and the post's settings.
-pub const SCALE_ENV: &str = "TLAB_TUTORIAL";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TutorialScale {
@@ -45,15 +44,21 @@ impl Tutorial {
     /// ResNet50 weights. Never downloads: `tlab fetch cifar10` and
     /// `tlab fetch weights resnet50` do that, with progress and resume.
     pub fn detect() -> Result<Tutorial> {
-        let cache = Cache::locate(None);
+        // A notebook's process reads the environment once, here, as `tlab` does in main.
+        crate::settings::install(crate::settings::Settings::from_env());
+        let settings = crate::settings::current();
+        let cache = Cache::locate(settings.cache_dir.as_deref());
         let cifar = crate::data::cifar::cache_dir(&cache);
         let have_cifar = cifar.join("test_batch.bin").is_file();
-        let forced = std::env::var(SCALE_ENV).ok();
+        let forced = settings.tutorial.clone();
         let scale = match forced.as_deref() {
             Some("quick") => TutorialScale::Quick,
             Some("full") => TutorialScale::Full,
             Some(other) => {
-                return Err(crate::Error::invalid(SCALE_ENV, format!("`{other}`; expected quick or full")));
+                return Err(crate::Error::invalid(
+                    crate::settings::TUTORIAL,
+                    format!("`{other}`; expected quick or full"),
+                ));
             }
             None if have_cifar => TutorialScale::Full,
             None => TutorialScale::Quick,
@@ -70,7 +75,7 @@ impl Tutorial {
         } else {
             WeightsChoice::Random { seed: 0 }
         };
-        let runs = std::env::var_os("TLAB_RUNS_DIR").map(PathBuf::from).unwrap_or_else(|| "runs".into());
+        let runs = settings.runs_dir.clone().unwrap_or_else(|| "runs".into());
         let t = Tutorial { scale, data, weights, arch: Arch::ResNet50, cache, runs };
         println!("{}", t.banner());
         Ok(t)

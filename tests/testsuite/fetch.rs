@@ -457,16 +457,16 @@ fn only_entry(dir: &Path) -> String {
 }
 
 #[test]
-fn mirror_urls_come_from_the_environment() {
-    // The only test that touches these variables.
-    std::env::set_var("TLAB_WEIGHTS_BASE_URL", "http://mirror.local/models");
-    std::env::set_var("TLAB_CIFAR10_URL", "http://mirror.local/c.tgz");
-    assert_eq!(weights_base_url(), "http://mirror.local/models/");
-    assert_eq!(cifar10_url(), "http://mirror.local/c.tgz");
-    std::env::remove_var("TLAB_WEIGHTS_BASE_URL");
-    std::env::remove_var("TLAB_CIFAR10_URL");
-    assert_eq!(weights_base_url(), DEFAULT_WEIGHTS_BASE_URL);
-    assert_eq!(cifar10_url(), CIFAR10_URL);
+fn mirror_urls_come_from_the_settings() {
+    use transfer_lab::settings::Settings;
+    let mirrors =
+        [("TLAB_WEIGHTS_BASE_URL", "http://mirror.local/models"), ("TLAB_CIFAR10_URL", "http://mirror.local/c.tgz")];
+    let s = Settings::from_vars(|k| mirrors.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+    assert_eq!(weights_base_url(&s), "http://mirror.local/models/");
+    assert_eq!(cifar10_url(&s), "http://mirror.local/c.tgz");
+    let none = Settings::from_vars(|_| None);
+    assert_eq!(weights_base_url(&none), DEFAULT_WEIGHTS_BASE_URL);
+    assert_eq!(cifar10_url(&none), CIFAR10_URL);
 }
 
 #[test]

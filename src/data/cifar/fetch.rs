@@ -6,6 +6,7 @@ use crate::download::{Checksum, Downloader};
 use crate::error::{Error, IoContext, Result};
 use crate::events::EventSink;
 use crate::fsutil::{ensure_dir, sync_parent, FileLock};
+use crate::settings::Settings;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -15,14 +16,10 @@ pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.
 pub const CIFAR10_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 /// The tarball's name under the cache's `downloads/`.
 pub const TARBALL: &str = "cifar-10-binary.tar.gz";
-/// Environment variable naming a CIFAR-10 mirror, for users behind proxies or without
-/// access to the origin.
-pub const CIFAR10_URL_ENV: &str = "TLAB_CIFAR10_URL";
-
-/// The CIFAR-10 URL: `$TLAB_CIFAR10_URL` when set, else the Toronto original. Read at
-/// each call, so a mirror set after the cache was located still applies.
-pub fn cifar10_url() -> String {
-    crate::download::env_or(CIFAR10_URL_ENV, CIFAR10_URL)
+/// The CIFAR-10 URL: the mirror the settings name (`$TLAB_CIFAR10_URL`), else the
+/// Toronto original.
+pub fn cifar10_url(settings: &Settings) -> String {
+    settings.cifar10_url.clone().unwrap_or_else(|| CIFAR10_URL.to_string())
 }
 
 /// Returns [`cache_dir`], downloading `url` (checked against `md5`) and unpacking
@@ -55,7 +52,7 @@ pub fn fetch_cifar10(
 
 /// [`fetch_cifar10`] from the configured mirror with the default downloader.
 pub fn fetch_default(cache: &Cache, sink: &mut dyn EventSink) -> Result<PathBuf> {
-    fetch_cifar10(cache, &cifar10_url(), CIFAR10_MD5, &Downloader::default(), sink)
+    fetch_cifar10(cache, &cifar10_url(crate::settings::current()), CIFAR10_MD5, &Downloader::default(), sink)
 }
 
 fn missing_batch_file(dir: &Path) -> Option<&'static str> {

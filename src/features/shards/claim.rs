@@ -47,7 +47,7 @@ pub fn host() -> String {
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| crate::settings::current().hostname.clone())
         .unwrap_or_else(|| "localhost".into())
 }
 
@@ -107,7 +107,7 @@ pub(super) fn read_claim(path: &Path) -> Option<(ClaimInfo, Duration)> {
 }
 
 fn stale_after() -> Duration {
-    std::env::var("TLAB_CLAIM_STALE_S").ok().and_then(|v| v.parse().ok()).map_or(STALE_AFTER, Duration::from_secs)
+    crate::settings::current().claim_stale_s.map_or(STALE_AFTER, Duration::from_secs)
 }
 
 /// A claim of a dead process on this host, or one silent for [`STALE_AFTER`] elsewhere.

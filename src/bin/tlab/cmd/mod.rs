@@ -56,7 +56,11 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub(crate) fn new(cli: &Cli) -> Ctx {
-        Ctx { cache: Cache::locate(cli.cache_dir.as_deref()), threads: cli.threads, console: ConsoleSink::default() }
+        // The environment, read once and handed to the library.
+        transfer_lab::settings::install(transfer_lab::settings::Settings::from_env());
+        let from_env = transfer_lab::settings::current().cache_dir.as_deref();
+        let cache = Cache::locate(cli.cache_dir.as_deref().or(from_env));
+        Ctx { cache, threads: cli.threads, console: ConsoleSink::default() }
     }
 }
 
