@@ -16,6 +16,7 @@ mod folders;
 mod fuzz;
 mod head;
 mod kill;
+mod layout;
 mod notebooks;
 mod parity;
 mod precision;
