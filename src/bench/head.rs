@@ -8,7 +8,7 @@ use crate::events::NullSink;
 use crate::features::{extract_features, ExtractConfig, Precision};
 use crate::models::{Arch, Backbone, Tap};
 use crate::preprocess::{Normalization, Preprocess};
-use crate::train::{evaluate, train_head, HeadConfig};
+use crate::train::{evaluate, train_head, HeadConfig, TrainLoop};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::process::Command;
@@ -32,7 +32,8 @@ pub fn run_timing(cfg: &BenchConfig, env: &Env) -> Result<HeadTiming> {
     tch::manual_seed(0);
     let x = Tensor::randn([cfg.head_rows, DIM], (Kind::Float, env.device));
     let y = Tensor::randint(10, [cfg.head_rows], (Kind::Int64, Device::Cpu));
-    let head_cfg = HeadConfig { epochs: cfg.head_epochs, ..Default::default() };
+    let head_cfg =
+        HeadConfig { fit: TrainLoop { epochs: cfg.head_epochs, ..Default::default() }, ..Default::default() };
     let dir = env.out.join("head-work");
     crate::fsutil::ensure_dir(&dir)?;
     let t = Instant::now();

@@ -56,7 +56,7 @@ impl Tutorial {
             best_epoch: outcome.best_epoch,
             best_val_acc: outcome.best_val_acc,
             epochs_run: outcome.history.len(),
-            stopped: outcome.history.len() < cfg.head.epochs as usize,
+            stopped: outcome.history.len() < cfg.head.fit.epochs as usize,
             probe: None,
             train_samples: outcome.train_samples,
             val_samples: outcome.val_samples,

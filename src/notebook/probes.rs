@@ -51,7 +51,7 @@ impl Tutorial {
         let n = train.len() as i64;
         let n_val = (n as f64 * 0.2).floor() as i64;
         let split = Split { train: (0..n - n_val).collect(), val: (n - n_val..n).collect() };
-        debug_assert_eq!(crate::train::HeadConfig::default().val_split, ValSplit::Last);
+        debug_assert_eq!(crate::train::HeadConfig::default().fit.val_split, ValSplit::Last);
         let ev = evaluate(&head.head, &test.features, &test.labels)?;
         let mut rows = vec![ProbeRow {
             method: "the post's head (Dropout -> Dense, Adam)".into(),

@@ -124,7 +124,7 @@ impl Tutorial {
         };
         if self.scale == TutorialScale::Quick && strategy.on_images() {
             cfg.extract.preprocess.size = 64;
-            cfg.images.epochs = 1;
+            cfg.images.fit.epochs = 1;
         }
         cfg
     }
@@ -206,8 +206,8 @@ impl Tutorial {
         cfg.extract.preprocess.size = size;
         let resize = crate::preprocess::ResizeMode::Crop;
         cfg.data = DataSpec::Folder(data::folder::FolderSpec { root: root.to_path_buf(), size, resize, strict: false });
-        cfg.head.val_split = ValSplit::default_for(&cfg.data);
-        cfg.images.val_split = ValSplit::default_for(&cfg.data);
+        cfg.head.fit.val_split = ValSplit::default_for(&cfg.data);
+        cfg.images.fit.val_split = ValSplit::default_for(&cfg.data);
         cfg
     }
 

@@ -42,7 +42,7 @@ pub fn open_backbone(cfg: &RunConfig, cache: &Cache, device: Device, sink: &mut 
                     sink.warn(&format!(
                         "the ImageNet weights could not be fetched ({e}). Using SEEDED RANDOM weights: the result shows the pipeline working, not transfer learning."
                     ));
-                    Ok(Backbone::random(cfg.arch, cfg.head.seed, device))
+                    Ok(Backbone::random(cfg.arch, cfg.head.fit.seed, device))
                 }
                 other => other,
             }

@@ -41,23 +41,49 @@ impl Adam {
     }
 }
 
-/// What [`fit`] needs to know; built from `HeadConfig` or `ImageTrainConfig`.
+/// The loop's settings that `HeadConfig`, `ImageTrainConfig` and [`FitConfig`] share,
+/// written once. Flattened into each, so their JSON keeps its flat fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FitConfig {
+pub struct TrainLoop {
     pub epochs: u32,
     pub batch_size: i64,
     pub val_fraction: f64,
+    /// Absent in older image runs, which held out the last fraction.
+    #[serde(default)]
     pub val_split: ValSplit,
     pub seed: i64,
-    pub adam: Adam,
-    /// Learning rate of each variable group (group 0 first).
-    pub learning_rates: Vec<f64>,
     /// Also checkpoint every this many steps within an epoch (`None`: at epoch ends only).
     #[serde(default)]
     pub checkpoint_every: Option<u64>,
-    /// A given validation set: samples from this index on (`val_split` then unused).
+    /// A given validation set: samples from this index on (an image folder's `val/`;
+    /// `val_split` then unused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_from: Option<usize>,
+}
+
+impl Default for TrainLoop {
+    /// The post's: 10 epochs of batch 32, the last 20% held out for validation.
+    fn default() -> Self {
+        TrainLoop {
+            epochs: 10,
+            batch_size: 32,
+            val_fraction: 0.2,
+            val_split: ValSplit::Last,
+            seed: 0,
+            checkpoint_every: None,
+            val_from: None,
+        }
+    }
+}
+
+/// What [`fit`] needs to know; built from `HeadConfig` or `ImageTrainConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitConfig {
+    #[serde(flatten)]
+    pub fit: TrainLoop,
+    pub adam: Adam,
+    /// Learning rate of each variable group (group 0 first).
+    pub learning_rates: Vec<f64>,
 }
 
 /// One model's part of training.
@@ -106,10 +132,10 @@ pub fn fit(
     let mut state = resume(step, &mut opt, cfg, n, dir, w, sink)?;
     state.data = Some(step.data_fingerprint());
     let device = step.vars().device();
-    let batch = cfg.batch_size.max(1) as usize;
+    let batch = cfg.fit.batch_size.max(1) as usize;
     let mut stopped = false;
-    'epochs: for epoch in state.epoch + 1..=cfg.epochs {
-        tch::manual_seed(cfg.seed + epoch as i64);
+    'epochs: for epoch in state.epoch + 1..=cfg.fit.epochs {
+        tch::manual_seed(cfg.fit.seed + epoch as i64);
         let perm = Vec::<i64>::try_from(&Tensor::randperm(train_idx.len() as i64, (Kind::Int64, Device::Cpu)))?;
         let order: Vec<i64> = perm.iter().map(|&i| train_idx[i as usize]).collect();
         let batches = order.len().div_ceil(batch);
@@ -118,7 +144,7 @@ pub fn fit(
             _ => (0, Running::default()),
         };
         for (b, idx) in order.chunks(batch).enumerate().skip(skip) {
-            tch::manual_seed(batch_seed(cfg.seed, epoch, b));
+            tch::manual_seed(batch_seed(cfg.fit.seed, epoch, b));
             let (logits, y) = step.forward_train(idx)?;
             let y = y.to_device(device);
             let loss = logits.cross_entropy_for_logits(&y);
@@ -143,7 +169,7 @@ pub fn fit(
             }
             let signal = crate::interrupt::requested().is_some();
             let stop = dir.stop_requested();
-            let due = cfg.checkpoint_every.is_some_and(|k| k > 0 && done as u64 % k == 0);
+            let due = cfg.fit.checkpoint_every.is_some_and(|k| k > 0 && done as u64 % k == 0);
             if stop || due || signal {
                 state.partial = Some(Partial { epoch, batches: done, running: run });
                 save(step.vars(), &opt, &state, dir, w)?;
@@ -185,10 +211,10 @@ pub fn fit(
             val_acc: m.val_acc,
             best: is_best,
         });
-        if epoch < cfg.epochs {
+        if epoch < cfg.fit.epochs {
             crate::interrupt::check(|| resume_hint(dir, "checkpoint", &format!("after epoch {epoch}")))?;
         }
-        if epoch < cfg.epochs && dir.stop_requested() {
+        if epoch < cfg.fit.epochs && dir.stop_requested() {
             stopped = true;
             sink.warn(&format!("stopped on request after epoch {epoch}; checkpoint saved"));
             break;

@@ -3,7 +3,7 @@
 //! `validation_split=0.2` (the last 20%, taken before shuffling), best epoch by validation
 //! accuracy kept (Keras `ModelCheckpoint(save_best_only=True)`).
 use super::adam::AdamOptimizer;
-use super::fit::{fit, Adam, FitConfig, Split, TrainStep, ValSplit};
+use super::fit::{fit, Adam, FitConfig, Split, TrainLoop, TrainStep};
 use crate::events::EventSink;
 use crate::rundir::{RunDir, Weights};
 use crate::{Error, Result};
@@ -14,41 +14,19 @@ use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeadConfig {
-    pub epochs: u32,
-    pub batch_size: i64,
+    #[serde(flatten)]
+    pub fit: TrainLoop,
     pub learning_rate: f64,
     pub beta1: f64,
     pub beta2: f64,
     /// Keras' default epsilon (PyTorch's is 1e-8).
     pub eps: f64,
     pub dropout: f64,
-    pub val_fraction: f64,
-    pub val_split: ValSplit,
-    pub seed: i64,
-    /// Also checkpoint every this many steps within an epoch (default: at epoch ends).
-    #[serde(default)]
-    pub checkpoint_every: Option<u64>,
-    /// A given validation set: samples from this index on (an image folder's `val/`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_from: Option<usize>,
 }
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        HeadConfig {
-            epochs: 10,
-            batch_size: 32,
-            learning_rate: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-7,
-            dropout: 0.3,
-            val_fraction: 0.2,
-            val_split: ValSplit::Last,
-            seed: 0,
-            checkpoint_every: None,
-            val_from: None,
-        }
+        HeadConfig { fit: TrainLoop::default(), learning_rate: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-7, dropout: 0.3 }
     }
 }
 
@@ -63,17 +41,7 @@ impl HeadConfig {
     }
 
     pub fn fit_config(&self) -> FitConfig {
-        FitConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            val_fraction: self.val_fraction,
-            val_split: self.val_split,
-            seed: self.seed,
-            adam: self.adam(),
-            learning_rates: vec![self.learning_rate],
-            checkpoint_every: self.checkpoint_every,
-            val_from: self.val_from,
-        }
+        FitConfig { fit: self.fit.clone(), adam: self.adam(), learning_rates: vec![self.learning_rate] }
     }
 }
 
@@ -193,7 +161,7 @@ pub fn train_head(
     validate(features, labels, classes)?;
     let fit_cfg = cfg.fit_config();
     // The split and the head's init; `fit` reseeds for every epoch and batch.
-    tch::manual_seed(cfg.seed);
+    tch::manual_seed(cfg.fit.seed);
     let split = Split::new(labels, &fit_cfg)?;
     let mut head = Head::new(features.size()[1], classes, cfg.dropout, features.device());
     let outcome = fit(&mut HeadStep { head: &mut head, features, labels }, &split, &fit_cfg, dir, Weights::Head, sink)?;

@@ -2,7 +2,7 @@
 //! protocol of [`crate::checkpoint`]: the progress rides in the last checkpoint's metadata
 //! with the weights and Adam's moments; `train-state.json` is a copy to read.
 use super::adam::AdamOptimizer;
-use super::fit::{FitConfig, TrainStep};
+use super::fit::{FitConfig, TrainLoop, TrainStep};
 use super::head::EpochMetrics;
 use crate::checkpoint::{Checkpoint, Identity};
 use crate::events::EventSink;
@@ -119,10 +119,9 @@ pub(super) fn resume(
     };
     // Older states carry no settings; they are taken as this training's. More (or fewer)
     // epochs, or another checkpoint interval, still resume a training.
-    let settings = state.config.as_ref().map(|c| FitConfig {
-        epochs: cfg.epochs,
-        checkpoint_every: cfg.checkpoint_every,
-        ..c.clone()
+    let settings = state.config.as_ref().map(|c| {
+        let fit = TrainLoop { epochs: cfg.fit.epochs, checkpoint_every: cfg.fit.checkpoint_every, ..c.fit.clone() };
+        FitConfig { fit, ..c.clone() }
     });
     let data = step.data_fingerprint();
     let saved = Identity { settings: settings.as_ref(), samples: state.samples, data: state.data.as_deref() };

@@ -48,7 +48,7 @@ impl Split {
     pub fn new(labels: &Tensor, cfg: &FitConfig) -> Result<Split> {
         let labels = Vec::<i64>::try_from(&labels.to_device(Device::Cpu).to_kind(Kind::Int64))?;
         let n = labels.len() as i64;
-        if let Some(from) = cfg.val_from {
+        if let Some(from) = cfg.fit.val_from {
             let from = from as i64;
             if from < 2 || from >= n {
                 let reason = format!("{from} training and {} validation samples; need at least 2 and 1", n - from);
@@ -56,20 +56,20 @@ impl Split {
             }
             return Ok(Split { train: (0..from).collect(), val: (from..n).collect() });
         }
-        let n_val = ((n as f64) * cfg.val_fraction).floor() as i64;
+        let n_val = ((n as f64) * cfg.fit.val_fraction).floor() as i64;
         if n - n_val < 2 || n_val < 1 {
             return Err(Error::invalid(
                 "training data",
                 format!(
                     "{n} samples with validation fraction {}; need at least 2 to train and 1 to validate",
-                    cfg.val_fraction
+                    cfg.fit.val_fraction
                 ),
             ));
         }
-        let order: Vec<i64> = match cfg.val_split {
+        let order: Vec<i64> = match cfg.fit.val_split {
             ValSplit::Last => (0..n).collect(),
             ValSplit::Random => Vec::<i64>::try_from(&Tensor::randperm(n, (Kind::Int64, Device::Cpu)))?,
-            ValSplit::Stratified => return stratified(&labels, cfg.val_fraction),
+            ValSplit::Stratified => return stratified(&labels, cfg.fit.val_fraction),
         };
         let (tr, va) = order.split_at((n - n_val) as usize);
         Ok(Split { train: tr.to_vec(), val: va.to_vec() })
@@ -97,7 +97,7 @@ impl Split {
             return Ok(());
         }
         let named: Vec<&str> = missing.iter().map(|&c| names.get(c as usize).map_or("?", |s| s.as_str())).collect();
-        let why = match (cfg.val_from, cfg.val_split) {
+        let why = match (cfg.fit.val_from, cfg.fit.val_split) {
             (Some(_), _) => "the given validation folder has none of them".to_string(),
             (None, ValSplit::Last) => {
                 "`--val-split last` takes the last rows, and the data looks sorted by class; use `--val-split stratified`".into()

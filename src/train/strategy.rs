@@ -1,6 +1,6 @@
 //! The post's table beyond the linear probe, trained on images rather than cached
 //! features: fine-tuning, training from a pretrained initialisation, and from scratch.
-use super::fit::{fit, Adam, FitConfig, Split, TrainStep, ValSplit};
+use super::fit::{fit, Adam, FitConfig, Split, TrainLoop, TrainStep};
 use super::head::{Evaluation, TrainOutcome};
 use crate::data::Dataset;
 use crate::events::EventSink;
@@ -103,8 +103,8 @@ fn bn_or_freeze_bn<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Resul
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImageTrainConfig {
-    pub epochs: u32,
-    pub batch_size: i64,
+    #[serde(flatten)]
+    pub fit: TrainLoop,
     pub head_lr: f64,
     /// Lower than the head's: the body starts from useful weights.
     pub body_lr: f64,
@@ -115,35 +115,18 @@ pub struct ImageTrainConfig {
     /// Random crop (pad 4) + horizontal flip.
     pub augment: bool,
     pub dropout: f64,
-    pub val_fraction: f64,
-    /// Absent in older runs, which held out the last fraction.
-    #[serde(default)]
-    pub val_split: ValSplit,
-    pub seed: i64,
-    /// Also checkpoint every this many steps within an epoch (default: at epoch ends).
-    #[serde(default)]
-    pub checkpoint_every: Option<u64>,
-    /// A given validation set: samples from this index on (an image folder's `val/`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub val_from: Option<usize>,
 }
 
 impl ImageTrainConfig {
     pub fn for_strategy(s: Strategy) -> ImageTrainConfig {
         let base = ImageTrainConfig {
-            epochs: 5,
-            batch_size: 32,
+            fit: TrainLoop { epochs: 5, ..Default::default() },
             head_lr: 1e-3,
             body_lr: 1e-4,
             unfreeze: Unfreeze::Layer4,
             bn: BatchNorm::Frozen,
             augment: true,
             dropout: 0.3,
-            val_fraction: 0.2,
-            val_split: ValSplit::Last,
-            seed: 0,
-            checkpoint_every: None,
-            val_from: None,
         };
         match s {
             Strategy::PretrainedInit => ImageTrainConfig { unfreeze: Unfreeze::All, bn: BatchNorm::Train, ..base },
@@ -156,17 +139,7 @@ impl ImageTrainConfig {
 
     /// The loop's settings: the body in group 0 at `body_lr`, `fc` in group 1 at `head_lr`.
     pub fn fit_config(&self) -> FitConfig {
-        FitConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            val_fraction: self.val_fraction,
-            val_split: self.val_split,
-            seed: self.seed,
-            adam: Adam::default(),
-            learning_rates: vec![self.body_lr, self.head_lr],
-            checkpoint_every: self.checkpoint_every,
-            val_from: self.val_from,
-        }
+        FitConfig { fit: self.fit.clone(), adam: Adam::default(), learning_rates: vec![self.body_lr, self.head_lr] }
     }
 }
 
@@ -252,7 +225,7 @@ impl TrainStep for ImageStep<'_> {
         Ok((self.model.forward_t(&x, self.cfg.bn == BatchNorm::Train, true), y))
     }
     fn evaluate(&mut self, idx: &[i64]) -> Result<Evaluation> {
-        evaluate_images(self.model, self.data, idx, self.pre, self.cfg.batch_size)
+        evaluate_images(self.model, self.data, idx, self.pre, self.cfg.fit.batch_size)
     }
     fn data_fingerprint(&self) -> String {
         format!("{} {:?}", self.data.digest, self.pre)
@@ -273,7 +246,7 @@ pub fn train_on_images(
 ) -> Result<TrainOutcome> {
     model.set_trainable(cfg.unfreeze);
     let fit_cfg = cfg.fit_config();
-    tch::manual_seed(cfg.seed);
+    tch::manual_seed(cfg.fit.seed);
     let split = Split::new(&train.labels(), &fit_cfg)?;
     fit(&mut ImageStep { model, data: train, pre, cfg }, &split, &fit_cfg, dir, Weights::Model, sink)
 }
@@ -313,6 +286,8 @@ mod tests {
     fn runs_recorded_before_bn_still_read() {
         let mut v = serde_json::to_value(ImageTrainConfig::for_strategy(Strategy::FineTune)).unwrap();
         assert_eq!(v["bn"], "frozen");
+        // The shared loop settings stay flat in config.json, as runs recorded them.
+        assert_eq!((v["epochs"].as_u64(), v["batch_size"].as_i64()), (Some(5), Some(32)));
         let o = v.as_object_mut().unwrap();
         o.remove("bn");
         o.insert("freeze_bn".into(), false.into());

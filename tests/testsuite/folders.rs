@@ -7,7 +7,7 @@ use transfer_lab::data::folder::{decode_image, decode_sized, open_folder, Folder
 use transfer_lab::data::{Dataset, Source, Split};
 use transfer_lab::events::{LogLevel, RunEvent, VecSink};
 use transfer_lab::preprocess::{Preprocess, ResizeMode};
-use transfer_lab::train::{FitConfig, HeadConfig, Split as TrainSplit, ValSplit};
+use transfer_lab::train::{HeadConfig, Split as TrainSplit, ValSplit};
 
 /// Saves a `w` x `h` image whose red channel is `tint`; the format follows the extension.
 fn save_image(path: &Path, w: u32, h: u32, tint: u8) {
@@ -149,7 +149,8 @@ fn the_pytorch_tutorial_layouts_are_read_with_their_validation_set() {
     assert_eq!(test.unwrap().len(), 4);
     assert!(warnings(&logs).iter().any(|w| w.contains("stands in for the test split")), "{logs:?}");
     // The given validation set is the split, whatever --val-split says.
-    let cfg = FitConfig { val_from: train.val_from, ..HeadConfig::default().fit_config() };
+    let mut cfg = HeadConfig::default().fit_config();
+    cfg.fit.val_from = train.val_from;
     let split = TrainSplit::new(&train.labels(), &cfg).unwrap();
     assert_eq!((split.train, split.val), ((0..8).collect(), (8..12).collect()));
 
@@ -188,7 +189,11 @@ fn a_stratified_split_validates_every_class_and_a_sorted_last_split_is_said() {
     // 3 classes, sorted by class, as a folder lists them.
     let sorted: Vec<i64> = [(0, 10), (1, 20), (2, 5)].iter().flat_map(|&(c, n)| std::iter::repeat_n(c, n)).collect();
     let labels = Tensor::from_slice(&sorted);
-    let cfg = |val_split| FitConfig { val_split, ..HeadConfig::default().fit_config() };
+    let cfg = |val_split| {
+        let mut c = HeadConfig::default().fit_config();
+        c.fit.val_split = val_split;
+        c
+    };
     tch::manual_seed(3);
     let s = TrainSplit::new(&labels, &cfg(ValSplit::Stratified)).unwrap();
     let l = Vec::<i64>::try_from(&labels).unwrap();

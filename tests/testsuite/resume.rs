@@ -9,7 +9,7 @@ use transfer_lab::events::{EventSink, RunEvent, VecSink};
 use transfer_lab::models::Arch;
 use transfer_lab::preprocess::Preprocess;
 use transfer_lab::rundir::RunDir;
-use transfer_lab::train::{train_head, train_on_images, HeadConfig, ImageModel, ImageTrainConfig, Strategy};
+use transfer_lab::train::{train_head, train_on_images, HeadConfig, ImageModel, ImageTrainConfig, Strategy, TrainLoop};
 
 /// Asks the run to stop once step `at` has finished, as the dashboard's `s` would.
 struct StopAt<'a> {
@@ -46,7 +46,8 @@ fn the_head_stopped_at_any_batch_resumes_to_identical_files() {
     let features = Tensor::randn([200, 24], (Kind::Float, Device::Cpu));
     let labels = features.narrow(1, 0, 4).argmax(1, false);
     // 160 training rows in batches of 32: 5 batches an epoch, 15 steps.
-    let cfg = HeadConfig { epochs: 3, checkpoint_every: Some(2), ..Default::default() };
+    let fit = TrainLoop { epochs: 3, checkpoint_every: Some(2), ..Default::default() };
+    let cfg = HeadConfig { fit, ..Default::default() };
     let reference = tempfile::tempdir().unwrap();
     let (_, want) =
         train_head(&features, &labels, 10, &cfg, &RunDir::at(reference.path()), &mut VecSink::default()).unwrap();
@@ -78,7 +79,8 @@ fn fine_tuning_stopped_at_any_batch_resumes_to_identical_files() {
     let data = synthetic(64, Split::Train, 6);
     let pre = Preprocess { size: 32, ..Default::default() };
     // 51 training images in batches of 16: 4 batches an epoch; augmentation and dropout on.
-    let cfg = ImageTrainConfig { epochs: 3, batch_size: 16, ..ImageTrainConfig::for_strategy(Strategy::FineTune) };
+    let mut cfg = ImageTrainConfig::for_strategy(Strategy::FineTune);
+    (cfg.fit.epochs, cfg.fit.batch_size) = (3, 16);
     let train = |dir: &Path, sink: &mut dyn EventSink| {
         tch::manual_seed(0);
         let mut model = ImageModel::new(Arch::ResNet18, 10, 0.3, Device::Cpu);
@@ -105,7 +107,7 @@ fn a_checkpoint_from_other_settings_is_not_resumed_and_a_damaged_one_is_named() 
     let features = Tensor::randn([100, 8], (Kind::Float, Device::Cpu));
     let labels = features.narrow(1, 0, 3).argmax(1, false);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = HeadConfig { epochs: 2, ..Default::default() };
+    let cfg = HeadConfig { fit: TrainLoop { epochs: 2, ..Default::default() }, ..Default::default() };
     train_head(&features, &labels, 10, &cfg, &RunDir::at(dir.path()), &mut VecSink::default()).unwrap();
     let mut events = VecSink::default();
     let other = HeadConfig { learning_rate: 1e-2, ..cfg.clone() };

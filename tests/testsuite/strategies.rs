@@ -25,7 +25,8 @@ fn image_strategies_lower_the_loss() {
     for s in [Strategy::FineTune, Strategy::PretrainedInit, Strategy::Scratch] {
         tch::manual_seed(0);
         let mut model = ImageModel::new(Arch::ResNet18, 10, 0.0, Device::Cpu);
-        let cfg = ImageTrainConfig { epochs: 4, batch_size: 16, augment: false, ..ImageTrainConfig::for_strategy(s) };
+        let mut cfg = ImageTrainConfig { augment: false, ..ImageTrainConfig::for_strategy(s) };
+        (cfg.fit.epochs, cfg.fit.batch_size) = (4, 16);
         let dir = tempfile::tempdir().unwrap();
         let mut sink = VecSink::default();
         let out = train_on_images(&mut model, &data, &pre, &cfg, &RunDir::at(dir.path()), &mut sink).unwrap();
@@ -48,8 +49,11 @@ fn fine_tuning_resumes_from_its_last_epoch_and_stops_on_request() {
     let data = synthetic(64, Split::Train, 6);
     let pre = Preprocess { size: 32, ..Default::default() };
     let dir = tempfile::tempdir().unwrap();
-    let cfg =
-        |epochs| ImageTrainConfig { epochs, batch_size: 16, ..ImageTrainConfig::for_strategy(Strategy::FineTune) };
+    let cfg = |epochs| {
+        let mut c = ImageTrainConfig::for_strategy(Strategy::FineTune);
+        (c.fit.epochs, c.fit.batch_size) = (epochs, 16);
+        c
+    };
     let mut model = ImageModel::new(Arch::ResNet18, 10, 0.3, Device::Cpu);
     let first =
         train_on_images(&mut model, &data, &pre, &cfg(1), &RunDir::at(dir.path()), &mut VecSink::default()).unwrap();

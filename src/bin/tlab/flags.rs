@@ -15,7 +15,7 @@ use transfer_lab::models::{Arch, Tap, WeightsVariant};
 use transfer_lab::preprocess::{Normalization, Preprocess, ResizeMode};
 use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig, ProbeConfig};
 use transfer_lab::run::{RunConfig, WeightsChoice};
-use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy, Unfreeze, ValSplit};
+use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy, TrainLoop, Unfreeze, ValSplit};
 
 /// What `run` and `train` share: data, model, head, and where the run directory goes.
 #[derive(Args)]
@@ -142,10 +142,10 @@ pub(crate) struct HeadArgs {
     #[arg(long, value_enum, default_value_t = Strategy::default())]
     pub(crate) strategy: Strategy,
     /// Epochs of the head (the post: 10)
-    #[arg(long, default_value_t = HeadConfig::default().epochs)]
+    #[arg(long, default_value_t = HeadConfig::default().fit.epochs)]
     pub(crate) epochs: u32,
     /// Epochs of image training (fine-tune, pretrained-init, scratch)
-    #[arg(long, default_value_t = ImageTrainConfig::for_strategy(Strategy::FineTune).epochs)]
+    #[arg(long, default_value_t = ImageTrainConfig::for_strategy(Strategy::FineTune).fit.epochs)]
     pub(crate) image_epochs: u32,
     /// Body learning rate for image training (the head keeps --lr; default per strategy)
     #[arg(long)]
@@ -262,13 +262,16 @@ fn extract_config(m: &ModelArgs) -> ExtractConfig {
     }
 }
 
-fn image_config(d: &DataArgs, h: &HeadArgs) -> ImageTrainConfig {
+/// The loop's settings both trainings take from the flags.
+fn train_loop(d: &DataArgs, h: &HeadArgs, epochs: u32, val_split: ValSplit) -> TrainLoop {
+    TrainLoop { epochs, seed: d.seed as i64, checkpoint_every: h.checkpoint_every, val_split, ..Default::default() }
+}
+
+fn image_config(d: &DataArgs, h: &HeadArgs, val_split: ValSplit) -> ImageTrainConfig {
     let mut images = ImageTrainConfig::for_strategy(h.strategy);
-    images.epochs = h.image_epochs;
+    images.fit = train_loop(d, h, h.image_epochs, val_split);
     images.head_lr = h.lr;
-    images.seed = d.seed as i64;
     images.augment = !h.no_augment;
-    images.checkpoint_every = h.checkpoint_every;
     if let Some(lr) = h.body_lr {
         images.body_lr = lr;
     }
@@ -281,23 +284,16 @@ fn image_config(d: &DataArgs, h: &HeadArgs) -> ImageTrainConfig {
 
 pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String, fallback: bool) -> Result<RunConfig> {
     let data = data_spec(d, m)?;
-    let val_split = h.val_split.unwrap_or_else(|| transfer_lab::train::ValSplit::default_for(&data));
+    let val_split = h.val_split.unwrap_or_else(|| ValSplit::default_for(&data));
     Ok(RunConfig {
         strategy: h.strategy,
-        images: ImageTrainConfig { val_split, ..image_config(d, h) },
+        images: image_config(d, h, val_split),
         name,
         data,
         arch: m.arch,
         weights: weights_choice(&m.weights, d.seed),
         extract: extract_config(m),
-        head: HeadConfig {
-            epochs: h.epochs,
-            learning_rate: h.lr,
-            val_split,
-            seed: d.seed as i64,
-            checkpoint_every: h.checkpoint_every,
-            ..Default::default()
-        },
+        head: HeadConfig { fit: train_loop(d, h, h.epochs, val_split), learning_rate: h.lr, ..Default::default() },
         device: m.device,
         limit: d.limit,
         offline_fallback: fallback,

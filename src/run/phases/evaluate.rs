@@ -42,8 +42,8 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
     write_table(dir, Table::Confusion, &mut tables::confusion_frame(&confusion)?)?;
     let expected = match cfg.strategy {
         s if s.is_convex_probe() => 0,
-        s if s.on_images() => cfg.images.epochs,
-        _ => cfg.head.epochs,
+        s if s.on_images() => cfg.images.fit.epochs,
+        _ => cfg.head.fit.epochs,
     };
     let timings = Timings::read(dir).ok();
     let summary = RunSummary {
@@ -144,5 +144,5 @@ fn evaluate_model(
     let mut model = ImageModel::new(cfg.arch, t.classes.len() as i64, cfg.images.dropout, device);
     crate::checkpoint::load(&mut model.vs, &dir.best(Weights::Model))?;
     let idx: Vec<i64> = (0..test.len() as i64).collect();
-    evaluate_images(&model, test, &idx, &cfg.extract.preprocess, cfg.images.batch_size)
+    evaluate_images(&model, test, &idx, &cfg.extract.preprocess, cfg.images.fit.batch_size)
 }

@@ -28,7 +28,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         let (train, _test) = open_data(cfg, cache, s)?;
         let backbone = match cfg.strategy {
             // The control: the same network, never pretrained.
-            Strategy::Scratch => Backbone::random(cfg.arch, cfg.head.seed, device),
+            Strategy::Scratch => Backbone::random(cfg.arch, cfg.head.fit.seed, device),
             _ => open_backbone(cfg, cache, device, s)?,
         };
         Ok((train, backbone))
@@ -61,7 +61,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         weights: match (&cfg.weights, backbone.weights.pretrained) {
             (w, true) => w.clone(),
             (WeightsChoice::Random { seed }, false) => WeightsChoice::Random { seed: *seed },
-            (_, false) => WeightsChoice::Random { seed: cfg.head.seed },
+            (_, false) => WeightsChoice::Random { seed: cfg.head.fit.seed },
         },
         tap: probe_tap(cfg),
         classes: train.classes.clone(),
@@ -85,8 +85,8 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
 /// `cfg` with the dataset's given validation set (an image folder's `val/`), if any.
 fn with_given_val(cfg: &RunConfig, val_from: Option<usize>) -> RunConfig {
     let mut cfg = cfg.clone();
-    cfg.head.val_from = val_from;
-    cfg.images.val_from = val_from;
+    cfg.head.fit.val_from = val_from;
+    cfg.images.fit.val_from = val_from;
     cfg
 }
 
@@ -94,7 +94,7 @@ fn with_given_val(cfg: &RunConfig, val_from: Option<usize>) -> RunConfig {
 /// same seed before the same call).
 fn warn_split(cfg: &RunConfig, train: &data::Dataset, sink: &mut dyn EventSink) -> Result<()> {
     let fit = if cfg.strategy.on_images() { cfg.images.fit_config() } else { cfg.head.fit_config() };
-    tch::manual_seed(fit.seed);
+    tch::manual_seed(fit.fit.seed);
     let labels = train.labels();
     crate::train::Split::new(&labels, &fit)?.warn_unvalidated(&labels, &train.classes, &fit, sink)
 }
@@ -137,7 +137,7 @@ fn train_probe(
     let ftrain = train_features(cfg, backbone, train, dir, cache, sink)?;
     let (_head, outcome) =
         timed(sink, ms, |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
-    let stopped = outcome.history.len() < cfg.head.epochs as usize;
+    let stopped = outcome.history.len() < cfg.head.fit.epochs as usize;
     Ok(Fitted { outcome, probe: None, stopped })
 }
 
@@ -158,7 +158,7 @@ fn train_convex(
     probe::check_finite(&ftrain.features, &ftrain.dir)?;
     let x = ftrain.features.to_device(cfg.device.resolve());
     let n = x.size()[0];
-    tch::manual_seed(cfg.head.seed);
+    tch::manual_seed(cfg.head.fit.seed);
     let split = crate::train::Split::new(&ftrain.labels, &cfg.head.fit_config())?;
     let (best_val_acc, probe, stopped) = match cfg.strategy {
         Strategy::Logreg => {
@@ -238,7 +238,7 @@ fn train_images(
     }
     let pre = cfg.extract.preprocess;
     let outcome = timed(sink, ms, |s| train_on_images(&mut model, train, &pre, &cfg.images, dir, s))?;
-    let stopped = outcome.history.len() < cfg.images.epochs as usize;
+    let stopped = outcome.history.len() < cfg.images.fit.epochs as usize;
     Ok(Fitted { outcome, probe: None, stopped })
 }
 
