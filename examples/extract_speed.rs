@@ -1,12 +1,13 @@
 //! Extraction speed of the backbone variants, interleaved in one run (a benchmark, not a
-//! test): the plain ResNet (tch eager, NCHW), BatchNorm folded (NCHW), and folded
-//! channels-last (what `tlab extract` runs). Prints images/s and ratios to the plain net.
+//! test): the plain network (tch eager, NCHW) and its inference copy (BatchNorm folded
+//! where there is any, channels-last: what `tlab extract` runs), for any `--arch`. Prints
+//! images/s and ratios to the plain net.
 //!
 //! `cargo run --release --example extract_speed -- [arch] [size] [batch] [rounds]`
 //! (defaults: resnet50 200 32 5)
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
-use transfer_lab::models::{folded::FoldedResNet, Arch, Backbone, Tap};
+use transfer_lab::models::{Arch, Backbone, Tap};
 
 fn main() -> transfer_lab::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,13 +16,11 @@ fn main() -> transfer_lab::Result<()> {
     let batch: i64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(32);
     let rounds: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
     let b = Backbone::random(arch, 0, Device::Cpu);
-    let nchw = FoldedResNet::new(&b.net, false);
     let x = Tensor::randn([batch, 3, size, size], (Kind::Float, Device::Cpu));
     type Variant<'a> = (&'a str, Box<dyn Fn(&Tensor) -> Tensor + 'a>);
     let variants: Vec<Variant> = vec![
-        ("plain (eager, BatchNorm, NCHW)", Box::new(|x| tch::no_grad(|| b.net.features(x, Tap::Layer4, false)))),
-        ("folded BatchNorm, NCHW", Box::new(|x| nchw.features(x, Tap::Layer4))),
-        ("folded, channels-last (used)", Box::new(|x| b.features(x, Tap::Layer4))),
+        ("plain (eager, NCHW)", Box::new(|x| tch::no_grad(|| b.net.features_t(x, Tap::Layer4, false)))),
+        ("inference copy (used)", Box::new(|x| b.features(x, Tap::Layer4))),
     ];
     for (_, f) in &variants {
         let _ = f(&x); // warm-up: oneDNN builds its kernels on first use

@@ -12,7 +12,7 @@
 //! k-NN keeps its training features as its model and is not exported.
 use crate::cache::Cache;
 use crate::data::folder;
-use crate::models::{load_tensors, Arch, ResNet, Tap};
+use crate::models::{load_tensors, Arch, Inference, Network, Tap};
 use crate::preprocess::Preprocess;
 use crate::rundir::{RunDir, Weights};
 use crate::train::Strategy;
@@ -63,9 +63,9 @@ pub struct Prediction {
 pub struct Classifier {
     pub meta: ModelMeta,
     vs: nn::VarStore,
-    net: ResNet,
+    net: Box<dyn Network>,
     /// The inference copy (BatchNorm folded), built once the weights are in.
-    folded: crate::models::folded::FoldedResNet,
+    folded: Box<dyn Inference>,
 }
 
 impl Classifier {
@@ -163,10 +163,10 @@ impl Classifier {
         Classifier::assemble(meta, vs, net)
     }
 
-    fn assemble(meta: ModelMeta, mut vs: nn::VarStore, net: ResNet) -> Classifier {
+    fn assemble(meta: ModelMeta, mut vs: nn::VarStore, net: Box<dyn Network>) -> Classifier {
         // Inference only; a traced graph also needs weights without gradients.
         vs.freeze();
-        let folded = crate::models::folded::FoldedResNet::new(&net, true);
+        let folded = net.inference(&vs, crate::models::folded::Precision::Fp32);
         Classifier { meta, vs, net, folded }
     }
 
@@ -263,7 +263,7 @@ impl Classifier {
     /// torchvision layers.
     pub fn forward_unfolded(&self, images: &Tensor, norm: &crate::preprocess::NormConstants) -> Tensor {
         let x = norm.apply(images);
-        let f = self.net.features(&x, self.meta.tap, false);
+        let f = self.net.features_t(&x, self.meta.tap, false);
         f.linear(&self.fc("weight"), Some(&self.fc("bias"))).softmax(-1, Kind::Float)
     }
 }
@@ -271,7 +271,7 @@ impl Classifier {
 /// Whether `meta` describes `tensors`: the head's shape is the tap's width by the number
 /// of classes, and the input size is one `tlab` can run.
 fn check_meta(meta: &ModelMeta, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
-    let dim = meta.arch.stage_channels()[meta.tap.index()];
+    let dim = meta.arch.feature_dim(meta.tap);
     let c = meta.classes.len() as i64;
     let shape = |k: &str| tensors.get(k).map(|t| t.size());
     if c < 2 {
@@ -292,11 +292,11 @@ fn check_meta(meta: &ModelMeta, tensors: &HashMap<String, Tensor>) -> std::resul
     Ok(())
 }
 
-/// The variables a model with `meta` holds, under torchvision's names.
-fn build(meta: &ModelMeta, device: Device) -> (nn::VarStore, ResNet) {
+/// The variables a model with `meta` holds, under its family's published names.
+fn build(meta: &ModelMeta, device: Device) -> (nn::VarStore, Box<dyn Network>) {
     let vs = nn::VarStore::new(device);
-    let net = ResNet::new(&vs.root(), meta.arch, None);
-    let dim = meta.arch.stage_channels()[meta.tap.index()];
+    let net = meta.arch.build(&vs.root());
+    let dim = meta.arch.feature_dim(meta.tap);
     let _ = nn::linear(vs.root() / "fc", dim, meta.classes.len() as i64, Default::default());
     (vs, net)
 }

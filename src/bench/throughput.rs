@@ -6,8 +6,7 @@
 use super::peer::{Peer, PeerSpec};
 use super::{BenchConfig, Env, Result};
 use crate::features::Precision;
-use crate::models::folded::FoldedResNet;
-use crate::models::{Arch, Backbone, Tap};
+use crate::models::{Arch, Backbone, Inference, Tap};
 use serde::Serialize;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -56,7 +55,7 @@ const CONV_CALLS: usize = 2;
 enum Runner {
     /// `heap`: [`crate::heap`]'s mode while this candidate runs.
     Ours {
-        net: FoldedResNet,
+        net: Box<dyn Inference>,
         x: Tensor,
         heap: crate::heap::Mode,
     },
@@ -120,8 +119,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
     let device = env.device;
     let precisions = &cfg.precisions;
     let backbone = Backbone::random(Arch::ResNet50, 0, device);
-    let fp32_net = FoldedResNet::new(&backbone.net, true);
-    let macs = fp32_net.macs_per_image(cfg.size, Tap::Layer4);
+    let macs = backbone.macs_per_image(cfg.size, Tap::Layer4);
     let x = Tensor::randn([cfg.batch, 3, cfg.size, cfg.size], (Kind::Float, device));
     let mut cands = Vec::new();
     let mut peers = Vec::new();
@@ -129,7 +127,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
         // The process's heap mode (`TLAB_HEAP`; `pool` by default), as `tlab extract` runs.
         let heap = crate::heap::mode();
         for &p in precisions {
-            let net = FoldedResNet::with_precision(&backbone.net, true, p);
+            let net = backbone.inference_copy(p);
             let name = format!("ours: folded channels-last {p}");
             let runner = Runner::Ours { net, x: x.copy(), heap };
             cands.push(Candidate { name, group: "ours", precision: p, runner });
@@ -139,7 +137,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
         use crate::heap::Mode;
         if crate::heap::set_mode(heap) {
             for other in [Mode::Pool, Mode::Reuse, Mode::System].into_iter().filter(|&m| m != heap) {
-                let net = FoldedResNet::new(&backbone.net, true);
+                let net = backbone.inference_copy(Precision::Fp32);
                 let name = format!("ours: same, heap {} fp32", other.name());
                 let runner = Runner::Ours { net, x: x.copy(), heap: other };
                 cands.push(Candidate { name, group: "ours-heap", precision: Precision::Fp32, runner });

@@ -32,7 +32,7 @@ impl Plan {
             dataset_digest: data.digest.clone(),
             images: data.len(),
             weights_digest: backbone.weights.digest.clone(),
-            arch: backbone.net.arch,
+            arch: backbone.arch(),
             image_size: cfg.preprocess.size,
             normalization: cfg.preprocess.normalization,
             tap: cfg.tap,
@@ -44,7 +44,7 @@ impl Plan {
         Ok(Plan {
             id: key.id(),
             dir: FeatureDir::of(cache, &key),
-            dim: backbone.net.feature_dim(cfg.tap),
+            dim: backbone.feature_dim(cfg.tap),
             shard_size,
             total,
             shards: total.div_ceil(shard_size),

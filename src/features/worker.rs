@@ -7,7 +7,8 @@ use super::{ExtractConfig, FeatureDir, ShardInfo};
 use crate::data::Dataset;
 use crate::download::sha256_file;
 use crate::events::{EventSink, RunEvent};
-use crate::models::folded::{FoldedResNet, Precision};
+use crate::models::folded::Precision;
+use crate::models::Inference;
 use crate::models::Backbone;
 use crate::{Error, Result};
 use std::time::Instant;
@@ -20,7 +21,7 @@ pub(super) struct Worker<'a> {
     data: &'a Dataset,
     cfg: &'a ExtractConfig,
     plan: &'a Plan,
-    reduced: Option<FoldedResNet>,
+    reduced: Option<Box<dyn Inference>>,
     feats: Tensor,
     labels: Tensor,
     split: String,
@@ -46,8 +47,7 @@ impl<'a> Worker<'a> {
     ) -> Worker<'a> {
         let precision = cfg.precision;
         // Built from the backbone's weights as they are now, once per extraction.
-        let reduced =
-            (precision != Precision::Fp32).then(|| FoldedResNet::with_precision(&backbone.net, true, precision));
+        let reduced = (precision != Precision::Fp32).then(|| backbone.inference_copy(precision));
         // One shard's rows, allocated once and reused: no per-batch feature tensors living
         // between a pass's large blocks (they fragment the heap).
         let rows = plan.shard_size.min(plan.total) as i64;

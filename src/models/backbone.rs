@@ -1,7 +1,9 @@
-//! A ResNet with its weights: where they came from, their digest, the input they expect.
-use super::folded::FoldedResNet;
-use super::resnet::{Arch, ResNet, Tap};
-use super::weights::{fetch_weights, load_weights, WeightsEntry};
+//! A network of any family with its weights: where they came from, their digest, the
+//! input they expect, and the inference copy extraction runs.
+use super::arch::Arch;
+use super::family::{Inference, Network, Tap};
+use super::folded::Precision;
+use super::weights::{fetch_weights, load_tensors, load_weights, WeightsEntry};
 use crate::cache::Cache;
 use crate::download::{sha256_file, Downloader};
 use crate::events::EventSink;
@@ -26,11 +28,12 @@ pub struct WeightsInfo {
 /// A frozen feature extractor.
 pub struct Backbone {
     pub vs: nn::VarStore,
-    pub net: ResNet,
+    pub net: Box<dyn Network>,
     pub weights: WeightsInfo,
-    /// The inference copy that extraction runs (BatchNorm folded, channels-last); built
-    /// from `vs` once the weights are in, so later changes to `vs` do not reach it.
-    folded: FoldedResNet,
+    /// The fp32 inference copy that extraction runs (BatchNorm folded, channels-last where
+    /// the family gains); built from `vs` once the weights are in, so later changes to
+    /// `vs` do not reach it.
+    inference: Box<dyn Inference>,
 }
 
 impl Backbone {
@@ -38,7 +41,7 @@ impl Backbone {
     pub fn random(arch: Arch, seed: i64, device: Device) -> Backbone {
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(device);
-        let net = ResNet::new(&vs.root(), arch, None);
+        let net = arch.build(&vs.root());
         let weights = WeightsInfo {
             label: format!("{} random(seed={seed})", arch.name()),
             digest: format!("random:{}:{seed}", arch.name()),
@@ -48,16 +51,17 @@ impl Backbone {
         Backbone::assemble(vs, net, weights)
     }
 
-    fn assemble(vs: nn::VarStore, net: ResNet, weights: WeightsInfo) -> Backbone {
-        let folded = FoldedResNet::new(&net, true);
-        Backbone { vs, net, weights, folded }
+    fn assemble(vs: nn::VarStore, net: Box<dyn Network>, weights: WeightsInfo) -> Backbone {
+        let inference = net.inference(&vs, Precision::Fp32);
+        Backbone { vs, net, weights, inference }
     }
 
-    /// Loads a local `.pth` or `.safetensors` state dict (torchvision names), strictly.
+    /// Loads a local weights file strictly: a `.pth` or `.safetensors` state dict under
+    /// the published names, or the family's own format (Keras' `.h5`).
     pub fn from_file(arch: Arch, path: &Path, device: Device) -> Result<Backbone> {
         let mut vs = nn::VarStore::new(device);
-        let net = ResNet::new(&vs.root(), arch, None);
-        load_weights(&mut vs, path, &["fc."])?;
+        let net = arch.build(&vs.root());
+        load_backbone_weights(arch, &mut vs, path)?;
         let digest = sha256_file(path)?;
         let normalization = registry_entry_for(path).map(|e| e.normalization);
         let label = format!("{} file:{}", arch.name(), path.display());
@@ -73,14 +77,33 @@ impl Backbone {
     ) -> Result<Backbone> {
         let path = fetch_weights(entry, cache, &Downloader::default(), sink)?;
         let mut b = Backbone::from_file(entry.arch, &path, device)?;
-        b.weights.label = format!("{} {}", entry.arch.name(), entry.variant.torchvision_name());
+        b.weights.label = entry.label();
         b.weights.normalization = Some(entry.normalization);
         Ok(b)
     }
 
+    pub fn arch(&self) -> Arch {
+        self.net.arch()
+    }
+
     /// Pooled features at `tap` for preprocessed images: `[N, 3, S, S]` -> `[N, C]`.
     pub fn features(&self, x: &Tensor, tap: Tap) -> Tensor {
-        self.folded.features(x, tap)
+        self.inference.features(x, tap)
+    }
+
+    /// Feature width at `tap`.
+    pub fn feature_dim(&self, tap: Tap) -> i64 {
+        self.arch().feature_dim(tap)
+    }
+
+    /// Another inference copy in `precision` (bf16, fp16), made from the fp32 weights.
+    pub fn inference_copy(&self, precision: Precision) -> Box<dyn Inference> {
+        self.net.inference(&self.vs, precision)
+    }
+
+    /// Multiply-accumulates per `side` x `side` image up to `tap`.
+    pub fn macs_per_image(&self, side: i64, tap: Tap) -> u64 {
+        self.net.macs_per_image(side, tap)
     }
 
     /// Warns loudly when `norm` is not what the weights were trained with.
@@ -93,6 +116,26 @@ impl Backbone {
                 want.name()
             ));
         }
+    }
+}
+
+/// Copies a weights file into `vs` (built by `arch.build`), strictly, leaving out the
+/// published checkpoint's classifier: `.h5` through the family's converter, any other
+/// file as a state dict.
+pub fn load_backbone_weights(arch: Arch, vs: &mut nn::VarStore, path: &Path) -> Result<()> {
+    let spec = arch.spec();
+    let h5 = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("h5"));
+    match spec.converter {
+        Some(convert) if h5 => load_tensors(vs, convert(path)?, path, spec.classifier).map(|_| ()),
+        None if h5 => Err(crate::Error::Weights {
+            path: path.to_path_buf(),
+            reason: format!(
+                "a `.h5` file is Keras' format; {} reads `.pth` or `.safetensors` state dicts \
+                 (Keras' ResNet50 is `--arch keras-resnet50`)",
+                arch.name()
+            ),
+        }),
+        _ => load_weights(vs, path, spec.classifier).map(|_| ()),
     }
 }
 

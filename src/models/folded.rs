@@ -4,7 +4,8 @@
 //!
 //! A reduced-precision copy ([`FoldedResNet::with_precision`], bf16 or fp16) folds in fp32 and
 //! then rounds the folded weights once, so it differs from the fp32 net only by rounding.
-use super::resnet::{Block, ResNet, Tap};
+use super::family::{channels_last, Inference, Tap};
+use super::resnet::{Block, ResNet};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
@@ -59,11 +60,6 @@ pub fn device_name(device: Device) -> String {
 
 /// torchvision's (and tch's default) BatchNorm epsilon.
 const BN_EPS: f64 = 1e-5;
-
-/// NCHW shape with NHWC strides: what oneDNN's fast convolution paths want.
-fn channels_last(t: &Tensor) -> Tensor {
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
 
 /// A convolution with its BatchNorm folded in: `w' = w * g/s`, `b' = beta - mean * g/s`,
 /// with `s = sqrt(var + eps)`.
@@ -211,6 +207,18 @@ impl FoldedResNet {
             let x = if self.opts.kind == Kind::Float { x } else { x.to_kind(Kind::Float) };
             x.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
         })
+    }
+}
+
+impl Inference for FoldedResNet {
+    fn features(&self, x: &Tensor, tap: Tap) -> Tensor {
+        FoldedResNet::features(self, x, tap)
+    }
+    fn macs_per_image(&self, side: i64, tap: Tap) -> u64 {
+        FoldedResNet::macs_per_image(self, side, tap)
+    }
+    fn kind(&self) -> Kind {
+        self.opts.kind
     }
 }
 

@@ -1,10 +1,14 @@
 //! Backbones and their pretrained weights.
+pub mod arch;
 pub mod backbone;
+pub mod family;
 pub mod folded;
 pub mod pth;
 pub mod resnet;
 pub mod weights;
 
-pub use backbone::{Backbone, WeightsInfo};
-pub use resnet::{Arch, ResNet, Stages, Tap};
+pub use arch::{Arch, ArchSpec, Family};
+pub use backbone::{load_backbone_weights, Backbone, WeightsInfo};
+pub use family::{Inference, Network, Tap};
+pub use resnet::{ResNet, Stages};
 pub use weights::{fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry, WeightsVariant};

@@ -3,63 +3,41 @@
 //! Variable paths equal torchvision's state-dict keys (`layer1.0.downsample.0.weight`), so
 //! its checkpoints load unchanged. Unlike `tch::vision::resnet`, the stages are reachable:
 //! the earlier-layer strategy taps `layer2`/`layer3`.
-use serde::{Deserialize, Serialize};
+use super::arch::{Arch, ArchSpec, Family};
+use super::family::{Inference, Network, Tap};
+use super::folded::{FoldedResNet, Precision};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
-/// The five depths torchvision ships.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-#[value(rename_all = "lower")]
-pub enum Arch {
-    ResNet18,
-    ResNet34,
-    ResNet50,
-    ResNet101,
-    ResNet152,
-}
-
-crate::choice::choice!(Arch, "architecture", ignore_case);
-
-impl Arch {
-    /// Blocks per stage.
-    fn blocks(self) -> [usize; 4] {
-        match self {
-            Arch::ResNet18 => [2, 2, 2, 2],
-            Arch::ResNet34 | Arch::ResNet50 => [3, 4, 6, 3],
-            Arch::ResNet101 => [3, 4, 23, 3],
-            Arch::ResNet152 => [3, 8, 36, 3],
-        }
-    }
-
-    fn bottleneck(self) -> bool {
-        !matches!(self, Arch::ResNet18 | Arch::ResNet34)
-    }
-
-    /// Channels out of each stage: `[layer1, layer2, layer3, layer4]`.
-    pub fn stage_channels(self) -> [i64; 4] {
-        let e = if self.bottleneck() { 4 } else { 1 };
-        [64 * e, 128 * e, 256 * e, 512 * e]
+/// Blocks per stage.
+fn blocks(arch: Arch) -> [usize; 4] {
+    match arch {
+        Arch::ResNet18 => [2, 2, 2, 2],
+        Arch::ResNet101 => [3, 4, 23, 3],
+        Arch::ResNet152 => [3, 8, 36, 3],
+        _ => [3, 4, 6, 3],
     }
 }
 
-/// Where features are taken: the global average pool of a stage's output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Tap {
-    Layer1,
-    Layer2,
-    Layer3,
-    /// The post's choice: the last stage, `[N, 2048]` for ResNet-50.
-    #[value(alias = "pooled")]
-    Layer4,
+fn bottleneck(arch: Arch) -> bool {
+    !matches!(arch, Arch::ResNet18 | Arch::ResNet34)
 }
 
-crate::choice::choice!(Tap, "layer");
+/// Channels out of each stage: `[layer1, layer2, layer3, layer4]`.
+fn stage_channels(arch: Arch) -> [i64; 4] {
+    let e = if bottleneck(arch) { 4 } else { 1 };
+    [64 * e, 128 * e, 256 * e, 512 * e]
+}
 
-impl Tap {
-    pub(crate) fn index(self) -> usize {
-        self as usize
+/// The registry's facts about a torchvision ResNet.
+pub(super) fn spec(arch: Arch) -> ArchSpec {
+    ArchSpec {
+        family: Family::ResNet,
+        widths: stage_channels(arch),
+        last_stage: &["layer4."],
+        classifier: &["fc."],
+        build: |p, arch| Box::new(ResNet::new(p, arch, None)),
+        converter: None,
     }
 }
 
@@ -160,21 +138,21 @@ impl ResNet {
     pub fn new(p: &nn::Path, arch: Arch, classes: Option<i64>) -> ResNet {
         let conv1 = conv(p / "conv1", 3, 64, 7, 2, 3);
         let bn1 = bn(p / "bn1", 64);
-        let bottleneck = arch.bottleneck();
+        let bottleneck = bottleneck(arch);
         let mut c_in = 64;
         let layers = std::array::from_fn(|i| {
             let planes = 64 << i;
             let stride = if i == 0 { 1 } else { 2 };
             let lp = p / format!("layer{}", i + 1);
-            (0..arch.blocks()[i])
+            (0..blocks(arch)[i])
                 .map(|b| {
                     let block = Block::new(&lp / b, c_in, planes, if b == 0 { stride } else { 1 }, bottleneck);
-                    c_in = arch.stage_channels()[i];
+                    c_in = stage_channels(arch)[i];
                     block
                 })
                 .collect()
         });
-        let fc = classes.map(|n| nn::linear(p / "fc", arch.stage_channels()[3], n, Default::default()));
+        let fc = classes.map(|n| nn::linear(p / "fc", stage_channels(arch)[3], n, Default::default()));
         ResNet { arch, conv1, bn1, layers, fc }
     }
 
@@ -199,7 +177,7 @@ impl ResNet {
 
     /// Feature width at `tap` (`[N, C]`'s C).
     pub fn feature_dim(&self, tap: Tap) -> i64 {
-        self.arch.stage_channels()[tap.index()]
+        stage_channels(self.arch)[tap.index()]
     }
 
     /// Every stage's output, for inspection and parity tests.
@@ -223,5 +201,33 @@ impl ModuleT for ResNet {
             Some(fc) => pooled.apply(fc),
             None => pooled,
         }
+    }
+}
+
+impl Network for ResNet {
+    fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    fn taps_t(&self, x: &Tensor, last: Tap, train: bool) -> Vec<Tensor> {
+        let mut maps: Vec<Tensor> = Vec::with_capacity(4);
+        let mut x = self.stem(x, train);
+        for i in 0..=last.index() {
+            x = self.layer(i, &x, train);
+            maps.push(x.shallow_clone());
+        }
+        maps
+    }
+
+    fn features_t(&self, x: &Tensor, tap: Tap, train: bool) -> Tensor {
+        self.features(x, tap, train)
+    }
+
+    fn macs_per_image(&self, side: i64, tap: Tap) -> u64 {
+        FoldedResNet::new(self, false).macs_per_image(side, tap)
+    }
+
+    fn inference(&self, _vs: &nn::VarStore, precision: Precision) -> Box<dyn Inference> {
+        Box::new(FoldedResNet::with_precision(self, true, precision))
     }
 }

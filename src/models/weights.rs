@@ -1,6 +1,6 @@
 //! The registry of pretrained weights, fetching them into the cache, and strict loading
 //! of state dicts.
-use super::resnet::Arch;
+use super::arch::Arch;
 use crate::cache::Cache;
 use crate::download::{verify_recorded, Checksum, Downloader};
 use crate::events::EventSink;
@@ -107,6 +107,11 @@ impl WeightsEntry {
     pub fn sha256_prefix(&self) -> &'static str {
         let stem = self.file.trim_end_matches(".pth");
         &stem[stem.len() - 8..]
+    }
+
+    /// "resnet50 IMAGENET1K_V1": how run records and labels name these weights.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.arch.name(), self.variant.torchvision_name())
     }
 
     pub fn url(&self, base: &str) -> String {

@@ -260,8 +260,8 @@ impl PoolingCheck {
         let (images, _) = data.batch(0..n.min(data.len()))?;
         let x = Preprocess::default().apply(&images, backbone.vs.device())?;
         tch::no_grad(|| {
-            let stages = backbone.net.stages(&x, false);
-            let layer4 = &stages.layers[3];
+            let maps = backbone.net.taps_t(&x, Tap::Layer4, false);
+            let layer4 = &maps[3];
             let by_hand = layer4.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
             let cached = backbone.features(&x, Tap::Layer4).to_kind(Kind::Float);
             let max_abs_diff = (&by_hand - &cached).abs().max().double_value(&[]);

@@ -4,7 +4,7 @@ use super::fit::{fit, Adam, FitConfig, Split, TrainLoop, TrainStep};
 use super::head::{Evaluation, TrainOutcome};
 use crate::data::Dataset;
 use crate::events::EventSink;
-use crate::models::{Arch, ResNet, Tap};
+use crate::models::{Arch, Network, Tap};
 use crate::preprocess::Preprocess;
 use crate::rundir::{RunDir, Weights};
 use crate::Result;
@@ -146,7 +146,7 @@ impl ImageTrainConfig {
 /// Body + Dropout + `fc`; the body in optimiser group 0, `fc` in group 1 (own learning rate).
 pub struct ImageModel {
     pub vs: nn::VarStore,
-    pub net: ResNet,
+    pub net: Box<dyn Network>,
     fc: nn::Linear,
     dropout: f64,
 }
@@ -154,24 +154,26 @@ pub struct ImageModel {
 impl ImageModel {
     pub fn new(arch: Arch, classes: i64, dropout: f64, device: Device) -> ImageModel {
         let vs = nn::VarStore::new(device);
-        let net = ResNet::new(&vs.root(), arch, None);
-        let fc = nn::linear(vs.root().set_group(1) / "fc", arch.stage_channels()[3], classes, Default::default());
+        let net = arch.build(&vs.root());
+        let fc = nn::linear(vs.root().set_group(1) / "fc", arch.feature_dim(Tap::Layer4), classes, Default::default());
         ImageModel { vs, net, fc, dropout }
     }
 
     /// `[N, 3, S, S]` -> logits. `bn_train`: BatchNorm in training mode.
     pub fn forward_t(&self, x: &Tensor, bn_train: bool, dropout: bool) -> Tensor {
-        self.fc.forward(&self.net.features(x, Tap::Layer4, bn_train).dropout(self.dropout, dropout))
+        self.fc.forward(&self.net.features_t(x, Tap::Layer4, bn_train).dropout(self.dropout, dropout))
     }
 
     /// Copies a trained head (`fc.weight`, `fc.bias`, e.g. the linear probe's) into `fc`.
     pub fn load_head(&mut self, path: &Path) -> Result<()> {
-        crate::models::load_weights(&mut self.vs, path, &["conv1.", "bn1.", "layer"]).map(|_| ())
+        let body: Vec<String> = self.vs.variables().into_keys().filter(|k| !k.starts_with("fc.")).collect();
+        let body: Vec<&str> = body.iter().map(String::as_str).collect();
+        crate::models::load_weights(&mut self.vs, path, &body).map(|_| ())
     }
 
     fn set_trainable(&self, unfreeze: Unfreeze) {
         for (name, v) in self.vs.variables() {
-            let train = unfreeze == Unfreeze::All || name.starts_with("layer4.") || name.starts_with("fc.");
+            let train = unfreeze == Unfreeze::All || self.net.arch().in_last_stage(&name) || name.starts_with("fc.");
             let _ = v.set_requires_grad(train && !name.contains("running_"));
         }
     }

@@ -7,7 +7,6 @@ use transfer_lab::cache::Cache;
 use transfer_lab::data::{synthetic::synthetic, Split};
 use transfer_lab::events::VecSink;
 use transfer_lab::features::{extract_features, ExtractConfig, Precision};
-use transfer_lab::models::folded::FoldedResNet;
 use transfer_lab::models::{Arch, Backbone, Tap};
 use transfer_lab::preprocess::{Normalization, Preprocess};
 
@@ -58,7 +57,7 @@ fn bf16_features_match_fp32_in_their_own_cache_entry() {
     assert!(!bf16.features.equal(&fp32.features), "bf16 must really compute in bf16");
     // fp32 is the backbone's own folded net, unchanged: a fresh fp32 copy agrees bit for bit.
     let x = Tensor::randn([4, 3, 64, 64], (Kind::Float, Device::Cpu));
-    let copy = FoldedResNet::with_precision(&backbone.net, true, Precision::Fp32);
+    let copy = backbone.inference_copy(Precision::Fp32);
     assert!(copy.features(&x, Tap::Layer4).equal(&backbone.features(&x, Tap::Layer4)));
 }
 

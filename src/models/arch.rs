@@ -1,0 +1,107 @@
+//! The registry of architectures: each `--arch` value, its family, and what the rest of
+//! the crate needs to know about it without building it. A family adds its variants here
+//! and a `spec` in its own file.
+use super::family::{Converter, Network, Tap};
+use serde::{Deserialize, Serialize};
+use tch::nn;
+
+/// Every network `tlab` builds. The spelling is the CLI's, serde's and the cache key's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Arch {
+    /// torchvision ResNet-18 (v1.5)
+    #[serde(rename = "resnet18")]
+    #[value(name = "resnet18")]
+    ResNet18,
+    /// torchvision ResNet-34 (v1.5)
+    #[serde(rename = "resnet34")]
+    #[value(name = "resnet34")]
+    ResNet34,
+    /// torchvision ResNet-50 (v1.5: the stride on the 3x3)
+    #[serde(rename = "resnet50")]
+    #[value(name = "resnet50")]
+    ResNet50,
+    /// torchvision ResNet-101 (v1.5)
+    #[serde(rename = "resnet101")]
+    #[value(name = "resnet101")]
+    ResNet101,
+    /// torchvision ResNet-152 (v1.5)
+    #[serde(rename = "resnet152")]
+    #[value(name = "resnet152")]
+    ResNet152,
+}
+
+crate::choice::choice!(Arch, "architecture", ignore_case);
+
+/// The families; a family is one file (or folder) under `src/models/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// torchvision's ResNets.
+    ResNet,
+}
+
+/// What an architecture is, without building it.
+#[derive(Clone, Copy)]
+pub struct ArchSpec {
+    pub family: Family,
+    /// Feature width at `layer1..layer4`.
+    pub widths: [i64; 4],
+    /// Variable-name prefixes of the last (1/32) stage and any final norm: what
+    /// `--unfreeze layer4` trains.
+    pub last_stage: &'static [&'static str],
+    /// Prefixes of the published checkpoint's classifier, which a backbone leaves out.
+    pub classifier: &'static [&'static str],
+    /// Builds the network under a path (`vs.root()`, so names equal the checkpoint's).
+    pub build: fn(&nn::Path, Arch) -> Box<dyn Network>,
+    /// Reads a weights file in a format other than a state dict (Keras' `.h5`) into
+    /// this crate's names; `None`: `.pth` / `.safetensors` state dicts only.
+    pub converter: Option<Converter>,
+}
+
+impl Arch {
+    pub fn spec(self) -> ArchSpec {
+        use Arch::*;
+        match self {
+            ResNet18 | ResNet34 | ResNet50 | ResNet101 | ResNet152 => super::resnet::spec(self),
+        }
+    }
+
+    pub fn family(self) -> Family {
+        self.spec().family
+    }
+
+    /// Builds the network under `p`; its variables are the published checkpoint's keys.
+    pub fn build(self, p: &nn::Path) -> Box<dyn Network> {
+        (self.spec().build)(p, self)
+    }
+
+    /// Feature width at `tap`: `[N, C]`'s C.
+    pub fn feature_dim(self, tap: Tap) -> i64 {
+        self.spec().widths[tap.index()]
+    }
+
+    /// Whether variable `name` belongs to the last stage (what `--unfreeze layer4` trains).
+    pub fn in_last_stage(self, name: &str) -> bool {
+        self.spec().last_stage.iter().any(|p| name.starts_with(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_arch_builds_with_its_declared_widths() {
+        for &a in Arch::all() {
+            assert_eq!(a.name().parse::<Arch>().unwrap(), a);
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("\"{}\"", a.name()), "serde and the CLI spell {a:?} alike");
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let _net = a.build(&vs.root());
+            let names: Vec<String> = vs.variables().into_keys().collect();
+            assert!(names.iter().any(|n| a.in_last_stage(n)), "{a}: no variable in its last stage");
+            let spec = a.spec();
+            assert!(!names.iter().any(|n| spec.classifier.iter().any(|c| n.starts_with(c))), "{a}: builds a classifier");
+        }
+    }
+}

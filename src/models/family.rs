@@ -1,0 +1,137 @@
+//! What every part downstream needs of a network, whatever its family: its taps and their
+//! widths, pooled features, its last stage for fine-tuning, an inference copy, a traceable
+//! forward. Extraction, training, export and the dashboard use only this.
+//!
+//! Taps are the same four for every family: the maps at 1/4, 1/8, 1/16 and 1/32 of the
+//! input side (`layer1`..`layer4`, torchvision's ResNet names; timm's `features_only`
+//! reductions 4..32). `layer4` is the last one, through any final norm the family has:
+//! the features its classifier reads.
+use super::arch::Arch;
+use super::folded::Precision;
+use crate::Result;
+use std::path::Path;
+use tch::{nn, Kind, Tensor};
+
+/// Where features are taken: the global average pool of the map at one reduction.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Tap {
+    /// 1/4 of the input side (ResNet `layer1`).
+    Layer1,
+    /// 1/8 (ResNet `layer2`).
+    Layer2,
+    /// 1/16 (ResNet `layer3`): the post's "earlier activations".
+    Layer3,
+    /// 1/32, the last stage: the post's choice, `[N, 2048]` for ResNet-50.
+    #[value(alias = "pooled")]
+    Layer4,
+}
+
+crate::choice::choice!(Tap, "layer");
+
+impl Tap {
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+    /// The tap at `i` (0 = layer1).
+    pub fn at(i: usize) -> Tap {
+        [Tap::Layer1, Tap::Layer2, Tap::Layer3, Tap::Layer4][i.min(3)]
+    }
+}
+
+/// A network built over an `nn::Path` whose variable names are its published
+/// checkpoint's keys.
+pub trait Network: Send + std::fmt::Debug {
+    fn arch(&self) -> Arch;
+
+    /// The maps at taps `layer1..=last`, unpooled: `[N, C_i, H_i, W_i]`. `train`: BatchNorm
+    /// and stochastic depth in training mode.
+    fn taps_t(&self, x: &Tensor, last: Tap, train: bool) -> Vec<Tensor>;
+
+    /// Pooled features at `tap`: `[N, 3, H, W]` normalised -> `[N, C]`. Later stages are
+    /// not run. The default pools the tap's map; families with a final norm add it.
+    fn features_t(&self, x: &Tensor, tap: Tap, train: bool) -> Tensor {
+        let maps = self.taps_t(x, tap, train);
+        maps[tap.index()].adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+
+    /// Multiply-accumulates of convolutions and linear layers per `side` x `side` image up
+    /// to `tap` (what FLOP counts are made of).
+    fn macs_per_image(&self, side: i64, tap: Tap) -> u64;
+
+    /// The inference copy extraction runs, made from the loaded weights in `vs`: folded
+    /// BatchNorm, channels-last, `precision` where the family gains from it.
+    fn inference(&self, vs: &nn::VarStore, precision: Precision) -> Box<dyn Inference>;
+}
+
+/// A frozen copy for extraction; takes and returns fp32.
+pub trait Inference: Send {
+    /// `[N, 3, H, W]` normalised fp32 -> `[N, C]` fp32.
+    fn features(&self, x: &Tensor, tap: Tap) -> Tensor;
+    /// See [`Network::macs_per_image`].
+    fn macs_per_image(&self, side: i64, tap: Tap) -> u64;
+    /// The kind weights and activations are computed in.
+    fn kind(&self) -> Kind;
+}
+
+/// NCHW shape with NHWC strides: what oneDNN's fast convolution paths want.
+pub fn channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// The generic inference copy: the same network built again in its own var store, the
+/// weights copied and cast to `precision`, run in eval mode with channels-last input.
+/// For families with nothing to fold (ConvNeXt) or not folded yet.
+pub struct EagerCopy {
+    _vs: nn::VarStore,
+    net: Box<dyn Network>,
+    kind: Kind,
+    channels_last: bool,
+}
+
+impl EagerCopy {
+    pub fn new(from: &nn::VarStore, arch: Arch, precision: Precision, in_channels_last: bool) -> EagerCopy {
+        let mut vs = nn::VarStore::new(from.device());
+        let net = arch.build(&vs.root());
+        tch::no_grad(|| {
+            vs.copy(from).expect("an inference copy of the same architecture has the same variables");
+        });
+        vs.freeze();
+        let kind = precision.kind();
+        if kind != Kind::Float {
+            vs.set_kind(kind);
+        }
+        if in_channels_last {
+            tch::no_grad(|| {
+                for (_, mut v) in vs.variables() {
+                    if v.dim() == 4 {
+                        let cl = channels_last(&v);
+                        v.set_data(&cl);
+                    }
+                }
+            });
+        }
+        EagerCopy { _vs: vs, net, kind, channels_last: in_channels_last }
+    }
+}
+
+impl Inference for EagerCopy {
+    fn features(&self, x: &Tensor, tap: Tap) -> Tensor {
+        tch::no_grad(|| {
+            let x = if self.kind == Kind::Float { x.shallow_clone() } else { x.to_kind(self.kind) };
+            let x = if self.channels_last { channels_last(&x) } else { x };
+            self.net.features_t(&x, tap, false).to_kind(Kind::Float)
+        })
+    }
+    fn macs_per_image(&self, side: i64, tap: Tap) -> u64 {
+        self.net.macs_per_image(side, tap)
+    }
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+/// How a family's weights files become this crate's tensors.
+pub type Converter = fn(&Path) -> Result<Vec<(String, Tensor)>>;
