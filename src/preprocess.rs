@@ -37,6 +37,20 @@ pub enum ResizeMode {
 
 crate::choice::choice!(ResizeMode, "resize mode");
 
+/// The resampling filter of a resize; both antialiased when shrinking, as torchvision's
+/// `Resize` (PIL's and PyTorch's filters with `antialias=True`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Interpolation {
+    /// Triangle filter: torchvision's ResNet, ConvNeXt and EfficientNet-V2 weights.
+    #[default]
+    Bilinear,
+    /// Keys cubic (a = -0.5): EfficientNet B0-B3's weights (timm's recipe).
+    Bicubic,
+}
+
+crate::choice::choice!(Interpolation, "interpolation");
+
 /// Resize + normalisation for one model input size.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Preprocess {
@@ -46,11 +60,19 @@ pub struct Preprocess {
     /// Absent in runs from before it was a choice; square inputs make both modes agree.
     #[serde(default)]
     pub resize: ResizeMode,
+    /// Absent in runs from before it was a choice: bilinear.
+    #[serde(default)]
+    pub interpolation: Interpolation,
 }
 
 impl Default for Preprocess {
     fn default() -> Self {
-        Preprocess { size: 200, normalization: Normalization::Torchvision, resize: ResizeMode::Crop }
+        Preprocess {
+            size: 200,
+            normalization: Normalization::Torchvision,
+            resize: ResizeMode::Crop,
+            interpolation: Interpolation::Bilinear,
+        }
     }
 }
 

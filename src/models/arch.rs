@@ -2,6 +2,7 @@
 //! the crate needs to know about it without building it. A family adds its variants here
 //! and a `spec` in its own file.
 use super::family::{Converter, Network, Tap};
+use super::weights::WeightsEntry;
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
@@ -53,6 +54,8 @@ pub struct ArchSpec {
     pub classifier: &'static [&'static str],
     /// Builds the network under a path (`vs.root()`, so names equal the checkpoint's).
     pub build: fn(&nn::Path, Arch) -> Box<dyn Network>,
+    /// The published checkpoints of this family (each entry names its arch).
+    pub weights: &'static [WeightsEntry],
     /// Reads a weights file in a format other than a state dict (Keras' `.h5`) into
     /// this crate's names; `None`: `.pth` / `.safetensors` state dicts only.
     pub converter: Option<Converter>,
@@ -101,7 +104,10 @@ mod tests {
             let names: Vec<String> = vs.variables().into_keys().collect();
             assert!(names.iter().any(|n| a.in_last_stage(n)), "{a}: no variable in its last stage");
             let spec = a.spec();
-            assert!(!names.iter().any(|n| spec.classifier.iter().any(|c| n.starts_with(c))), "{a}: builds a classifier");
+            assert!(
+                !names.iter().any(|n| spec.classifier.iter().any(|c| n.starts_with(c))),
+                "{a}: builds a classifier"
+            );
         }
     }
 }

@@ -63,7 +63,7 @@ impl Backbone {
         let net = arch.build(&vs.root());
         load_backbone_weights(arch, &mut vs, path)?;
         let digest = sha256_file(path)?;
-        let normalization = registry_entry_for(path).map(|e| e.normalization);
+        let normalization = registry_entry_for(path).map(|e| e.normalization());
         let label = format!("{} file:{}", arch.name(), path.display());
         Ok(Backbone::assemble(vs, net, WeightsInfo { label, digest, normalization, pretrained: true }))
     }
@@ -78,7 +78,7 @@ impl Backbone {
         let path = fetch_weights(entry, cache, &Downloader::default(), sink)?;
         let mut b = Backbone::from_file(entry.arch, &path, device)?;
         b.weights.label = entry.label();
-        b.weights.normalization = Some(entry.normalization);
+        b.weights.normalization = Some(entry.normalization());
         Ok(b)
     }
 
@@ -142,5 +142,5 @@ pub fn load_backbone_weights(arch: Arch, vs: &mut nn::VarStore, path: &Path) -> 
 /// The registry entry whose file name `path` carries, if any.
 fn registry_entry_for(path: &Path) -> Option<&'static WeightsEntry> {
     let name = path.file_name()?.to_str()?;
-    super::weights::REGISTRY.iter().find(|e| e.file == name)
+    super::weights::registry().find(|e| e.file == name)
 }

@@ -6,6 +6,7 @@
 use super::arch::{Arch, ArchSpec, Family};
 use super::family::{Inference, Network, Tap};
 use super::folded::{FoldedResNet, Precision};
+use super::weights::{tv, EvalTransform, WeightsEntry, WeightsVariant, TV_RESNET};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -37,9 +38,28 @@ pub(super) fn spec(arch: Arch) -> ArchSpec {
         last_stage: &["layer4."],
         classifier: &["fc."],
         build: |p, arch| Box::new(ResNet::new(p, arch, None)),
+        weights: WEIGHTS,
         converter: None,
     }
 }
+
+/// torchvision's ResNet checkpoints (torchvision 0.26 `models/resnet.py`): resize 256
+/// (v2: 232) bilinear, crop 224.
+const WEIGHTS: &[WeightsEntry] = {
+    use Arch::*;
+    use WeightsVariant::*;
+    const V2T: EvalTransform = EvalTransform { resize: 232, ..TV_RESNET };
+    &[
+        tv(ResNet18, V1, "resnet18-f37072fd.pth", 69.758, 44.661, TV_RESNET),
+        tv(ResNet34, V1, "resnet34-b627a593.pth", 73.314, 83.275, TV_RESNET),
+        tv(ResNet50, V1, "resnet50-0676ba61.pth", 76.130, 97.781, TV_RESNET),
+        tv(ResNet50, V2, "resnet50-11ad3fa6.pth", 80.858, 97.790, V2T),
+        tv(ResNet101, V1, "resnet101-63fe2227.pth", 77.374, 170.511, TV_RESNET),
+        tv(ResNet101, V2, "resnet101-cd907fc2.pth", 81.886, 170.530, V2T),
+        tv(ResNet152, V1, "resnet152-394f9c45.pth", 78.312, 230.434, TV_RESNET),
+        tv(ResNet152, V2, "resnet152-f82ba261.pth", 82.284, 230.474, V2T),
+    ]
+};
 
 fn conv(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
     let cfg = nn::ConvConfig { stride, padding, bias: false, ..Default::default() };

@@ -5,7 +5,7 @@ use crate::cache::Cache;
 use crate::download::{verify_recorded, Checksum, Downloader};
 use crate::events::EventSink;
 use crate::fsutil::ensure_dir;
-use crate::preprocess::Normalization;
+use crate::preprocess::{Interpolation, Normalization};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -61,41 +61,85 @@ impl<'de> serde::Deserialize<'de> for WeightsVariant {
     }
 }
 
-/// One downloadable checkpoint of torchvision's.
+/// Where a weights file is published.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Source {
+    /// download.pytorch.org (or `$TLAB_WEIGHTS_BASE_URL`) + the file name, whose 8 hex
+    /// digits start the file's SHA-256 (torchvision's convention).
+    Torchvision,
+    /// A URL of its own, checked against its publisher's hash (Keras publishes MD5s); the
+    /// SHA-256 is then recorded beside the cached file.
+    Url { url: &'static str, md5: &'static str },
+}
+
+/// torchvision's `ImageClassification(crop_size, resize_size, interpolation)` plus the
+/// normalisation: the evaluation transform the weights were measured with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalTransform {
+    /// Shorter side after resizing.
+    pub resize: i64,
+    /// Centre crop side: the network's input size.
+    pub crop: i64,
+    pub interpolation: Interpolation,
+    pub normalization: Normalization,
+}
+
+/// torchvision's transform for its ResNets: resize 256 bilinear, crop 224, ImageNet mean/std.
+pub const TV_RESNET: EvalTransform = EvalTransform {
+    resize: 256,
+    crop: 224,
+    interpolation: Interpolation::Bilinear,
+    normalization: Normalization::Torchvision,
+};
+
+/// One downloadable checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WeightsEntry {
     pub arch: Arch,
     pub variant: WeightsVariant,
-    /// File name on download.pytorch.org; its 8 hex digits start the file's SHA-256.
+    /// The file's name, in the cache and at its source.
     pub file: &'static str,
-    /// The input mapping the weights were trained with.
-    pub normalization: Normalization,
-    /// ImageNet top-1 as published by torchvision.
+    pub source: Source,
+    pub eval: EvalTransform,
+    /// ImageNet top-1 as published with the weights.
     pub imagenet_top1: f32,
+    /// The file's size in MiB, as published (torchvision's `_file_size`).
+    pub size_mib: f32,
 }
 
-const fn tv(arch: Arch, variant: WeightsVariant, file: &'static str, top1: f32) -> WeightsEntry {
-    WeightsEntry { arch, variant, file, normalization: Normalization::Torchvision, imagenet_top1: top1 }
+impl WeightsEntry {
+    /// The input mapping the weights were trained with.
+    pub fn normalization(&self) -> Normalization {
+        self.eval.normalization
+    }
 }
 
-/// torchvision's ResNet checkpoints (torchvision 0.26 `models/resnet.py`).
-pub const REGISTRY: &[WeightsEntry] = &[
-    tv(Arch::ResNet18, WeightsVariant::V1, "resnet18-f37072fd.pth", 69.758),
-    tv(Arch::ResNet34, WeightsVariant::V1, "resnet34-b627a593.pth", 73.314),
-    tv(Arch::ResNet50, WeightsVariant::V1, "resnet50-0676ba61.pth", 76.130),
-    tv(Arch::ResNet50, WeightsVariant::V2, "resnet50-11ad3fa6.pth", 80.858),
-    tv(Arch::ResNet101, WeightsVariant::V1, "resnet101-63fe2227.pth", 77.374),
-    tv(Arch::ResNet101, WeightsVariant::V2, "resnet101-cd907fc2.pth", 81.886),
-    tv(Arch::ResNet152, WeightsVariant::V1, "resnet152-394f9c45.pth", 78.312),
-    tv(Arch::ResNet152, WeightsVariant::V2, "resnet152-f82ba261.pth", 82.284),
-];
+/// A torchvision checkpoint with `eval` as its transform.
+pub(super) const fn tv(
+    arch: Arch,
+    variant: WeightsVariant,
+    file: &'static str,
+    top1: f32,
+    size_mib: f32,
+    eval: EvalTransform,
+) -> WeightsEntry {
+    WeightsEntry { arch, variant, file, source: Source::Torchvision, eval, imagenet_top1: top1, size_mib }
+}
+
+/// Every family's checkpoints, in `--arch` order.
+pub fn registry() -> impl Iterator<Item = &'static WeightsEntry> {
+    let mut all: Vec<&'static WeightsEntry> = Vec::new();
+    for &arch in Arch::all() {
+        all.extend(arch.spec().weights.iter().filter(|e| e.arch == arch));
+    }
+    all.into_iter()
+}
 
 impl WeightsEntry {
     /// Looks up `arch` + `variant`; an error names the variants `arch` has.
     pub fn find(arch: Arch, variant: WeightsVariant) -> Result<&'static WeightsEntry> {
-        REGISTRY.iter().find(|e| e.arch == arch && e.variant == variant).ok_or_else(|| {
-            let have: Vec<_> =
-                REGISTRY.iter().filter(|e| e.arch == arch).map(|e| e.variant.torchvision_name()).collect();
+        registry().find(|e| e.arch == arch && e.variant == variant).ok_or_else(|| {
+            let have: Vec<_> = registry().filter(|e| e.arch == arch).map(|e| e.variant.torchvision_name()).collect();
             Error::invalid(
                 "weights variant",
                 format!("`{}` for {}; available: {}", variant.torchvision_name(), arch.name(), have.join(", ")),
@@ -103,19 +147,40 @@ impl WeightsEntry {
         })
     }
 
-    /// The 8 hex digits from the file name: the start of its SHA-256.
+    /// The 8 hex digits from a torchvision file name: the start of its SHA-256. Empty
+    /// for other sources (any SHA-256 starts with it).
     pub fn sha256_prefix(&self) -> &'static str {
-        let stem = self.file.trim_end_matches(".pth");
-        &stem[stem.len() - 8..]
+        match self.source {
+            Source::Torchvision => {
+                let stem = self.file.trim_end_matches(".pth");
+                &stem[stem.len() - 8..]
+            }
+            Source::Url { .. } => "",
+        }
     }
 
     /// "resnet50 IMAGENET1K_V1": how run records and labels name these weights.
     pub fn label(&self) -> String {
-        format!("{} {}", self.arch.name(), self.variant.torchvision_name())
+        match self.source {
+            Source::Torchvision => format!("{} {}", self.arch.name(), self.variant.torchvision_name()),
+            Source::Url { .. } => format!("{} {}", self.arch.name(), self.file),
+        }
     }
 
+    /// Where the file is downloaded from; `base` is torchvision's folder URL.
     pub fn url(&self, base: &str) -> String {
-        format!("{}/{}", base.trim_end_matches('/'), self.file)
+        match self.source {
+            Source::Torchvision => format!("{}/{}", base.trim_end_matches('/'), self.file),
+            Source::Url { url, .. } => url.to_string(),
+        }
+    }
+
+    /// What a download is checked against.
+    pub fn checksum(&self) -> Checksum {
+        match self.source {
+            Source::Torchvision => Checksum::Sha256Prefix(self.sha256_prefix().into()),
+            Source::Url { md5, .. } => Checksum::Md5(md5.into()),
+        }
     }
 }
 
@@ -132,7 +197,9 @@ pub fn fetch_weights(
         verify_recorded(&dest, entry.sha256_prefix())?;
     } else {
         let url = entry.url(&weights_base_url(crate::settings::current()));
-        dl.download(&url, &dest, &Checksum::Sha256Prefix(entry.sha256_prefix().into()), sink)?;
+        dl.download(&url, &dest, &entry.checksum(), sink)?;
+        // The SHA-256 recorded beside the file checks every later use.
+        verify_recorded(&dest, entry.sha256_prefix())?;
     }
     Ok(dest)
 }

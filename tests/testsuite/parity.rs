@@ -130,7 +130,12 @@ fn preprocessing_matches_torchvision_and_keras_formula() {
         (Normalization::KerasCaffe, "keras_caffe", "u8", 200),
         (Normalization::Torchvision, "torchvision_224", "big", 224),
     ] {
-        let p = Preprocess { size, normalization: norm, resize: transfer_lab::preprocess::ResizeMode::Squash };
+        let p = Preprocess {
+            size,
+            normalization: norm,
+            resize: transfer_lab::preprocess::ResizeMode::Squash,
+            ..Default::default()
+        };
         let ours = p.apply(&r[src], Device::Cpu).unwrap();
         let err = rel_err(&ours, &r[key]);
         println!("{key}: rel err {err:.2e}");

@@ -254,7 +254,12 @@ fn weights_choice(w: &WeightsArg, seed: u64) -> WeightsChoice {
 
 fn extract_config(m: &ModelArgs) -> ExtractConfig {
     ExtractConfig {
-        preprocess: Preprocess { size: m.size, normalization: m.norm, resize: m.resize },
+        preprocess: Preprocess {
+            size: m.size,
+            normalization: m.norm,
+            resize: m.resize,
+            interpolation: Default::default(),
+        },
         tap: m.layer,
         batch_size: m.batch_size,
         shard_size: m.shard_size,
