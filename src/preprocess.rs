@@ -26,8 +26,8 @@ const CAFFE_MEAN_BGR: [f64; 3] = [103.939, 116.779, 123.68];
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResizeMode {
-    /// torchvision's evaluation transform: the shorter side to `size` (bilinear,
-    /// antialiased), then the centre `size` x `size`. The aspect ratio is kept.
+    /// torchvision's evaluation transform: the shorter side to `size` (antialiased, with
+    /// the [`Interpolation`]), then the centre `size` x `size`. The aspect ratio is kept.
     #[default]
     Crop,
     /// Both sides to `size`: the aspect ratio is lost (the post's CIFAR upscaling, where
@@ -91,8 +91,10 @@ pub fn crop_geometry(h: i64, w: i64, size: i64) -> (i64, i64, i64, i64) {
 
 impl Preprocess {
     /// `[B, 3, h, w]` u8 (any device) -> `[B, 3, size, size]` f32 on `device`.
-    /// Bilinear (half-pixel centres, as torchvision and `tf.image.resize`); antialiased
-    /// when shrinking, as torchvision's `Resize` does.
+    /// Resized as [`Preprocess::resize`] says, except that bicubic results are clamped to
+    /// 0..=255 after each pass (width, then height), as torchvision's resize of a uint8
+    /// image keeps them (it also rounds; the fraction is kept here). The decoding threads'
+    /// `tlab-resample` computes the same.
     pub fn apply(&self, images: &Tensor, device: Device) -> Result<Tensor> {
         let dims = images.size();
         if dims.len() != 4 || dims[1] != 3 {
@@ -100,29 +102,52 @@ impl Preprocess {
         }
         // Move u8 first: a quarter of the bytes of f32 cross the bus.
         let x = images.to_device(device).to_kind(Kind::Float);
-        let x = self.resize(&x, dims[2], dims[3])?;
+        let x = self.resize_with(&x, dims[2], dims[3], true)?;
         Ok(self.normalise(&x))
     }
 
-    /// `[B, 3, h, w]` f32 -> `[B, 3, size, size]` f32, as `self.resize` says.
+    /// `[B, 3, h, w]` f32 -> `[B, 3, size, size]` f32, as `self.resize` and
+    /// `self.interpolation` say, with half-pixel centres (`align_corners=False`), as
+    /// torchvision's `Resize(antialias=True)` runs on a float tensor (unclamped).
+    /// Bilinear: antialiased when shrinking (a plain upsample when a squash enlarges).
+    /// Bicubic: libtorch's `_upsample_bicubic2d_aa` whichever way the scale goes.
     pub fn resize(&self, x: &Tensor, h: i64, w: i64) -> Result<Tensor> {
+        self.resize_with(x, h, w, false)
+    }
+
+    /// [`Preprocess::resize`]; `clamp`: bicubic one axis at a time, each pass clamped to
+    /// 0..=255 (libtorch's kernel is separable, width first, and a pass along an axis whose
+    /// size is kept is the identity, so unclamped this equals the one call).
+    fn resize_with(&self, x: &Tensor, h: i64, w: i64, clamp: bool) -> Result<Tensor> {
         let s = self.size;
         if (h, w) == (s, s) {
             return Ok(x.shallow_clone());
         }
+        let aa = |x: &Tensor, oh: i64, ow: i64| -> Result<Tensor> {
+            let bicubic = |x: &Tensor, oh, ow| x.f_internal_upsample_bicubic2d_aa([oh, ow], false, None, None);
+            Ok(match self.interpolation {
+                Interpolation::Bilinear => x.f_internal_upsample_bilinear2d_aa([oh, ow], false, None, None)?,
+                Interpolation::Bicubic if clamp => {
+                    let (ih, iw) = (x.size()[2], x.size()[3]);
+                    let t = if ow == iw { x.shallow_clone() } else { bicubic(x, ih, ow)?.f_clamp(0.0, 255.0)? };
+                    if oh == ih {
+                        t
+                    } else {
+                        bicubic(&t, oh, ow)?.f_clamp(0.0, 255.0)?
+                    }
+                }
+                Interpolation::Bicubic => bicubic(x, oh, ow)?,
+            })
+        };
         // A square image is only scaled: both modes agree, as they did before crop existed.
         let mode = if h == w { ResizeMode::Squash } else { self.resize };
         let out = match mode {
-            ResizeMode::Squash if s < h || s < w => x.f_internal_upsample_bilinear2d_aa([s, s], false, None, None)?,
+            ResizeMode::Squash if s < h || s < w || self.interpolation == Interpolation::Bicubic => aa(x, s, s)?,
             ResizeMode::Squash => x.f_upsample_bilinear2d([s, s], false, None, None)?,
             ResizeMode::Crop => {
                 let (rh, rw, top, left) = crop_geometry(h, w, s);
                 // torchvision resizes with antialias=True whichever way the scale goes.
-                let r = if (rh, rw) == (h, w) {
-                    x.shallow_clone()
-                } else {
-                    x.f_internal_upsample_bilinear2d_aa([rh, rw], false, None, None)?
-                };
+                let r = if (rh, rw) == (h, w) { x.shallow_clone() } else { aa(x, rh, rw)? };
                 r.f_narrow(2, top, s)?.f_narrow(3, left, s)?.contiguous()
             }
         };

@@ -1,13 +1,23 @@
 //! The resizes the image transforms need, on decoded photos: torchvision's evaluation
 //! transform (or a squash) and its RandomResizedCrop + flip. The arithmetic is
-//! PyTorch's antialiased bilinear, in the `tlab-resample` crate, so that decoding threads
-//! never call into libtorch; with [`ResizeMode::Crop`] only the centre crop's pixels are
-//! computed.
-use crate::preprocess::{crop_geometry, Preprocess, ResizeMode};
-use tlab_resample::{resize_rgb, Region, Target};
+//! PyTorch's antialiased bilinear or bicubic, in the `tlab-resample` crate, so that
+//! decoding threads never call into libtorch; with [`ResizeMode::Crop`] only the centre
+//! crop's pixels are computed.
+use crate::preprocess::{crop_geometry, Interpolation, Preprocess, ResizeMode};
+use tlab_resample::{resize_rgb, Filter, Region, Target};
 
-/// Resizes `img` to `pre.size` square as `pre.resize` says, into `out`: planar
-/// `[3, size, size]` f32 in 0..=255.
+/// The crate's filter for `interpolation`. Bicubic results are clamped to 0..=255 after
+/// each pass, as torchvision's resize of a decoded uint8 image is (which also rounds);
+/// see `tlab_resample`'s documentation.
+pub fn filter(interpolation: Interpolation) -> Filter {
+    match interpolation {
+        Interpolation::Bilinear => Filter::Bilinear,
+        Interpolation::Bicubic => Filter::Bicubic,
+    }
+}
+
+/// Resizes `img` to `pre.size` square as `pre.resize` and `pre.interpolation` say, into
+/// `out`: planar `[3, size, size]` f32 in 0..=255.
 pub fn resize_into(img: &image::RgbImage, pre: &Preprocess, out: &mut [f32]) {
     let s = pre.size as usize;
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -20,7 +30,8 @@ pub fn resize_into(img: &image::RgbImage, pre: &Preprocess, out: &mut [f32]) {
         _ => (s, s, 0, 0),
     };
     let region = Region { x: 0, y: 0, w, h };
-    resize_rgb(img.as_raw(), w, region, Target { full_h, full_w, top, left, size: s, flip: false }, out);
+    let target = Target { full_h, full_w, top, left, size: s, flip: false };
+    resize_rgb(img.as_raw(), w, region, target, filter(pre.interpolation), out);
 }
 
 /// Uniform draws one RandomResizedCrop + flip takes: 10 tries of (area, log-ratio,
@@ -30,7 +41,8 @@ pub const AUGMENT_DRAWS: usize = 41;
 /// torchvision's `RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3))` then
 /// `RandomHorizontalFlip()`, with the randomness given as `u` (uniforms in 0..1), so that
 /// the caller's seeded stream decides it and threads only compute. Into `out`, planar
-/// `[3, size, size]` f32.
+/// `[3, size, size]` f32. Bilinear, `RandomResizedCrop`'s default, whatever the
+/// evaluation transform's interpolation.
 pub fn random_resized_crop_into(img: &image::RgbImage, size: i64, u: &[f32], out: &mut [f32]) {
     let (w, h) = (img.width() as f64, img.height() as f64);
     let area = w * h;
@@ -63,7 +75,7 @@ pub fn random_resized_crop_into(img: &image::RgbImage, size: i64, u: &[f32], out
     let region = Region { x: x as usize, y: y as usize, w: cw as usize, h: ch as usize };
     let s = size as usize;
     let target = Target { full_h: s, full_w: s, top: 0, left: 0, size: s, flip: u[40] < 0.5 };
-    resize_rgb(img.as_raw(), img.width() as usize, region, target, out);
+    resize_rgb(img.as_raw(), img.width() as usize, region, target, Filter::Bilinear, out);
 }
 
 #[cfg(test)]
@@ -117,6 +129,59 @@ mod tests {
             let want = want.narrow(2, top, s).narrow(3, left, s).squeeze_dim(0);
             let diff = (ours - want).abs().max().double_value(&[]);
             assert!(diff < 1e-3, "{w}x{h} -> {s} {mode:?}: max diff {diff}");
+        }
+    }
+
+    /// Bicubic: libtorch's antialiased kernel, each pass clamped to 0..=255 as the crate
+    /// does (width first, as libtorch's separable kernel).
+    #[test]
+    fn bicubic_matches_libtorch_clamped_per_pass() {
+        for &(w, h, s, mode) in &[
+            (50u32, 37u32, 16i64, ResizeMode::Crop),
+            (37, 50, 16, ResizeMode::Crop),
+            (20, 13, 32, ResizeMode::Crop),
+            (50, 37, 16, ResizeMode::Squash),
+        ] {
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 7 + y * 3) as u8, (x * x + y) as u8, ((x ^ y) * 5) as u8])
+            });
+            let pre = Preprocess { size: s, resize: mode, interpolation: Interpolation::Bicubic, ..Default::default() };
+            let mut out = vec![0f32; (3 * s * s) as usize];
+            resize_into(&img, &pre, &mut out);
+            let ours = Tensor::from_slice(&out).view([3, s, s]);
+            let x = Tensor::from_slice(img.as_raw()).view([h as i64, w as i64, 3]).permute([2, 0, 1]);
+            let x = x.to_kind(Kind::Double).unsqueeze(0);
+            let (rh, rw, top, left) = match mode {
+                ResizeMode::Crop => crop_geometry(h as i64, w as i64, s),
+                ResizeMode::Squash => (s, s, 0, 0),
+            };
+            let pass =
+                |t: &Tensor, oh, ow| t.internal_upsample_bicubic2d_aa([oh, ow], false, None, None).clamp(0.0, 255.0);
+            let want = pass(&pass(&x, h as i64, rw), rh, rw);
+            let want = want.narrow(2, top, s).narrow(3, left, s).squeeze_dim(0).to_kind(Kind::Float);
+            let diff = (ours - want).abs().max().double_value(&[]);
+            assert!(diff < 1e-3, "{w}x{h} -> {s} {mode:?}: max diff {diff}");
+        }
+    }
+
+    /// The decoding threads and the tensor path (`Preprocess::apply` on a u8 batch) agree.
+    #[test]
+    fn decoded_and_tensor_paths_agree_for_both_filters() {
+        let img = image::RgbImage::from_fn(50, 37, |x, y| {
+            let edge = if (x / 3 + y / 4) % 2 == 0 { 0 } else { 255 };
+            image::Rgb([edge, (x * 7 + y * 3) as u8, ((x ^ y) * 5) as u8])
+        });
+        let x = Tensor::from_slice(img.as_raw()).view([37, 50, 3]).permute([2, 0, 1]).unsqueeze(0);
+        for interpolation in [Interpolation::Bilinear, Interpolation::Bicubic] {
+            for (size, resize) in [(16, ResizeMode::Crop), (80, ResizeMode::Crop), (24, ResizeMode::Squash)] {
+                let pre = Preprocess { size, resize, interpolation, ..Default::default() };
+                let mut out = vec![0f32; (3 * size * size) as usize];
+                resize_into(&img, &pre, &mut out);
+                let ours = pre.normalise(&Tensor::from_slice(&out).view([1, 3, size, size]));
+                let want = pre.apply(&x, tch::Device::Cpu).unwrap();
+                let diff = (ours - want).abs().max().double_value(&[]);
+                assert!(diff < 1e-4, "{interpolation:?} {resize:?} {size}: {diff}");
+            }
         }
     }
 }

@@ -29,6 +29,26 @@ pub enum Arch {
     #[serde(rename = "resnet152")]
     #[value(name = "resnet152")]
     ResNet152,
+    /// torchvision EfficientNet-B0 (MBConv, squeeze-excitation, SiLU; 1280 features)
+    #[serde(rename = "efficientnet-b0")]
+    #[value(name = "efficientnet-b0")]
+    EfficientnetB0,
+    /// torchvision EfficientNet-B1 (B0 1.1x deeper)
+    #[serde(rename = "efficientnet-b1")]
+    #[value(name = "efficientnet-b1")]
+    EfficientnetB1,
+    /// torchvision EfficientNet-B2 (1.1x wider, 1.2x deeper; 1408 features)
+    #[serde(rename = "efficientnet-b2")]
+    #[value(name = "efficientnet-b2")]
+    EfficientnetB2,
+    /// torchvision EfficientNet-B3 (1.2x wider, 1.4x deeper; 1536 features)
+    #[serde(rename = "efficientnet-b3")]
+    #[value(name = "efficientnet-b3")]
+    EfficientnetB3,
+    /// torchvision EfficientNetV2-S (Fused-MBConv early stages; 1280 features)
+    #[serde(rename = "efficientnet-v2-s")]
+    #[value(name = "efficientnet-v2-s")]
+    EfficientnetV2S,
 }
 
 crate::choice::choice!(Arch, "architecture", ignore_case);
@@ -39,6 +59,9 @@ crate::choice::choice!(Arch, "architecture", ignore_case);
 pub enum Family {
     /// torchvision's ResNets.
     ResNet,
+    /// torchvision's EfficientNets (B0-B3, V2-S).
+    #[serde(rename = "efficientnet")]
+    EfficientNet,
 }
 
 /// What an architecture is, without building it.
@@ -66,6 +89,9 @@ impl Arch {
         use Arch::*;
         match self {
             ResNet18 | ResNet34 | ResNet50 | ResNet101 | ResNet152 => super::resnet::spec(self),
+            EfficientnetB0 | EfficientnetB1 | EfficientnetB2 | EfficientnetB3 | EfficientnetV2S => {
+                super::efficientnet::spec(self)
+            }
         }
     }
 

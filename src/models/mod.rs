@@ -1,6 +1,7 @@
 //! Backbones and their pretrained weights.
 pub mod arch;
 pub mod backbone;
+pub mod efficientnet;
 pub mod family;
 pub mod folded;
 pub mod pth;
@@ -9,6 +10,7 @@ pub mod weights;
 
 pub use arch::{Arch, ArchSpec, Family};
 pub use backbone::{load_backbone_weights, Backbone, WeightsInfo};
+pub use efficientnet::{EfficientNet, FoldedEfficientNet};
 pub use family::{Inference, Network, Tap};
 pub use resnet::{ResNet, Stages};
 pub use weights::{fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry, WeightsVariant};
