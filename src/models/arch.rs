@@ -29,6 +29,18 @@ pub enum Arch {
     #[serde(rename = "resnet152")]
     #[value(name = "resnet152")]
     ResNet152,
+    /// torchvision ConvNeXt-Tiny (2022; 28M parameters)
+    #[serde(rename = "convnext-tiny")]
+    #[value(name = "convnext-tiny")]
+    ConvnextTiny,
+    /// torchvision ConvNeXt-Small (50M parameters)
+    #[serde(rename = "convnext-small")]
+    #[value(name = "convnext-small")]
+    ConvnextSmall,
+    /// torchvision ConvNeXt-Base (89M parameters)
+    #[serde(rename = "convnext-base")]
+    #[value(name = "convnext-base")]
+    ConvnextBase,
 }
 
 crate::choice::choice!(Arch, "architecture", ignore_case);
@@ -39,6 +51,8 @@ crate::choice::choice!(Arch, "architecture", ignore_case);
 pub enum Family {
     /// torchvision's ResNets.
     ResNet,
+    /// torchvision's ConvNeXts.
+    ConvNeXt,
 }
 
 /// What an architecture is, without building it.
@@ -66,6 +80,7 @@ impl Arch {
         use Arch::*;
         match self {
             ResNet18 | ResNet34 | ResNet50 | ResNet101 | ResNet152 => super::resnet::spec(self),
+            ConvnextTiny | ConvnextSmall | ConvnextBase => super::convnext::spec(self),
         }
     }
 

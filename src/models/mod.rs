@@ -1,6 +1,7 @@
 //! Backbones and their pretrained weights.
 pub mod arch;
 pub mod backbone;
+pub mod convnext;
 pub mod family;
 pub mod folded;
 pub mod pth;
@@ -10,5 +11,6 @@ pub mod weights;
 pub use arch::{Arch, ArchSpec, Family};
 pub use backbone::{load_backbone_weights, Backbone, WeightsInfo};
 pub use family::{Inference, Network, Tap};
+pub use folded::Precision;
 pub use resnet::{ResNet, Stages};
 pub use weights::{fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry, WeightsVariant};
