@@ -13,4 +13,6 @@ pub use backbone::{load_backbone_weights, Backbone, WeightsInfo};
 pub use family::{Inference, Network, Tap};
 pub use folded::Precision;
 pub use resnet::{ResNet, Stages};
-pub use weights::{fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry, WeightsVariant};
+pub use weights::{
+    eval_transform_for, fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry, WeightsVariant,
+};
