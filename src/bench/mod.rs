@@ -90,18 +90,9 @@ pub struct BenchConfig {
     pub arches: Vec<crate::models::Arch>,
 }
 
-/// One architecture of each family (the first of each in `--arch` order).
+/// One architecture of each family.
 pub fn default_arches() -> Vec<crate::models::Arch> {
-    let mut seen = Vec::new();
-    let mut out = Vec::new();
-    for &a in crate::models::Arch::all() {
-        let f = a.family();
-        if !seen.contains(&f) {
-            seen.push(f);
-            out.push(if f == crate::models::Family::ResNet { crate::models::Arch::ResNet50 } else { a });
-        }
-    }
-    out
+    crate::models::Arch::representatives()
 }
 
 impl Default for BenchConfig {

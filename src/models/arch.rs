@@ -98,6 +98,18 @@ impl Arch {
         self.spec().widths[tap.index()]
     }
 
+    /// One architecture of each family, the smallest but ResNet-50 (the post's), in
+    /// `--arch` order: what the bench and the pipeline tests run.
+    pub fn representatives() -> Vec<Arch> {
+        let mut out: Vec<Arch> = Vec::new();
+        for &a in Arch::all() {
+            if !out.iter().any(|o| o.family() == a.family()) {
+                out.push(if a.family() == Family::ResNet { Arch::ResNet50 } else { a });
+            }
+        }
+        out
+    }
+
     /// Whether variable `name` belongs to the last stage (what `--unfreeze layer4` trains).
     pub fn in_last_stage(self, name: &str) -> bool {
         self.spec().last_stage.iter().any(|p| name.starts_with(p))

@@ -11,6 +11,7 @@ mod cli;
 mod data;
 mod disk;
 mod extract;
+mod families;
 mod fetch;
 mod folders;
 mod fuzz;
