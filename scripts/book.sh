@@ -47,9 +47,20 @@ for s in linear-probe logreg knn; do
   echo "book: ran $s on the hard synthetic set"
 done
 
-rm -rf "$gen.tmp" && mkdir -p "$gen.tmp/results" "$gen.tmp/probes"
+# One architecture of each family, the logreg probe on each one's features (quick: 64 px).
+families="$root/target/book/families"
+rm -rf "$families" && mkdir -p "$families"
+for a in resnet50 convnext-tiny; do
+  if [ "${1:-}" = "--real" ]; then fam=("${common[@]}"); else fam=("${common[@]}" --size 64); fi
+  "$tlab" run "${fam[@]}" --arch "$a" --strategy logreg --name "$a" --runs-dir "$families" 2> "$families/$a.log" ||
+    { cat "$families/$a.log"; exit 1; }
+  echo "book: ran logreg on $a"
+done
+
+rm -rf "$gen.tmp" && mkdir -p "$gen.tmp/results" "$gen.tmp/probes" "$gen.tmp/backbones"
 "$tlab" report --out "$gen.tmp/results" "$runs"/*/
 "$tlab" report --out "$gen.tmp/probes" "$probes"/*/
+"$tlab" report --out "$gen.tmp/backbones" "$families"/*/
 # From target/book, with the run's relative path: the book shows no path of this machine.
 probe=$(cd "$runs" && ls -d *linear-probe*/ | head -1)
 (cd "$root/target/book" &&

@@ -14,5 +14,6 @@ pub use family::{Inference, Network, Tap};
 pub use folded::Precision;
 pub use resnet::{ResNet, Stages};
 pub use weights::{
-    eval_transform_for, fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry, WeightsVariant,
+    eval_transform_for, fetch_weights, load_state_dict, load_tensors, load_weights, registry, WeightsEntry,
+    WeightsVariant,
 };
