@@ -3,6 +3,7 @@ pub mod arch;
 pub mod backbone;
 pub mod family;
 pub mod folded;
+pub mod keras;
 pub mod pth;
 pub mod resnet;
 pub mod weights;

@@ -180,7 +180,7 @@ fn help_lists_every_choice_and_dash_flags() {
     for values in [
         "linear-probe, earlier-layer, fine-tune, pretrained-init, scratch, logreg, knn",
         "easy, hard",
-        "resnet18, resnet34, resnet50, resnet101, resnet152",
+        "resnet18, resnet34, resnet50, resnet101, resnet152, keras-resnet50",
         "layer1, layer2, layer3, layer4",
         "torchvision, keras-caffe",
         "fp32, bf16, fp16",

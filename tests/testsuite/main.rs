@@ -19,6 +19,7 @@ mod kill;
 mod layout;
 mod notebooks;
 mod parity;
+mod parity_keras;
 mod precision;
 mod predict;
 mod probes;
