@@ -161,6 +161,7 @@ pub struct ResNet {
 impl ResNet {
     /// Builds the net under `p` (use `vs.root()` so names match torchvision).
     /// `classes`: `Some(n)` adds the `fc` layer, `None` stops at the pooled features.
+    /// Panics for an arch of another family (Keras' is `models::keras::resnet::build`).
     pub fn new(p: &nn::Path, arch: Arch, classes: Option<i64>) -> ResNet {
         assert_eq!(arch.family(), Family::ResNet, "{arch} is built by its own family");
         let conv1 = conv(p / "conv1", 3, 64, 7, 2, 3);

@@ -39,15 +39,15 @@ pub fn read_layers(path: &Path) -> Result<Vec<KerasLayer>> {
         return Err(werr(format!("truncated: its header says {eof} bytes, the file has {file_len}")));
     }
     let root = file.root().attrs().map_err(|e| werr(format!("root attributes: {e}")))?;
-    let layer_names = strings(&root, "layer_names").map_err(|r| {
-        werr(format!("{r}: not a Keras weights file (a whole saved model keeps them under /model_weights)"))
+    let layer_names = strings(&root, "layer_names").map_err(&werr)?.ok_or_else(|| {
+        werr("no `layer_names` attribute: not a Keras weights file (a whole saved model keeps them under /model_weights)".into())
     })?;
     let mut layers = Vec::new();
     for name in layer_names {
         let lerr = |reason: String| werr(format!("layer `{name}`: {reason}"));
         let group = file.group(&name).map_err(|e| lerr(format!("listed in layer_names but unreadable: {e}")))?;
         let attrs = group.attrs().map_err(|e| lerr(format!("attributes: {e}")))?;
-        let weight_names = strings(&attrs, "weight_names").map_err(lerr)?;
+        let weight_names = strings(&attrs, "weight_names").map_err(lerr)?.unwrap_or_default();
         if weight_names.is_empty() {
             continue;
         }
@@ -62,11 +62,13 @@ pub fn read_layers(path: &Path) -> Result<Vec<KerasLayer>> {
     Ok(layers)
 }
 
+type Strings = std::result::Result<Option<Vec<String>>, String>;
+
 /// A string-array attribute, Keras' way: `name`, or its chunks `name0`, `name1`, ...
-/// (Keras splits attributes over 64 KiB). Absent, or an empty array of any type (what
-/// Keras 3 writes for a layer without weights): empty.
-fn strings(attrs: &HashMap<String, AttrValue>, name: &str) -> std::result::Result<Vec<String>, String> {
-    let one = |key: &str| -> std::result::Result<Option<Vec<String>>, String> {
+/// (Keras splits attributes over 64 KiB); `None` when absent. An empty float64 array is
+/// what Keras writes for a layer without weights (numpy's default dtype for `[]`).
+fn strings(attrs: &HashMap<String, AttrValue>, name: &str) -> Strings {
+    let one = |key: &str| -> Strings {
         use AttrValue::*;
         Ok(Some(match attrs.get(key) {
             None => return Ok(None),
@@ -85,16 +87,12 @@ fn strings(attrs: &HashMap<String, AttrValue>, name: &str) -> std::result::Resul
         }))
     };
     if let Some(v) = one(name)? {
-        return Ok(v);
+        return Ok(Some(v));
     }
-    let mut all = Vec::new();
-    let mut i = 0;
+    let (mut all, mut i) = (None, 0);
     while let Some(v) = one(&format!("{name}{i}"))? {
-        all.extend(v);
+        all.get_or_insert_with(Vec::new).extend(v);
         i += 1;
-    }
-    if i == 0 && name == "layer_names" {
-        return Err(format!("no `{name}` attribute"));
     }
     Ok(all)
 }

@@ -8,8 +8,12 @@ use crate::common::generated;
 use proptest::prelude::*;
 use transfer_lab::models::keras::h5::{read_layers, KerasLayer};
 
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(generated("tests/fixtures/gen/make_keras_reference.py").join(name)).unwrap()
+}
+
 fn small_model() -> Vec<u8> {
-    std::fs::read(generated("tests/fixtures/gen/make_keras_reference.py").join("other-model.h5")).unwrap()
+    fixture("other-model.h5")
 }
 
 fn read(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf, transfer_lab::Result<Vec<KerasLayer>>) {
@@ -43,6 +47,8 @@ fn keras_h5_files_read_back_or_are_refused() {
         ("predictions".into(), "predictions/bias".into(), vec![2]),
     ];
     assert_eq!(summary(&got.unwrap()), want);
+    // Keras' chunked attributes: layer_names0, layer_names1.
+    assert_eq!(summary(&read(&fixture("other-model-chunked.h5")).2.unwrap()), want);
     fuzz("keras-h5", 300, damages(), |d| {
         let damaged = super::damaged(bytes.clone(), &d);
         let (_dir, path, got) = read(&damaged);
