@@ -29,6 +29,10 @@ pub enum Arch {
     #[serde(rename = "resnet152")]
     #[value(name = "resnet152")]
     ResNet152,
+    /// Keras' ResNet50 (v1: the stride on the 1x1), the post's network, from Keras' .h5
+    #[serde(rename = "keras-resnet50")]
+    #[value(name = "keras-resnet50")]
+    KerasResNet50,
     /// torchvision ConvNeXt-Tiny (2022; 28M parameters)
     #[serde(rename = "convnext-tiny")]
     #[value(name = "convnext-tiny")]
@@ -51,6 +55,8 @@ crate::choice::choice!(Arch, "architecture", ignore_case);
 pub enum Family {
     /// torchvision's ResNets.
     ResNet,
+    /// Keras' ResNet50 (`keras.applications`).
+    KerasResNet,
     /// torchvision's ConvNeXts.
     ConvNeXt,
 }
@@ -80,6 +86,7 @@ impl Arch {
         use Arch::*;
         match self {
             ResNet18 | ResNet34 | ResNet50 | ResNet101 | ResNet152 => super::resnet::spec(self),
+            KerasResNet50 => super::keras::resnet::spec(self),
             ConvnextTiny | ConvnextSmall | ConvnextBase => super::convnext::spec(self),
         }
     }

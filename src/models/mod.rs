@@ -4,6 +4,7 @@ pub mod backbone;
 pub mod convnext;
 pub mod family;
 pub mod folded;
+pub mod keras;
 pub mod pth;
 pub mod resnet;
 pub mod weights;

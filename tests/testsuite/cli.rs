@@ -177,10 +177,13 @@ fn help_lists_every_choice_and_dash_flags() {
     // `-h` lists the values on one line; `--help` adds what each means.
     let out = Command::cargo_bin("tlab").unwrap().args(["run", "-h"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
+    let arches: Vec<String> = transfer_lab::models::Arch::all().iter().map(|a| a.name()).collect();
+    assert!(arches.len() >= 9 && arches.contains(&"convnext-tiny".to_string()), "{arches:?}");
     for values in [
         "linear-probe, earlier-layer, fine-tune, pretrained-init, scratch, logreg, knn",
         "easy, hard",
-        "resnet18, resnet34, resnet50, resnet101, resnet152",
+        &arches.join(", "),
+        "bilinear, bicubic",
         "layer1, layer2, layer3, layer4",
         "torchvision, keras-caffe",
         "fp32, bf16, fp16",

@@ -21,6 +21,7 @@ mod layout;
 mod notebooks;
 mod parity;
 mod parity_convnext;
+mod parity_keras;
 mod precision;
 mod predict;
 mod probes;
