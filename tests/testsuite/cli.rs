@@ -204,3 +204,21 @@ fn help_lists_every_choice_and_dash_flags() {
     // A typo is a parse error naming the value, before anything runs.
     tlab(std::path::Path::new("unused")).args(["dash", "--fps", "0"]).assert().failure().stderr(contains("--fps"));
 }
+
+#[test]
+fn readme_lists_the_weights_registry() {
+    let path = root().join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = ("<!-- registry:", "<!-- /registry -->");
+    let (a, b) = (readme.find(start).expect("registry marker"), readme.find(end).expect("end marker"));
+    let head = a + readme[a..].find("-->\n").unwrap() + 4;
+    let want = transfer_lab::models::weights::registry_markdown();
+    assert!(want.lines().count() >= 2 + transfer_lab::models::Arch::all().len(), "{want}");
+    if readme[head..b] != want {
+        if std::env::var_os("TLAB_BLESS").is_some() {
+            std::fs::write(&path, format!("{}{want}{}", &readme[..head], &readme[b..])).unwrap();
+        } else {
+            panic!("README.md's weights table is stale: rerun with TLAB_BLESS=1\n{want}");
+        }
+    }
+}
