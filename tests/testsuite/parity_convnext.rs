@@ -82,3 +82,22 @@ fn convnext_bf16_copy_stays_close_and_training_mode_reaches_the_last_stage() {
     assert!(Arch::ConvnextTiny.in_last_stage("features.7.2.block.5.weight"));
     assert!(!Arch::ConvnextTiny.in_last_stage("features.5.0.block.0.weight"));
 }
+
+#[test]
+fn a_checkpoint_of_another_family_is_refused_naming_its_tensors() {
+    let _g = torch_lock();
+    let dir = generated(SCRIPT);
+    let resnet = generated("tests/fixtures/gen/make_reference.py").join("resnet18.pth");
+    let err = Backbone::from_file(Arch::ConvnextTiny, &resnet, Device::Cpu).err().expect("a ResNet file").to_string();
+    assert!(err.contains("resnet18.pth") && err.contains("missing") && err.contains("features.0.0.weight"), "{err}");
+    assert!(err.contains("unexpected") && err.contains("conv1.weight"), "{err}");
+    let err = Backbone::from_file(Arch::ResNet50, &dir.join("convnext_tiny.safetensors"), Device::Cpu)
+        .err()
+        .expect("a ConvNeXt file")
+        .to_string();
+    assert!(
+        err.contains("convnext_tiny.safetensors") && err.contains("missing") && err.contains("bn1.weight"),
+        "{err}"
+    );
+    assert!(err.contains("another architecture? this is --arch resnet50"), "{err}");
+}
