@@ -2,11 +2,11 @@
 //!
 //! Variable paths equal torchvision's state-dict keys (`features.1.0.block.0.weight`,
 //! `features.1.0.layer_scale`, `classifier.0.weight`), so its checkpoints load unchanged.
-//! No BatchNorm: the inference copy is the same net run channels-last, where the
-//! depthwise conv's output permuted to NHWC is already contiguous for the LayerNorm and
-//! the two linear layers.
+//! No BatchNorm to fold: the inference copy (`inference.rs`) folds the layer scales.
+mod inference;
+
 use super::arch::{Arch, ArchSpec, Family};
-use super::family::{EagerCopy, Inference, Network, Tap};
+use super::family::{Inference, Network, Tap};
 use super::folded::Precision;
 use super::weights::{tv, EvalTransform, WeightsEntry, WeightsVariant, TV_RESNET};
 use tch::nn::{self, Module};
@@ -199,23 +199,28 @@ impl Network for ConvNeXt {
     }
 
     fn macs_per_image(&self, side: i64, tap: Tap) -> u64 {
-        let (dims, depths, _) = config(self.arch);
-        let mut s = side / 4;
-        let mut macs = (s * s * dims[0] * 3 * 16) as u64;
-        for i in 0..=tap.index() {
-            if i > 0 {
-                s /= 2;
-                macs += (s * s * dims[i - 1] * dims[i] * 4) as u64;
-            }
-            // Depthwise 7x7 plus the two linear layers (d -> 4d -> d).
-            macs += (depths[i] as i64 * s * s * (dims[i] * 49 + 8 * dims[i] * dims[i])) as u64;
-        }
-        macs
+        macs(self.arch, side, tap)
     }
 
-    fn inference(&self, vs: &nn::VarStore, precision: Precision) -> Box<dyn Inference> {
-        Box::new(EagerCopy::new(vs, self.arch, precision, true))
+    fn inference(&self, _vs: &nn::VarStore, precision: Precision) -> Box<dyn Inference> {
+        Box::new(inference::ConvNeXtInference::new(self, precision))
     }
+}
+
+/// Multiply-accumulates per image up to `tap`.
+fn macs(arch: Arch, side: i64, tap: Tap) -> u64 {
+    let (dims, depths, _) = config(arch);
+    let mut s = side / 4;
+    let mut macs = (s * s * dims[0] * 3 * 16) as u64;
+    for i in 0..=tap.index() {
+        if i > 0 {
+            s /= 2;
+            macs += (s * s * dims[i - 1] * dims[i] * 4) as u64;
+        }
+        // Depthwise 7x7 plus the two linear layers (d -> 4d -> d).
+        macs += (depths[i] as i64 * s * s * (dims[i] * 49 + 8 * dims[i] * dims[i])) as u64;
+    }
+    macs
 }
 
 #[cfg(test)]
