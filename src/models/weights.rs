@@ -202,11 +202,17 @@ impl WeightsEntry {
         }
     }
 
-    /// Where the file is downloaded from; `base` is torchvision's folder URL.
+    /// The file under the folder URL `base` (torchvision's, or a mirror's).
     pub fn url(&self, base: &str) -> String {
-        match self.source {
-            Source::Torchvision => format!("{}/{}", base.trim_end_matches('/'), self.file),
-            Source::Url { url, .. } => url.to_string(),
+        format!("{}/{}", base.trim_end_matches('/'), self.file)
+    }
+
+    /// Where `tlab fetch` downloads the file: a mirror the settings name
+    /// (`$TLAB_WEIGHTS_BASE_URL`, holding every file under its own name), else its source.
+    pub fn download_url(&self, settings: &crate::settings::Settings) -> String {
+        match (&settings.weights_base_url, self.source) {
+            (None, Source::Url { url, .. }) => url.to_string(),
+            _ => self.url(&weights_base_url(settings)),
         }
     }
 
@@ -231,7 +237,7 @@ pub fn fetch_weights(
     if dest.exists() {
         verify_recorded(&dest, entry.sha256_prefix())?;
     } else {
-        let url = entry.url(&weights_base_url(crate::settings::current()));
+        let url = entry.download_url(crate::settings::current());
         dl.download(&url, &dest, &entry.checksum(), sink)?;
         // The SHA-256 recorded beside the file checks every later use.
         verify_recorded(&dest, entry.sha256_prefix())?;
