@@ -1,6 +1,6 @@
 """A long-lived benchmark peer for `tlab bench`: one framework, its models built once.
 
-    python bench/peer.py --framework torch|keras --size 200 --batch 32 --threads 2 [--device cpu|cuda]
+    python bench/peer.py --framework torch|keras [--model convnext_tiny] --size 200 --batch 32 --threads 2 [--device cpu|cuda]
 
 Protocol (one line each way; protocol lines start with "@tlab "; anything else on stdout
 is framework chatter and ignored):
@@ -33,8 +33,13 @@ def torch_peer(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     dev = torch.device(a.device)
-    model = torchvision.models.resnet50()
-    model.fc = torch.nn.Identity()
+    model = getattr(torchvision.models, a.model)()
+    # Features, not logits: the classifier's last layer goes (ResNet: fc; ConvNeXt,
+    # EfficientNet: classifier[-1], after ConvNeXt's norm).
+    if hasattr(model, "fc"):
+        model.fc = torch.nn.Identity()
+    else:
+        model.classifier[-1] = torch.nn.Identity()
     model = model.eval().to(dev).to(memory_format=torch.channels_last)
     x = torch.randn(a.batch, 3, a.size, a.size, device=dev).to(memory_format=torch.channels_last)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -82,6 +87,7 @@ def keras_peer(a):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--framework", choices=["torch", "keras"], required=True)
+    p.add_argument("--model", default="resnet50", help="torchvision builder (torch only)")
     p.add_argument("--size", type=int, default=200)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count())

@@ -18,15 +18,17 @@ runs="$root/target/book/runs"
 rm -rf "$runs" && mkdir -p "$runs"
 
 if [ "${1:-}" = "--real" ]; then
-  common=(--dataset cifar10 --weights v1 --no-fallback)
+  # The post's own network: Keras' ResNet50 (v1) with Keras' ImageNet weights.
+  data=(--dataset cifar10 --weights v1 --no-fallback)
   image=()
 else
-  # The notebooks' quick set-up, sharing their feature cache: the linear probe and the
-  # earlier-layer run are cache hits after `scripts/notebooks.sh --execute`.
+  # The notebooks' quick set-up and cache (their ResNet-50 features are reused by the
+  # families' runs below).
   export TLAB_CACHE_DIR="${TLAB_CACHE_DIR:-$root/target/tutorial/cache}"
-  common=(--dataset synthetic --synthetic-train 320 --synthetic-test 160 --weights random --no-fallback)
+  data=(--dataset synthetic --synthetic-train 320 --synthetic-test 160 --weights random --no-fallback)
   image=(--size 64 --image-epochs 1)
 fi
+common=("${data[@]}" --arch keras-resnet50)
 for s in linear-probe earlier-layer fine-tune pretrained-init scratch; do
   extra=()
   case $s in fine-tune|pretrained-init|scratch) extra=("${image[@]}") ;; esac
@@ -47,9 +49,20 @@ for s in linear-probe logreg knn; do
   echo "book: ran $s on the hard synthetic set"
 done
 
-rm -rf "$gen.tmp" && mkdir -p "$gen.tmp/results" "$gen.tmp/probes"
+# One architecture of each family, the logreg probe on each one's features (quick: 64 px).
+families="$root/target/book/families"
+rm -rf "$families" && mkdir -p "$families"
+for a in resnet50 keras-resnet50 convnext-tiny; do
+  if [ "${1:-}" = "--real" ]; then fam=("${data[@]}"); else fam=("${data[@]}" --size 64); fi
+  "$tlab" run "${fam[@]}" --arch "$a" --strategy logreg --name "$a" --runs-dir "$families" 2> "$families/$a.log" ||
+    { cat "$families/$a.log"; exit 1; }
+  echo "book: ran logreg on $a"
+done
+
+rm -rf "$gen.tmp" && mkdir -p "$gen.tmp/results" "$gen.tmp/probes" "$gen.tmp/backbones"
 "$tlab" report --out "$gen.tmp/results" "$runs"/*/
 "$tlab" report --out "$gen.tmp/probes" "$probes"/*/
+"$tlab" report --out "$gen.tmp/backbones" "$families"/*/
 # From target/book, with the run's relative path: the book shows no path of this machine.
 probe=$(cd "$runs" && ls -d *linear-probe*/ | head -1)
 (cd "$root/target/book" &&

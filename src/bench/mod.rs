@@ -8,6 +8,7 @@
 //! is installed on first use by `bench/setup.sh` into `.tlab/bench-venv`, which also sees
 //! `.tlab/venv`'s torch through a `.pth` file.
 pub mod e2e;
+pub mod families;
 pub mod folder;
 pub mod head;
 pub mod peer;
@@ -45,6 +46,8 @@ pub enum Section {
     Accuracy,
     /// logreg's sweep against scikit-learn and k-NN against PyTorch
     Probes,
+    /// Each backbone family (`--arches`) against its reference implementation
+    Families,
 }
 
 crate::choice::choice!(Section, "bench section");
@@ -82,6 +85,14 @@ pub struct BenchConfig {
     #[serde(default = "default_folder_images")]
     pub folder_images: usize,
     pub results_dir: PathBuf,
+    /// The families section's architectures.
+    #[serde(default = "default_arches")]
+    pub arches: Vec<crate::models::Arch>,
+}
+
+/// One architecture of each family.
+pub fn default_arches() -> Vec<crate::models::Arch> {
+    crate::models::Arch::representatives()
 }
 
 impl Default for BenchConfig {
@@ -104,6 +115,7 @@ impl Default for BenchConfig {
             accuracy_size: 64,
             folder_images: default_folder_images(),
             results_dir: PathBuf::from("bench/results"),
+            arches: default_arches(),
         }
     }
 }
@@ -172,7 +184,7 @@ impl Env {
         use Section::*;
         let root = repo_root()?;
         let torch_python = root.join(".tlab/venv/bin/python");
-        let needs_python = [Torch, Keras, E2e, Folder, Head, Probes].into_iter().any(|s| cfg.has(s));
+        let needs_python = [Torch, Keras, E2e, Folder, Head, Probes, Families].into_iter().any(|s| cfg.has(s));
         if needs_python && !torch_python.exists() {
             return Err(Error::BenchSetup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
         }
@@ -225,6 +237,8 @@ pub struct BenchReport {
     pub accuracy: Option<head::PrecisionAccuracy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probes: Option<probes::ProbeTiming>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub families: Option<families::Families>,
     pub results_dir: PathBuf,
 }
 
@@ -264,6 +278,10 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     if let Some(p) = &probes {
         p.print();
     }
+    let families = cfg.has(Families).then(|| families::run(cfg, &env)).transpose()?;
+    if let Some(f) = &families {
+        f.print();
+    }
     machine.finish();
     let report = BenchReport {
         config: cfg.clone(),
@@ -274,6 +292,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         head,
         accuracy,
         probes,
+        families,
         results_dir: env.out.clone(),
     };
     report::write(&report, &env.out)?;

@@ -25,6 +25,8 @@ pub struct PeerSpec<'a> {
     pub python: &'a Path,
     pub script: &'a Path,
     pub framework: &'a str,
+    /// torchvision's builder name (`resnet50`, `convnext_tiny`); Keras runs ResNet50.
+    pub model: &'a str,
     pub size: i64,
     pub batch: i64,
     pub threads: i32,
@@ -41,7 +43,7 @@ impl Peer {
         let log = std::fs::File::create(spec.log).map_err(|e| fail(format!("creating {}: {e}", spec.log.display())))?;
         let mut child = Command::new(spec.python)
             .arg(spec.script)
-            .args(["--framework", spec.framework, "--device", spec.device])
+            .args(["--framework", spec.framework, "--model", spec.model, "--device", spec.device])
             .args(["--size", &spec.size.to_string(), "--batch", &spec.batch.to_string()])
             .args(["--threads", &spec.threads.to_string(), "--variants", &spec.variants.join(",")])
             .env("PYTHONUNBUFFERED", "1")

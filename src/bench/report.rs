@@ -240,6 +240,18 @@ fn csv(r: &BenchReport) -> String {
             line("rss", &p.name, "fp32", "projected_60000_mb", p.projected_60000_mb);
         }
     }
+    if let Some(f) = &r.families {
+        for row in &f.rows {
+            let a = row.arch.name();
+            line("families", &a, "fp32", "ours_images_per_s", row.ours_images_per_s);
+            line("families", &a, "fp32", "gflop_per_s", row.ours_gflop_per_s);
+            line("families", &a, "fp32", "share_of_ceiling", row.share_of_ceiling);
+            if let (Some(v), Some(r)) = (row.reference_images_per_s, row.vs_reference) {
+                line("families", &a, "fp32", "reference_images_per_s", v);
+                line("families", &a, "fp32", "vs_reference", r);
+            }
+        }
+    }
     if let Some(h) = &r.head {
         line("head", "ours", "fp32", "seconds", h.ours_seconds);
         line("head", "pytorch", "fp32", "seconds", h.torch_seconds);

@@ -162,6 +162,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
             python,
             script: &env.script("peer.py"),
             framework,
+            model: "resnet50",
             size: cfg.size,
             batch: cfg.batch,
             threads: cfg.threads,
@@ -214,7 +215,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Throughput> {
     Ok(assemble(cands, samples, macs, versions))
 }
 
-fn median(v: &[f64]) -> f64 {
+pub(super) fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let m = s.len() / 2;

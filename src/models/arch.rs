@@ -29,6 +29,22 @@ pub enum Arch {
     #[serde(rename = "resnet152")]
     #[value(name = "resnet152")]
     ResNet152,
+    /// Keras' ResNet50 (v1: the stride on the 1x1), the post's network, from Keras' .h5
+    #[serde(rename = "keras-resnet50")]
+    #[value(name = "keras-resnet50")]
+    KerasResNet50,
+    /// torchvision ConvNeXt-Tiny (2022; 28M parameters)
+    #[serde(rename = "convnext-tiny")]
+    #[value(name = "convnext-tiny")]
+    ConvnextTiny,
+    /// torchvision ConvNeXt-Small (50M parameters)
+    #[serde(rename = "convnext-small")]
+    #[value(name = "convnext-small")]
+    ConvnextSmall,
+    /// torchvision ConvNeXt-Base (89M parameters)
+    #[serde(rename = "convnext-base")]
+    #[value(name = "convnext-base")]
+    ConvnextBase,
     /// torchvision EfficientNet-B0 (MBConv, squeeze-excitation, SiLU; 1280 features)
     #[serde(rename = "efficientnet-b0")]
     #[value(name = "efficientnet-b0")]
@@ -59,6 +75,10 @@ crate::choice::choice!(Arch, "architecture", ignore_case);
 pub enum Family {
     /// torchvision's ResNets.
     ResNet,
+    /// Keras' ResNet50 (`keras.applications`).
+    KerasResNet,
+    /// torchvision's ConvNeXts.
+    ConvNeXt,
     /// torchvision's EfficientNets (B0-B3, V2-S).
     #[serde(rename = "efficientnet")]
     EfficientNet,
@@ -89,6 +109,8 @@ impl Arch {
         use Arch::*;
         match self {
             ResNet18 | ResNet34 | ResNet50 | ResNet101 | ResNet152 => super::resnet::spec(self),
+            KerasResNet50 => super::keras::resnet::spec(self),
+            ConvnextTiny | ConvnextSmall | ConvnextBase => super::convnext::spec(self),
             EfficientnetB0 | EfficientnetB1 | EfficientnetB2 | EfficientnetB3 | EfficientnetV2S => {
                 super::efficientnet::spec(self)
             }
@@ -107,6 +129,18 @@ impl Arch {
     /// Feature width at `tap`: `[N, C]`'s C.
     pub fn feature_dim(self, tap: Tap) -> i64 {
         self.spec().widths[tap.index()]
+    }
+
+    /// One architecture of each family, the smallest but ResNet-50 (the post's), in
+    /// `--arch` order: what the bench and the pipeline tests run.
+    pub fn representatives() -> Vec<Arch> {
+        let mut out: Vec<Arch> = Vec::new();
+        for &a in Arch::all() {
+            if !out.iter().any(|o| o.family() == a.family()) {
+                out.push(if a.family() == Family::ResNet { Arch::ResNet50 } else { a });
+            }
+        }
+        out
     }
 
     /// Whether variable `name` belongs to the last stage (what `--unfreeze layer4` trains).

@@ -125,7 +125,7 @@ impl Backbone {
 pub fn load_backbone_weights(arch: Arch, vs: &mut nn::VarStore, path: &Path) -> Result<()> {
     let spec = arch.spec();
     let h5 = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("h5"));
-    match spec.converter {
+    let res = match spec.converter {
         Some(convert) if h5 => load_tensors(vs, convert(path)?, path, spec.classifier).map(|_| ()),
         None if h5 => Err(crate::Error::Weights {
             path: path.to_path_buf(),
@@ -136,7 +136,15 @@ pub fn load_backbone_weights(arch: Arch, vs: &mut nn::VarStore, path: &Path) -> 
             ),
         }),
         _ => load_weights(vs, path, spec.classifier).map(|_| ()),
-    }
+    };
+    // Both missing and unexpected names: most likely another network's file.
+    res.map_err(|e| match e {
+        crate::Error::Weights { path, reason } if reason.contains("missing") && reason.contains("unexpected") => {
+            let reason = format!("{reason}; is it a checkpoint of another architecture? this is --arch {arch}");
+            crate::Error::Weights { path, reason }
+        }
+        other => other,
+    })
 }
 
 /// The registry entry whose file name `path` carries, if any.

@@ -1,6 +1,6 @@
-//! An inference-only copy of a ResNet: BatchNorm folded into the convolutions, ReLU and
-//! the residual add in place, channels-last layout. Same features, less work and memory
-//! traffic: frozen extraction never needs BatchNorm as a separate pass.
+//! An inference-only copy of a ResNet (torchvision's or Keras'): BatchNorm folded into the
+//! convolutions, ReLU and the residual add in place, channels-last layout. Same features,
+//! less work and memory traffic: frozen extraction never needs BatchNorm as a separate pass.
 //!
 //! A reduced-precision copy ([`FoldedResNet::with_precision`], bf16 or fp16) folds in fp32 and
 //! then rounds the folded weights once, so it differs from the fp32 net only by rounding.
@@ -58,11 +58,9 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
-/// torchvision's (and tch's default) BatchNorm epsilon.
-const BN_EPS: f64 = 1e-5;
-
-/// A convolution with its BatchNorm folded in: `w' = w * g/s`, `b' = beta - mean * g/s`,
-/// with `s = sqrt(var + eps)`.
+/// A convolution with its BatchNorm folded in: `w' = w * g/s`, `b' = beta - mean * g/s`
+/// (with a conv bias, as Keras has: `b' = beta + (bias - mean) * g/s`), with
+/// `s = sqrt(var + eps)`.
 struct FoldedConv {
     w: Tensor,
     b: Tensor,
@@ -73,9 +71,12 @@ struct FoldedConv {
 impl FoldedConv {
     fn new(conv: &nn::Conv2D, bn: &nn::BatchNorm, (stride, padding): (i64, i64), opts: Opts) -> FoldedConv {
         let (Some(gamma), Some(beta)) = (&bn.ws, &bn.bs) else { panic!("BatchNorm without affine parameters") };
-        let scale = gamma / (&bn.running_var + BN_EPS).sqrt();
+        let scale = gamma / (&bn.running_var + opts.bn_eps).sqrt();
         let w = &conv.ws * scale.view([-1, 1, 1, 1]);
-        let b = beta - &bn.running_mean * &scale;
+        let b = match &conv.bs {
+            None => beta - &bn.running_mean * &scale,
+            Some(bias) => beta + (bias - &bn.running_mean) * &scale,
+        };
         let (w, b) = if opts.kind == Kind::Float { (w, b) } else { (w.to_kind(opts.kind), b.to_kind(opts.kind)) };
         let w = if opts.channels_last { channels_last(&w) } else { w.contiguous() };
         FoldedConv { w: w.detach(), b: b.detach(), stride, padding }
@@ -99,6 +100,8 @@ struct Opts {
     channels_last: bool,
     /// Weight and activation kind: Float, BFloat16 or Half.
     kind: Kind,
+    /// The network's BatchNorm epsilon (torchvision 1e-5, Keras 1.001e-5).
+    bn_eps: f64,
 }
 
 struct FoldedBlock {
@@ -164,7 +167,7 @@ impl FoldedResNet {
     /// A copy whose weights and activations are in `precision`; folding is done in fp32
     /// before the one rounding. `features` still takes and returns fp32.
     pub fn with_precision(net: &ResNet, channels_last: bool, precision: Precision) -> FoldedResNet {
-        let opts = Opts { channels_last, kind: precision.kind() };
+        let opts = Opts { channels_last, kind: precision.kind(), bn_eps: net.bn_eps };
         tch::no_grad(|| FoldedResNet {
             stem: FoldedConv::new(&net.conv1, &net.bn1, (2, 3), opts),
             layers: std::array::from_fn(|i| net.layers[i].iter().map(|b| FoldedBlock::new(b, opts)).collect()),

@@ -1,9 +1,11 @@
 //! Backbones and their pretrained weights.
 pub mod arch;
 pub mod backbone;
+pub mod convnext;
 pub mod efficientnet;
 pub mod family;
 pub mod folded;
+pub mod keras;
 pub mod pth;
 pub mod resnet;
 pub mod weights;
@@ -12,5 +14,9 @@ pub use arch::{Arch, ArchSpec, Family};
 pub use backbone::{load_backbone_weights, Backbone, WeightsInfo};
 pub use efficientnet::{EfficientNet, FoldedEfficientNet};
 pub use family::{Inference, Network, Tap};
+pub use folded::Precision;
 pub use resnet::{ResNet, Stages};
-pub use weights::{fetch_weights, load_state_dict, load_tensors, load_weights, WeightsEntry, WeightsVariant};
+pub use weights::{
+    eval_transform_for, fetch_weights, load_state_dict, load_tensors, load_weights, registry, WeightsEntry,
+    WeightsVariant,
+};

@@ -142,20 +142,28 @@ pub struct Stages {
     pub logits: Option<Tensor>,
 }
 
-/// A ResNet whose stages can be read one by one.
+/// torchvision's (and tch's default) BatchNorm epsilon.
+pub(crate) const TV_BN_EPS: f64 = 1e-5;
+
+/// A ResNet whose stages can be read one by one. Keras' ResNet50 is one too, built with
+/// its own names, conv biases and strides (`models::keras::resnet`).
 #[derive(Debug)]
 pub struct ResNet {
     pub arch: Arch,
     pub(crate) conv1: nn::Conv2D,
     pub(crate) bn1: nn::BatchNorm,
     pub(crate) layers: [Vec<Block>; 4],
-    fc: Option<nn::Linear>,
+    pub(crate) fc: Option<nn::Linear>,
+    /// Every BatchNorm's epsilon (tch keeps it private): what folding divides by.
+    pub(crate) bn_eps: f64,
 }
 
 impl ResNet {
     /// Builds the net under `p` (use `vs.root()` so names match torchvision).
     /// `classes`: `Some(n)` adds the `fc` layer, `None` stops at the pooled features.
+    /// Panics for an arch of another family (Keras' is `models::keras::resnet::build`).
     pub fn new(p: &nn::Path, arch: Arch, classes: Option<i64>) -> ResNet {
+        assert_eq!(arch.family(), Family::ResNet, "{arch} is built by its own family");
         let conv1 = conv(p / "conv1", 3, 64, 7, 2, 3);
         let bn1 = bn(p / "bn1", 64);
         let bottleneck = bottleneck(arch);
@@ -173,7 +181,7 @@ impl ResNet {
                 .collect()
         });
         let fc = classes.map(|n| nn::linear(p / "fc", stage_channels(arch)[3], n, Default::default()));
-        ResNet { arch, conv1, bn1, layers, fc }
+        ResNet { arch, conv1, bn1, layers, fc, bn_eps: TV_BN_EPS }
     }
 
     /// `[N, 3, H, W]` normalised images -> `[N, 64, H/4, W/4]`.

@@ -135,6 +135,41 @@ pub fn registry() -> impl Iterator<Item = &'static WeightsEntry> {
     all.into_iter()
 }
 
+/// The evaluation transform of the weights a run starts from: the registry entry of
+/// `variant`, else the one whose file name `file` carries, else `arch`'s first entry
+/// (random weights get the preprocessing its published weights use).
+pub fn eval_transform_for(arch: Arch, variant: Option<WeightsVariant>, file: Option<&Path>) -> EvalTransform {
+    let named = file.and_then(|p| p.file_name()?.to_str()).and_then(|n| registry().find(|e| e.file == n));
+    variant
+        .and_then(|v| WeightsEntry::find(arch, v).ok())
+        .or(named)
+        .or_else(|| registry().find(|e| e.arch == arch))
+        .map_or(TV_RESNET, |e| e.eval)
+}
+
+/// Every entry as a markdown table (the README's, and `tlab fetch weights --list`).
+pub fn registry_markdown() -> String {
+    let mut s = String::from(
+        "| --arch | --weights | file | ImageNet top-1 (published) | eval transform | size |\n|---|---|---|---|---|---|\n",
+    );
+    for e in registry() {
+        let t = &e.eval;
+        s.push_str(&format!(
+            "| {} | {} | `{}` | {:.1}% | resize {} {}, crop {}, {} | {:.0} MiB |\n",
+            e.arch.name(),
+            e.variant.name(),
+            e.file,
+            e.imagenet_top1,
+            t.resize,
+            t.interpolation.name(),
+            t.crop,
+            t.normalization.name(),
+            e.size_mib
+        ));
+    }
+    s
+}
+
 impl WeightsEntry {
     /// Looks up `arch` + `variant`; an error names the variants `arch` has.
     pub fn find(arch: Arch, variant: WeightsVariant) -> Result<&'static WeightsEntry> {
@@ -167,11 +202,17 @@ impl WeightsEntry {
         }
     }
 
-    /// Where the file is downloaded from; `base` is torchvision's folder URL.
+    /// The file under the folder URL `base` (torchvision's, or a mirror's).
     pub fn url(&self, base: &str) -> String {
-        match self.source {
-            Source::Torchvision => format!("{}/{}", base.trim_end_matches('/'), self.file),
-            Source::Url { url, .. } => url.to_string(),
+        format!("{}/{}", base.trim_end_matches('/'), self.file)
+    }
+
+    /// Where `tlab fetch` downloads the file: a mirror the settings name
+    /// (`$TLAB_WEIGHTS_BASE_URL`, holding every file under its own name), else its source.
+    pub fn download_url(&self, settings: &crate::settings::Settings) -> String {
+        match (&settings.weights_base_url, self.source) {
+            (None, Source::Url { url, .. }) => url.to_string(),
+            _ => self.url(&weights_base_url(settings)),
         }
     }
 
@@ -196,7 +237,7 @@ pub fn fetch_weights(
     if dest.exists() {
         verify_recorded(&dest, entry.sha256_prefix())?;
     } else {
-        let url = entry.url(&weights_base_url(crate::settings::current()));
+        let url = entry.download_url(crate::settings::current());
         dl.download(&url, &dest, &entry.checksum(), sink)?;
         // The SHA-256 recorded beside the file checks every later use.
         verify_recorded(&dest, entry.sha256_prefix())?;

@@ -15,10 +15,12 @@ use polars::prelude::{AnyValue, DataFrame};
 use std::fmt::Write;
 use tch::{Kind, Tensor};
 
+mod backbones;
 mod head;
 mod probes;
 mod tutorial;
 
+pub use backbones::{published_linear_probe, weights_registry, BackboneComparison, BackboneRow};
 pub use head::TrainedHead;
 pub use probes::{ProbeComparison, ProbeRow};
 

@@ -177,11 +177,13 @@ fn help_lists_every_choice_and_dash_flags() {
     // `-h` lists the values on one line; `--help` adds what each means.
     let out = Command::cargo_bin("tlab").unwrap().args(["run", "-h"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
+    let arches: Vec<String> = transfer_lab::models::Arch::all().iter().map(|a| a.name()).collect();
+    assert!(arches.len() >= 9 && arches.contains(&"convnext-tiny".to_string()), "{arches:?}");
     for values in [
         "linear-probe, earlier-layer, fine-tune, pretrained-init, scratch, logreg, knn",
         "easy, hard",
-        "resnet18, resnet34, resnet50, resnet101, resnet152, efficientnet-b0, efficientnet-b1, efficientnet-b2, \
-         efficientnet-b3, efficientnet-v2-s",
+        &arches.join(", "),
+        "bilinear, bicubic",
         "layer1, layer2, layer3, layer4",
         "torchvision, keras-caffe",
         "fp32, bf16, fp16",
@@ -201,4 +203,22 @@ fn help_lists_every_choice_and_dash_flags() {
     }
     // A typo is a parse error naming the value, before anything runs.
     tlab(std::path::Path::new("unused")).args(["dash", "--fps", "0"]).assert().failure().stderr(contains("--fps"));
+}
+
+#[test]
+fn readme_lists_the_weights_registry() {
+    let path = root().join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let (start, end) = ("<!-- registry:", "<!-- /registry -->");
+    let (a, b) = (readme.find(start).expect("registry marker"), readme.find(end).expect("end marker"));
+    let head = a + readme[a..].find("-->\n").unwrap() + 4;
+    let want = transfer_lab::models::weights::registry_markdown();
+    assert!(want.lines().count() >= 2 + transfer_lab::models::Arch::all().len(), "{want}");
+    if readme[head..b] != want {
+        if std::env::var_os("TLAB_BLESS").is_some() {
+            std::fs::write(&path, format!("{}{want}{}", &readme[..head], &readme[b..])).unwrap();
+        } else {
+            panic!("README.md's weights table is stale: rerun with TLAB_BLESS=1\n{want}");
+        }
+    }
 }

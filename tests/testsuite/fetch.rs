@@ -467,6 +467,40 @@ fn mirror_urls_come_from_the_settings() {
     let none = Settings::from_vars(|_| None);
     assert_eq!(weights_base_url(&none), DEFAULT_WEIGHTS_BASE_URL);
     assert_eq!(cifar10_url(&none), CIFAR10_URL);
+    // Keras' file comes from Keras' own URL, or from the mirror under its name.
+    use transfer_lab::models::{Arch, WeightsEntry, WeightsVariant};
+    let keras = WeightsEntry::find(Arch::KerasResNet50, WeightsVariant::V1).unwrap();
+    assert_eq!(
+        keras.download_url(&none),
+        "https://storage.googleapis.com/tensorflow/keras-applications/resnet/\
+         resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    );
+    assert_eq!(
+        keras.download_url(&s),
+        "http://mirror.local/models/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    );
+}
+
+#[test]
+fn keras_weights_are_checked_against_keras_published_md5_and_a_wrong_file_is_not_kept() {
+    let server = Server::start();
+    let file = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5";
+    let bytes = payload(1 << 20, 5);
+    let url = server.serve(&format!("/models/{file}"), bytes, Mode::Normal);
+    let cache = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tlab"))
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .args(["fetch", "weights", "keras-resnet50"])
+        .env("TLAB_WEIGHTS_BASE_URL", url.trim_end_matches(file))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // Keras publishes the file's MD5 (keras/src/applications/resnet.py).
+    assert!(stderr.contains("4d473c1dd8becc155b73f8504c6f6626") && stderr.contains(file), "{stderr}");
+    assert!(!Cache::new(cache.path()).weights_file(file).exists(), "a file that failed its checksum is not kept");
+    assert_eq!(server.seen(&format!("/models/{file}")).len(), 1);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Kill trials: `tlab run` (linear probe), `tlab train` (fine-tune) and `tlab extract`
+//! Kill trials: `tlab run` (linear probe), `tlab train` (fine-tune, a ResNet and a ConvNeXt) and `tlab extract`
 //! killed with SIGKILL at seeded random moments, resumed, and compared byte for byte with
 //! an uninterrupted run. CI runs `TLAB_KILL_TRIALS` (default 3) of each; on demand:
 //! `scripts/kill-trials.sh [N] [SEED]` (default 20), which prints "N of N identical" per kind.
@@ -73,11 +73,14 @@ enum Kind {
     Extract,
     /// `tlab run --strategy logreg` (the lambda sweep), resumed by `train --resume` + `evaluate`.
     RunLogreg,
+    /// [`Kind::TrainFineTune`] of a ConvNeXt (LayerNorm, layer scale, stochastic depth).
+    TrainFineTuneConvnext,
 }
 
 impl Kind {
     fn args(self) -> Vec<&'static str> {
-        let common = ["--dataset", "synthetic", "--arch", "resnet18", "--weights", "random"];
+        let arch = if let Kind::TrainFineTuneConvnext = self { "convnext-tiny" } else { "resnet18" };
+        let common = ["--dataset", "synthetic", "--arch", arch, "--weights", "random"];
         let own: &[&str] = match self {
             Kind::RunLinearProbe => &[
                 "run",
@@ -92,7 +95,7 @@ impl Kind {
                 "--epochs",
                 "40",
             ],
-            Kind::TrainFineTune => &[
+            Kind::TrainFineTune | Kind::TrainFineTuneConvnext => &[
                 "train",
                 "--strategy",
                 "fine-tune",
@@ -229,7 +232,8 @@ fn kill_trials(kind: Kind, n: usize, seed: u64) -> usize {
 fn runs_killed_at_random_moments_resume_to_identical_files() {
     let _g = torch_lock();
     let n = trials();
-    for kind in [Kind::RunLinearProbe, Kind::TrainFineTune, Kind::Extract, Kind::RunLogreg] {
+    for kind in [Kind::RunLinearProbe, Kind::TrainFineTune, Kind::Extract, Kind::RunLogreg, Kind::TrainFineTuneConvnext]
+    {
         assert_eq!(kill_trials(kind, n, seed()), n, "{kind:?}: see the trials above");
     }
 }

@@ -6,14 +6,14 @@ use tch::{Device, Kind, Tensor};
 use transfer_lab::cache::Cache;
 use transfer_lab::classifier::Classifier;
 
-fn tlab(cache: &Path) -> assert_cmd::Command {
+pub(crate) fn tlab(cache: &Path) -> assert_cmd::Command {
     let mut c = assert_cmd::Command::cargo_bin("tlab").unwrap();
     c.arg("--threads").arg(test_threads().to_string()).arg("--cache-dir").arg(cache);
     c
 }
 
 /// Photos of three colour classes, mixed sizes and formats, in `root/train` and `root/test`.
-fn photo_folder(root: &Path) {
+pub(crate) fn photo_folder(root: &Path) {
     let colours = [("blue", [30u8, 60, 200]), ("green", [40, 190, 60]), ("red", [210, 40, 30])];
     let mut k = 0u32;
     for (split, n) in [("train", 15), ("test", 5)] {
@@ -50,7 +50,7 @@ fn run(cache: &Path, runs: &Path, data: &Path, flags: &[&str]) -> (PathBuf, serd
 }
 
 /// `predictions.csv` of a run: image -> predicted class.
-fn evaluated(run: &Path) -> Vec<(String, String)> {
+pub(crate) fn evaluated(run: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(run.join("predictions.csv")).unwrap();
     text.lines()
         .skip(1)
@@ -62,7 +62,12 @@ fn evaluated(run: &Path) -> Vec<(String, String)> {
 }
 
 /// `tlab predict --format jsonl` rows: (path, [(class, probability)], error).
-fn predict(cache: &Path, model: &Path, paths: &[&Path], extra: &[&str]) -> (Vec<serde_json::Value>, bool, String) {
+pub(crate) fn predict(
+    cache: &Path,
+    model: &Path,
+    paths: &[&Path],
+    extra: &[&str],
+) -> (Vec<serde_json::Value>, bool, String) {
     let out =
         tlab(cache).arg("predict").arg(model).args(paths).args(["--format", "jsonl"]).args(extra).output().unwrap();
     let rows = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -141,7 +146,7 @@ fn predict_equals_evaluate_and_an_exported_model_predicts_the_same_anywhere() {
     }
 }
 
-fn bytes(t: &Tensor) -> Vec<u8> {
+pub(crate) fn bytes(t: &Tensor) -> Vec<u8> {
     let v = Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap();
     v.iter().flat_map(|f| f.to_le_bytes()).collect()
 }

@@ -12,7 +12,7 @@ use transfer_lab::data::DataSpec;
 use transfer_lab::device::DeviceChoice;
 use transfer_lab::features::{ExtractConfig, Precision};
 use transfer_lab::models::{Arch, Tap, WeightsVariant};
-use transfer_lab::preprocess::{Normalization, Preprocess, ResizeMode};
+use transfer_lab::preprocess::{Interpolation, Normalization, Preprocess, ResizeMode};
 use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig, ProbeConfig};
 use transfer_lab::run::{RunConfig, WeightsChoice};
 use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy, TrainLoop, Unfreeze, ValSplit};
@@ -112,9 +112,14 @@ pub(crate) struct ModelArgs {
     /// Image side after upscaling (the post: 200)
     #[arg(long, default_value_t = ExtractConfig::default().preprocess.size, value_parser = parse_size)]
     pub(crate) size: i64,
-    /// Pixel normalisation
-    #[arg(long, value_enum, default_value_t = ExtractConfig::default().preprocess.normalization)]
-    pub(crate) norm: Normalization,
+    /// Pixel normalisation [default: what the weights were trained with, e.g.
+    /// keras-caffe for keras-resnet50, torchvision for torchvision's]
+    #[arg(long, value_enum)]
+    pub(crate) norm: Option<Normalization>,
+    /// Resampling filter when resizing [default: the weights' evaluation transform:
+    /// bicubic for EfficientNet B0-B3, bilinear for the others]
+    #[arg(long, value_enum)]
+    pub(crate) interpolation: Option<Interpolation>,
     /// Non-square images: crop (shorter side to --size, centre crop: torchvision's
     /// evaluation transform) or squash (both sides to --size)
     #[arg(long, value_enum, default_value_t = ExtractConfig::default().preprocess.resize)]
@@ -253,12 +258,22 @@ fn weights_choice(w: &WeightsArg, seed: u64) -> WeightsChoice {
 }
 
 fn extract_config(m: &ModelArgs) -> ExtractConfig {
+    // Unset choices follow the weights' own evaluation transform.
+    let file = match &m.weights {
+        WeightsArg::File(p) => Some(p.as_path()),
+        _ => None,
+    };
+    let variant = match m.weights {
+        WeightsArg::Variant(v) => Some(v),
+        _ => None,
+    };
+    let eval = transfer_lab::models::eval_transform_for(m.arch, variant, file);
     ExtractConfig {
         preprocess: Preprocess {
             size: m.size,
-            normalization: m.norm,
+            normalization: m.norm.unwrap_or(eval.normalization),
             resize: m.resize,
-            interpolation: Default::default(),
+            interpolation: m.interpolation.unwrap_or(eval.interpolation),
         },
         tap: m.layer,
         batch_size: m.batch_size,

@@ -1,7 +1,7 @@
 //! Fuzzing of every parser that reads files a user or another process hands us, with
-//! proptest on the stable toolchain: the CIFAR-10 batch parser, the `.pth` reader, feature
-//! shards and manifests, resume checkpoints, `events.jsonl` tailing, image decoding and
-//! exported models.
+//! proptest on the stable toolchain: the CIFAR-10 batch parser, the `.pth` and Keras `.h5`
+//! readers, feature shards and manifests, resume checkpoints, `events.jsonl` tailing, image
+//! decoding and exported models.
 //!
 //! Each target generates valid files (so the oracle knows what must come back), damages
 //! them (flips, cuts, insertions, fields set to hostile values) or writes raw noise, and
@@ -15,6 +15,7 @@ use std::time::Instant;
 
 mod cifar;
 mod files;
+mod h5;
 mod image;
 mod model;
 mod pth;

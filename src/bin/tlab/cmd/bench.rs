@@ -69,6 +69,9 @@ mod with_bench {
         /// Probes: time only ours' sweep, not scikit-learn's (minutes at 50,000 rows)
         #[arg(long)]
         pub(crate) skip_sklearn_sweep: bool,
+        /// Families section: these architectures (default: one of each family)
+        #[arg(long, value_delimiter = ',', value_enum, ignore_case = true)]
+        pub(crate) arches: Option<Vec<transfer_lab::models::Arch>>,
         /// Each run writes bench.json and bench.csv into a new folder here
         #[arg(long, default_value = "bench/results")]
         pub(crate) results_dir: PathBuf,
@@ -107,6 +110,7 @@ mod with_bench {
                 bail!("--probe-rows {}: need at least 50", c.probe_rows);
             }
             c.skip_sklearn_sweep = self.skip_sklearn_sweep;
+            c.arches = self.arches.unwrap_or(c.arches);
             c.threads = threads.unwrap_or(c.threads);
             (c.size, c.batch, c.device, c.results_dir) = (self.size, self.batch, self.device, self.results_dir);
             Ok(c)

@@ -1,0 +1,3 @@
+//! Keras' networks, read from Keras' own `.h5` weights files.
+pub mod h5;
+pub mod resnet;

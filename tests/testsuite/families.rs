@@ -1,0 +1,79 @@
+//! Every backbone family through the whole pipeline: `tlab run` (features + head, then
+//! fine-tuning of the family's last stage), `predict` equal to the run's evaluation, and
+//! `export` whose TorchScript gives our probabilities in Python.
+use crate::common::*;
+use crate::predict::{bytes, evaluated, photo_folder, predict, tlab};
+use std::path::PathBuf;
+use tch::{Device, Tensor};
+use transfer_lab::cache::Cache;
+use transfer_lab::classifier::Classifier;
+use transfer_lab::models::{Arch, Family};
+
+/// One architecture of each family but torchvision's ResNets (predict.rs runs those).
+fn arches() -> Vec<Arch> {
+    Arch::representatives().into_iter().filter(|a| a.family() != Family::ResNet).collect()
+}
+
+#[test]
+fn every_family_runs_fine_tunes_predicts_and_exports() {
+    let _g = torch_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cache, runs, data) = (tmp.path().join("cache"), tmp.path().join("runs"), tmp.path().join("photos"));
+    photo_folder(&data);
+    assert!(!arches().is_empty());
+    for arch in arches() {
+        let a = arch.name();
+        let out = tlab(&cache)
+            .args(["run", "--dataset", "folder", "--data"])
+            .arg(&data)
+            .args(["--arch", &a, "--weights", "random", "--size", "64", "--strategy", "fine-tune"])
+            .args(["--epochs", "2", "--image-epochs", "1", "--runs-dir"])
+            .arg(&runs)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{a}: {stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let dir = PathBuf::from(summary["run_dir"].as_str().unwrap());
+        assert_eq!(summary["test_samples"], 15, "{a}");
+        let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        assert!(config.contains(&format!("\"arch\": \"{a}\"")), "{a}: {config}");
+
+        let test = data.join("test");
+        let (rows, ok, stderr) = predict(&cache, &dir, &[&test], &[]);
+        assert!(ok, "{a}: {stderr}");
+        let want = evaluated(&dir);
+        assert_eq!(rows.len(), want.len());
+        for (row, (image, class)) in rows.iter().zip(&want) {
+            assert_eq!(row["top"][0]["class"].as_str().unwrap(), class, "{a}: {image}");
+        }
+
+        let model = tmp.path().join(format!("{a}.safetensors"));
+        let ts = tmp.path().join(format!("{a}.pt"));
+        tlab(&cache).arg("export").arg(&dir).arg("-o").arg(&model).arg("--torchscript").arg(&ts).assert().success();
+        let clf = Classifier::load(&model, &Cache::new(tmp.path()), Device::Cpu).unwrap();
+        assert_eq!(clf.meta.arch, arch);
+        let paths: Vec<PathBuf> = want.iter().map(|(p, _)| PathBuf::from(p)).collect();
+        let x = Tensor::stack(&paths.iter().map(|p| clf.decode(p).unwrap()).collect::<Vec<_>>(), 0);
+        let ours = clf.probabilities(&x).unwrap();
+        let spread = (ours.max() - ours.min()).double_value(&[]);
+        assert!(spread > 1e-3, "{a}: the trained model's probabilities are all alike ({spread:.1e})");
+        let (input, output) = (tmp.path().join("x.f32"), tmp.path().join("p.f32"));
+        std::fs::write(&input, bytes(&x)).unwrap();
+        let py = std::process::Command::new(python())
+            .arg(root().join("examples/python/run_torchscript.py"))
+            .arg(&ts)
+            .arg(&input)
+            .args([paths.len().to_string(), "64".into()])
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(py.status.success(), "{a}: {}", String::from_utf8_lossy(&py.stderr));
+        let theirs: Vec<f32> =
+            std::fs::read(&output).unwrap().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let theirs = Tensor::from_slice(&theirs).view([paths.len() as i64, 3]);
+        let diff = (&ours - &theirs).abs().max().double_value(&[]);
+        println!("{a}: run, fine-tune, predict = evaluate, TorchScript in Python vs ours: max |p - p'| = {diff:.2e}");
+        assert!(diff < 1e-4, "{a}: {diff}");
+    }
+}
