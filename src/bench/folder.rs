@@ -70,7 +70,8 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<FolderTiming> {
     let root = work.join("photos");
     eprintln!("bench: folder, writing {} 500x375 JPEGs", cfg.folder_images);
     write_photos(&root, cfg.folder_images)?;
-    let spec = FolderSpec { root: root.clone(), size: cfg.size, resize: ResizeMode::Crop, strict: true };
+    let spec =
+        FolderSpec { root: root.clone(), size: cfg.size, resize: ResizeMode::Crop, strict: true, ..Default::default() };
     let files = open_folder(&spec, Split::Train, &mut NullSink)?;
     let pre = Preprocess { size: cfg.size, resize: ResizeMode::Crop, ..Default::default() };
     let paths = files.paths().expect("a folder dataset has paths").to_vec();

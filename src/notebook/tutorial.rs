@@ -205,7 +205,9 @@ impl Tutorial {
         let size = if self.scale == TutorialScale::Quick { 64 } else { 224 };
         cfg.extract.preprocess.size = size;
         let resize = crate::preprocess::ResizeMode::Crop;
-        cfg.data = DataSpec::Folder(data::folder::FolderSpec { root: root.to_path_buf(), size, resize, strict: false });
+        let interpolation = cfg.extract.preprocess.interpolation;
+        let root = root.to_path_buf();
+        cfg.data = DataSpec::Folder(data::folder::FolderSpec { root, size, resize, strict: false, interpolation });
         cfg.head.fit.val_split = ValSplit::default_for(&cfg.data);
         cfg.images.fit.val_split = ValSplit::default_for(&cfg.data);
         cfg

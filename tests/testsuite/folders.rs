@@ -17,7 +17,13 @@ fn save_image(path: &Path, w: u32, h: u32, tint: u8) {
 }
 
 fn spec(root: &Path) -> FolderSpec {
-    FolderSpec { root: root.to_path_buf(), size: 16, resize: ResizeMode::Crop, strict: false }
+    FolderSpec {
+        root: root.to_path_buf(),
+        size: 16,
+        resize: ResizeMode::Crop,
+        strict: false,
+        interpolation: Default::default(),
+    }
 }
 
 fn open(spec: &FolderSpec, split: Split) -> (transfer_lab::Result<Dataset>, Vec<(LogLevel, String)>) {
@@ -124,6 +130,8 @@ fn a_flat_folder_holds_out_a_test_split_and_names_every_file_it_skips() {
     let before = digest(&spec(dir.path()));
     assert_ne!(before, digest(&FolderSpec { size: 17, ..spec(dir.path()) }));
     assert_ne!(before, digest(&FolderSpec { resize: ResizeMode::Squash, ..spec(dir.path()) }));
+    let bicubic = transfer_lab::preprocess::Interpolation::Bicubic;
+    assert_ne!(before, digest(&FolderSpec { interpolation: bicubic, ..spec(dir.path()) }));
     save_image(&dir.path().join("dog/d0.jpg"), 40, 20, 201);
     assert_ne!(before, digest(&spec(dir.path())));
 }

@@ -244,7 +244,8 @@ pub(crate) fn data_spec(d: &DataArgs, m: &ModelArgs) -> Result<DataSpec> {
         },
         DatasetArg::Folder => {
             let Some(root) = d.data.clone() else { bail!("--dataset folder needs --data ROOT") };
-            DataSpec::Folder(FolderSpec { root, size: m.size, resize: m.resize, strict: d.strict })
+            let interpolation = extract_config(m).preprocess.interpolation;
+            DataSpec::Folder(FolderSpec { root, size: m.size, resize: m.resize, strict: d.strict, interpolation })
         }
     })
 }

@@ -15,7 +15,7 @@
 use super::{Dataset, Source, Split};
 use crate::error::{Error, IoContext, Result};
 use crate::events::EventSink;
-use crate::preprocess::{Preprocess, ResizeMode};
+use crate::preprocess::{Interpolation, Preprocess, ResizeMode};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +33,7 @@ pub const FORMATS: &str = "PNG or JPEG";
 const VAL_DIRS: [&str; 2] = ["val", "valid"];
 
 /// How a folder dataset is read: where, at what size, and how strictly.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FolderSpec {
     pub root: PathBuf,
     /// Side of the decoded images (the model's input size).
@@ -45,6 +45,10 @@ pub struct FolderSpec {
     /// Unusable files are an error instead of a warning.
     #[serde(default)]
     pub strict: bool,
+    /// The resampling filter, the weights' (bicubic for EfficientNet B0-B3); absent in
+    /// older runs, which resized bilinearly.
+    #[serde(default)]
+    pub interpolation: Interpolation,
 }
 
 fn squash() -> ResizeMode {
@@ -53,7 +57,7 @@ fn squash() -> ResizeMode {
 
 impl FolderSpec {
     fn pre(&self) -> Preprocess {
-        Preprocess { size: self.size, resize: self.resize, ..Default::default() }
+        Preprocess { size: self.size, resize: self.resize, interpolation: self.interpolation, ..Default::default() }
     }
 }
 
