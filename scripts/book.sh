@@ -52,7 +52,7 @@ done
 # One architecture of each family, the logreg probe on each one's features (quick: 64 px).
 families="$root/target/book/families"
 rm -rf "$families" && mkdir -p "$families"
-for a in resnet50 keras-resnet50 convnext-tiny; do
+for a in resnet50 keras-resnet50 convnext-tiny efficientnet-b0; do
   if [ "${1:-}" = "--real" ]; then fam=("${data[@]}"); else fam=("${data[@]}" --size 64); fi
   "$tlab" run "${fam[@]}" --arch "$a" --strategy logreg --name "$a" --runs-dir "$families" 2> "$families/$a.log" ||
     { cat "$families/$a.log"; exit 1; }

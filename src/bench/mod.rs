@@ -188,7 +188,10 @@ impl Env {
         if needs_python && !torch_python.exists() {
             return Err(Error::BenchSetup(format!("{} missing: run scripts/setup.sh --test", torch_python.display())));
         }
-        let keras_python = if cfg.has(Keras) { Some(setup_bench_venv(&root)?) } else { None };
+        // Keras' ResNet50 in the families section is measured against Keras itself.
+        let keras_arch =
+            cfg.has(Families) && cfg.arches.iter().any(|a| a.family() == crate::models::Family::KerasResNet);
+        let keras_python = if cfg.has(Keras) || keras_arch { Some(setup_bench_venv(&root)?) } else { None };
         let stamp = crate::rundir::RunDir::create(&cfg.results_dir, "bench")?.path().to_path_buf();
         Ok(Env { root, torch_python, keras_python, out: stamp, device })
     }
