@@ -2,9 +2,9 @@
 //! fine-tuning of the family's last stage), `predict` equal to the run's evaluation, and
 //! `export` whose TorchScript gives our probabilities in Python.
 use crate::common::*;
-use crate::predict::{bytes, evaluated, photo_folder, predict, tlab};
+use crate::predict::{evaluated, photo_folder, predict, tlab, torchscript_vs_ours};
 use std::path::PathBuf;
-use tch::{Device, Tensor};
+use tch::Device;
 use transfer_lab::cache::Cache;
 use transfer_lab::classifier::Classifier;
 use transfer_lab::models::{Arch, Family};
@@ -54,25 +54,9 @@ fn every_family_runs_fine_tunes_predicts_and_exports() {
         let clf = Classifier::load(&model, &Cache::new(tmp.path()), Device::Cpu).unwrap();
         assert_eq!(clf.meta.arch, arch);
         let paths: Vec<PathBuf> = want.iter().map(|(p, _)| PathBuf::from(p)).collect();
-        let x = Tensor::stack(&paths.iter().map(|p| clf.decode(p).unwrap()).collect::<Vec<_>>(), 0);
-        let ours = clf.probabilities(&x).unwrap();
+        let (ours, diff) = torchscript_vs_ours(&clf, &ts, &paths, tmp.path());
         let spread = (ours.max() - ours.min()).double_value(&[]);
         assert!(spread > 1e-3, "{a}: the trained model's probabilities are all alike ({spread:.1e})");
-        let (input, output) = (tmp.path().join("x.f32"), tmp.path().join("p.f32"));
-        std::fs::write(&input, bytes(&x)).unwrap();
-        let py = std::process::Command::new(python())
-            .arg(root().join("examples/python/run_torchscript.py"))
-            .arg(&ts)
-            .arg(&input)
-            .args([paths.len().to_string(), "64".into()])
-            .arg(&output)
-            .output()
-            .unwrap();
-        assert!(py.status.success(), "{a}: {}", String::from_utf8_lossy(&py.stderr));
-        let theirs: Vec<f32> =
-            std::fs::read(&output).unwrap().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        let theirs = Tensor::from_slice(&theirs).view([paths.len() as i64, 3]);
-        let diff = (&ours - &theirs).abs().max().double_value(&[]);
         println!("{a}: run, fine-tune, predict = evaluate, TorchScript in Python vs ours: max |p - p'| = {diff:.2e}");
         assert!(diff < 1e-4, "{a}: {diff}");
     }

@@ -124,29 +124,36 @@ fn predict_equals_evaluate_and_an_exported_model_predicts_the_same_anywhere() {
         // The TorchScript file in Python gives our probabilities.
         let clf = Classifier::load(&model, &Cache::new(elsewhere.path()), Device::Cpu).unwrap();
         let paths: Vec<PathBuf> = want.iter().map(|(p, _)| PathBuf::from(p)).collect();
-        let x = Tensor::stack(&paths.iter().map(|p| clf.decode(p).unwrap()).collect::<Vec<_>>(), 0);
-        let ours = clf.probabilities(&x).unwrap();
-        let (input, output) = (tmp.path().join("x.f32"), tmp.path().join("p.f32"));
-        std::fs::write(&input, bytes(&x)).unwrap();
-        let py = std::process::Command::new(python())
-            .arg(root().join("examples/python/run_torchscript.py"))
-            .arg(&ts)
-            .arg(&input)
-            .args([paths.len().to_string(), "32".into()])
-            .arg(&output)
-            .output()
-            .unwrap();
-        assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
-        let theirs: Vec<f32> =
-            std::fs::read(&output).unwrap().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        let theirs = Tensor::from_slice(&theirs).view([paths.len() as i64, 3]);
-        let diff = (&ours - &theirs).abs().max().double_value(&[]);
+        let (_, diff) = torchscript_vs_ours(&clf, &ts, &paths, tmp.path());
         println!("{strategy}: TorchScript in Python vs ours: max |p - p'| = {diff:.2e}");
         assert!(diff < 1e-4, "{strategy}: {diff}");
     }
 }
 
-pub(crate) fn bytes(t: &Tensor) -> Vec<u8> {
+/// `clf`'s probabilities for `paths`, and their largest difference from the TorchScript
+/// file `ts` run by `torch.jit.load` in Python on the same decoded images.
+pub(crate) fn torchscript_vs_ours(clf: &Classifier, ts: &Path, paths: &[PathBuf], tmp: &Path) -> (Tensor, f64) {
+    let x = Tensor::stack(&paths.iter().map(|p| clf.decode(p).unwrap()).collect::<Vec<_>>(), 0);
+    let ours = clf.probabilities(&x).unwrap();
+    let (input, output) = (tmp.join("x.f32"), tmp.join("p.f32"));
+    std::fs::write(&input, bytes(&x)).unwrap();
+    let py = std::process::Command::new(python())
+        .arg(root().join("examples/python/run_torchscript.py"))
+        .arg(ts)
+        .arg(&input)
+        .args([paths.len().to_string(), clf.meta.preprocess.size.to_string()])
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}: {}", ts.display(), String::from_utf8_lossy(&py.stderr));
+    let theirs: Vec<f32> =
+        std::fs::read(&output).unwrap().chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let theirs = Tensor::from_slice(&theirs).view([paths.len() as i64, clf.meta.classes.len() as i64]);
+    let diff = (&ours - &theirs).abs().max().double_value(&[]);
+    (ours, diff)
+}
+
+fn bytes(t: &Tensor) -> Vec<u8> {
     let v = Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).unwrap();
     v.iter().flat_map(|f| f.to_le_bytes()).collect()
 }
