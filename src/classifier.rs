@@ -289,6 +289,9 @@ fn check_meta(meta: &ModelMeta, tensors: &HashMap<String, Tensor>) -> std::resul
     if !(16..=1024).contains(&meta.preprocess.size) {
         return Err(format!("its input size {} is outside 16..=1024", meta.preprocess.size));
     }
+    if let Some(side) = meta.preprocess.resize_side.filter(|&s| !(meta.preprocess.size..=4096).contains(&s)) {
+        return Err(format!("its resize side {side} is outside {}..=4096", meta.preprocess.size));
+    }
     Ok(())
 }
 
@@ -304,7 +307,13 @@ fn build(meta: &ModelMeta, device: Device) -> (nn::VarStore, Box<dyn Network>) {
 /// The preprocessing a run's images went through: a folder's resize mode is the data's.
 fn run_preprocess(cfg: &crate::run::RunConfig) -> Preprocess {
     match &cfg.data {
-        crate::data::DataSpec::Folder(f) => Preprocess { size: f.size, resize: f.resize, ..cfg.extract.preprocess },
+        crate::data::DataSpec::Folder(f) => Preprocess {
+            size: f.size,
+            resize: f.resize,
+            interpolation: f.interpolation,
+            resize_side: f.resize_side,
+            ..cfg.extract.preprocess
+        },
         _ => cfg.extract.preprocess,
     }
 }

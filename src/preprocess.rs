@@ -63,6 +63,11 @@ pub struct Preprocess {
     /// Absent in runs from before it was a choice: bilinear.
     #[serde(default)]
     pub interpolation: Interpolation,
+    /// [`ResizeMode::Crop`]: the shorter side before the centre crop, as the weights'
+    /// evaluation transform has it (torchvision's `Resize(256)` + `CenterCrop(224)`, scaled
+    /// to `size`). `None`: `size`, the crop is the whole shorter side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_side: Option<i64>,
 }
 
 impl Default for Preprocess {
@@ -72,24 +77,36 @@ impl Default for Preprocess {
             normalization: Normalization::Torchvision,
             resize: ResizeMode::Crop,
             interpolation: Interpolation::Bilinear,
+            resize_side: None,
         }
     }
 }
 
+/// The shorter side that keeps the weights' resize/crop ratio at input `size` (timm's
+/// `floor(size / crop_pct)`): 224 with 256/224 gives 256, 200 gives 228.
+pub fn resize_side_for(size: i64, resize: i64, crop: i64) -> Option<i64> {
+    (resize > crop).then(|| size * resize / crop)
+}
+
 /// The side lengths and crop offsets of [`ResizeMode::Crop`] for an `h` x `w` image:
-/// `(resized_h, resized_w, top, left)`, computed as torchvision's `Resize(size)` and
+/// `(resized_h, resized_w, top, left)`, computed as torchvision's `Resize(side)` and
 /// `CenterCrop(size)` do (the longer side truncated, the offsets rounded half to even).
-pub fn crop_geometry(h: i64, w: i64, size: i64) -> (i64, i64, i64, i64) {
+pub fn crop_geometry(h: i64, w: i64, side: i64, size: i64) -> (i64, i64, i64, i64) {
     let (rh, rw) = if h <= w {
-        (size, ((size as f64) * (w as f64) / (h as f64)) as i64)
+        (side, ((side as f64) * (w as f64) / (h as f64)) as i64)
     } else {
-        (((size as f64) * (h as f64) / (w as f64)) as i64, size)
+        (((side as f64) * (h as f64) / (w as f64)) as i64, side)
     };
     let off = |long: i64| (((long - size) as f64) / 2.0).round_ties_even() as i64;
     (rh, rw, off(rh), off(rw))
 }
 
 impl Preprocess {
+    /// The shorter side before a centre crop: `resize_side`, at least `size`.
+    pub fn side(&self) -> i64 {
+        self.resize_side.unwrap_or(self.size).max(self.size)
+    }
+
     /// `[B, 3, h, w]` u8 (any device) -> `[B, 3, size, size]` f32 on `device`.
     /// Resized as [`Preprocess::resize`] says, except that bicubic results are clamped to
     /// 0..=255 after each pass (width, then height), as torchvision's resize of a uint8
@@ -139,13 +156,14 @@ impl Preprocess {
                 Interpolation::Bicubic => bicubic(x, oh, ow)?,
             })
         };
-        // A square image is only scaled: both modes agree, as they did before crop existed.
-        let mode = if h == w { ResizeMode::Squash } else { self.resize };
+        // A square image is only scaled: both modes agree, as they did before crop existed
+        // (unless the crop keeps less than the whole shorter side).
+        let mode = if h == w && self.side() == s { ResizeMode::Squash } else { self.resize };
         let out = match mode {
             ResizeMode::Squash if s < h || s < w || self.interpolation == Interpolation::Bicubic => aa(x, s, s)?,
             ResizeMode::Squash => x.f_upsample_bilinear2d([s, s], false, None, None)?,
             ResizeMode::Crop => {
-                let (rh, rw, top, left) = crop_geometry(h, w, s);
+                let (rh, rw, top, left) = crop_geometry(h, w, self.side(), s);
                 // torchvision resizes with antialias=True whichever way the scale goes.
                 let r = if (rh, rw) == (h, w) { x.shallow_clone() } else { aa(x, rh, rw)? };
                 r.f_narrow(2, top, s)?.f_narrow(3, left, s)?.contiguous()

@@ -23,8 +23,8 @@ pub fn resize_into(img: &image::RgbImage, pre: &Preprocess, out: &mut [f32]) {
     let (w, h) = (img.width() as usize, img.height() as usize);
     // The full resized size, and where the kept window starts in it.
     let (full_h, full_w, top, left) = match pre.resize {
-        ResizeMode::Crop if w != h => {
-            let (rh, rw, t, l) = crop_geometry(h as i64, w as i64, s as i64);
+        ResizeMode::Crop if w != h || pre.side() != pre.size => {
+            let (rh, rw, t, l) = crop_geometry(h as i64, w as i64, pre.side(), s as i64);
             (rh as usize, rw as usize, t as usize, l as usize)
         }
         _ => (s, s, 0, 0),
@@ -104,6 +104,36 @@ mod tests {
         assert!((out[0] - kept[7]).abs() < 1e-3 && (out[7] - kept[0]).abs() < 1e-3, "mirrored");
     }
 
+    /// The weights' resize/crop ratio: the shorter side to `side`, then the centre
+    /// `size` (torchvision's `Resize(256)` + `CenterCrop(224)`), squares included.
+    #[test]
+    fn crop_with_a_resize_side_matches_libtorch() {
+        assert_eq!(crop_geometry(300, 400, 236, 224), (236, 314, 6, 45));
+        assert_eq!(crate::preprocess::resize_side_for(224, 256, 224), Some(256));
+        assert_eq!(crate::preprocess::resize_side_for(200, 256, 224), Some(228));
+        assert_eq!(crate::preprocess::resize_side_for(384, 384, 384), None);
+        for &(w, h, s, side) in &[(50u32, 37u32, 16i64, 19i64), (37, 50, 16, 18), (30, 30, 16, 20)] {
+            let img = image::RgbImage::from_fn(w, h, |x, y| {
+                image::Rgb([(x * 7 + y * 3) as u8, (x * x + y) as u8, ((x ^ y) * 5) as u8])
+            });
+            let pre = Preprocess { size: s, resize: ResizeMode::Crop, resize_side: Some(side), ..Default::default() };
+            let mut out = vec![0f32; (3 * s * s) as usize];
+            resize_into(&img, &pre, &mut out);
+            let ours = Tensor::from_slice(&out).view([3, s, s]);
+            let x = Tensor::from_slice(img.as_raw()).view([h as i64, w as i64, 3]).permute([2, 0, 1]);
+            let x = x.to_kind(Kind::Float).unsqueeze(0);
+            let (rh, rw, top, left) = crop_geometry(h as i64, w as i64, side, s);
+            assert!(rh.min(rw) == side && top + s <= rh && left + s <= rw);
+            let want = x.internal_upsample_bilinear2d_aa([rh, rw], false, None, None);
+            let want = want.narrow(2, top, s).narrow(3, left, s).squeeze_dim(0);
+            let diff = (&ours - &want).abs().max().double_value(&[]);
+            assert!(diff < 1e-3, "{w}x{h} -> {side} -> {s}: max diff {diff}");
+            // The tensor path crops alike.
+            let t = pre.resize(&x, h as i64, w as i64).unwrap().squeeze_dim(0);
+            assert!((&t - &want).abs().max().double_value(&[]) < 1e-3, "{w}x{h}: tensor path");
+        }
+    }
+
     #[test]
     fn matches_libtorch_antialiased_bilinear() {
         for &(w, h, s, mode) in &[
@@ -122,7 +152,7 @@ mod tests {
             let x = Tensor::from_slice(img.as_raw()).view([h as i64, w as i64, 3]).permute([2, 0, 1]);
             let x = x.to_kind(Kind::Float).unsqueeze(0);
             let (rh, rw, top, left) = match mode {
-                ResizeMode::Crop => crop_geometry(h as i64, w as i64, s),
+                ResizeMode::Crop => crop_geometry(h as i64, w as i64, s, s),
                 ResizeMode::Squash => (s, s, 0, 0),
             };
             let want = x.internal_upsample_bilinear2d_aa([rh, rw], false, None, None);
@@ -152,7 +182,7 @@ mod tests {
             let x = Tensor::from_slice(img.as_raw()).view([h as i64, w as i64, 3]).permute([2, 0, 1]);
             let x = x.to_kind(Kind::Double).unsqueeze(0);
             let (rh, rw, top, left) = match mode {
-                ResizeMode::Crop => crop_geometry(h as i64, w as i64, s),
+                ResizeMode::Crop => crop_geometry(h as i64, w as i64, s, s),
                 ResizeMode::Squash => (s, s, 0, 0),
             };
             let pass =

@@ -206,8 +206,11 @@ impl Tutorial {
         cfg.extract.preprocess.size = size;
         let resize = crate::preprocess::ResizeMode::Crop;
         let interpolation = cfg.extract.preprocess.interpolation;
+        let eval = crate::models::eval_transform_for(cfg.arch, None, None);
+        let resize_side = crate::preprocess::resize_side_for(size, eval.resize, eval.crop);
         let root = root.to_path_buf();
-        cfg.data = DataSpec::Folder(data::folder::FolderSpec { root, size, resize, strict: false, interpolation });
+        let spec = data::folder::FolderSpec { root, size, resize, strict: false, interpolation, resize_side };
+        cfg.data = DataSpec::Folder(spec);
         cfg.head.fit.val_split = ValSplit::default_for(&cfg.data);
         cfg.images.fit.val_split = ValSplit::default_for(&cfg.data);
         cfg

@@ -23,6 +23,7 @@ fn spec(root: &Path) -> FolderSpec {
         resize: ResizeMode::Crop,
         strict: false,
         interpolation: Default::default(),
+        resize_side: None,
     }
 }
 
@@ -132,6 +133,7 @@ fn a_flat_folder_holds_out_a_test_split_and_names_every_file_it_skips() {
     assert_ne!(before, digest(&FolderSpec { resize: ResizeMode::Squash, ..spec(dir.path()) }));
     let bicubic = transfer_lab::preprocess::Interpolation::Bicubic;
     assert_ne!(before, digest(&FolderSpec { interpolation: bicubic, ..spec(dir.path()) }));
+    assert_ne!(before, digest(&FolderSpec { resize_side: Some(18), ..spec(dir.path()) }));
     save_image(&dir.path().join("dog/d0.jpg"), 40, 20, 201);
     assert_ne!(before, digest(&spec(dir.path())));
 }

@@ -12,7 +12,7 @@ use transfer_lab::data::DataSpec;
 use transfer_lab::device::DeviceChoice;
 use transfer_lab::features::{ExtractConfig, Precision};
 use transfer_lab::models::{Arch, Tap, WeightsVariant};
-use transfer_lab::preprocess::{Interpolation, Normalization, Preprocess, ResizeMode};
+use transfer_lab::preprocess::{resize_side_for, Interpolation, Normalization, Preprocess, ResizeMode};
 use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig, ProbeConfig};
 use transfer_lab::run::{RunConfig, WeightsChoice};
 use transfer_lab::train::{BatchNorm, HeadConfig, ImageTrainConfig, Strategy, TrainLoop, Unfreeze, ValSplit};
@@ -120,10 +120,14 @@ pub(crate) struct ModelArgs {
     /// bicubic for EfficientNet B0-B3, bilinear for the others]
     #[arg(long, value_enum)]
     pub(crate) interpolation: Option<Interpolation>,
-    /// Non-square images: crop (shorter side to --size, centre crop: torchvision's
+    /// Photos: crop (shorter side to --resize-side, centre --size crop: torchvision's
     /// evaluation transform) or squash (both sides to --size)
     #[arg(long, value_enum, default_value_t = ExtractConfig::default().preprocess.resize)]
     pub(crate) resize: ResizeMode,
+    /// Photos with --resize crop: the shorter side before the centre --size crop
+    /// [default: the weights' ratio, e.g. 256/224 of --size for torchvision's ResNets]
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) resize_side: Option<i64>,
     /// Stage whose pooled activations are the features
     #[arg(long, value_enum, default_value_t = ExtractConfig::default().tap)]
     pub(crate) layer: Tap,
@@ -245,7 +249,12 @@ pub(crate) fn data_spec(d: &DataArgs, m: &ModelArgs) -> Result<DataSpec> {
         DatasetArg::Folder => {
             let Some(root) = d.data.clone() else { bail!("--dataset folder needs --data ROOT") };
             let interpolation = extract_config(m).preprocess.interpolation;
-            DataSpec::Folder(FolderSpec { root, size: m.size, resize: m.resize, strict: d.strict, interpolation })
+            let eval = weights_eval(m);
+            // Photos are cropped as the weights were evaluated: the shorter side to the
+            // weights' resize/crop ratio of --size, then the centre --size.
+            let resize_side = m.resize_side.or_else(|| resize_side_for(m.size, eval.resize, eval.crop));
+            let (size, resize) = (m.size, m.resize);
+            DataSpec::Folder(FolderSpec { root, size, resize, strict: d.strict, interpolation, resize_side })
         }
     })
 }
@@ -258,8 +267,8 @@ fn weights_choice(w: &WeightsArg, seed: u64) -> WeightsChoice {
     }
 }
 
-fn extract_config(m: &ModelArgs) -> ExtractConfig {
-    // Unset choices follow the weights' own evaluation transform.
+/// The evaluation transform of the weights the flags name.
+fn weights_eval(m: &ModelArgs) -> transfer_lab::models::weights::EvalTransform {
     let file = match &m.weights {
         WeightsArg::File(p) => Some(p.as_path()),
         _ => None,
@@ -268,13 +277,20 @@ fn extract_config(m: &ModelArgs) -> ExtractConfig {
         WeightsArg::Variant(v) => Some(v),
         _ => None,
     };
-    let eval = transfer_lab::models::eval_transform_for(m.arch, variant, file);
+    transfer_lab::models::eval_transform_for(m.arch, variant, file)
+}
+
+fn extract_config(m: &ModelArgs) -> ExtractConfig {
+    // Unset choices follow the weights' own evaluation transform.
+    let eval = weights_eval(m);
     ExtractConfig {
         preprocess: Preprocess {
             size: m.size,
             normalization: m.norm.unwrap_or(eval.normalization),
             resize: m.resize,
             interpolation: m.interpolation.unwrap_or(eval.interpolation),
+            // Only photos are cropped (below); CIFAR's squares are scaled whole, as the post did.
+            resize_side: None,
         },
         tap: m.layer,
         batch_size: m.batch_size,

@@ -49,6 +49,10 @@ pub struct FolderSpec {
     /// older runs, which resized bilinearly.
     #[serde(default)]
     pub interpolation: Interpolation,
+    /// The shorter side before the centre crop (the weights' resize/crop ratio at `size`);
+    /// absent: `size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize_side: Option<i64>,
 }
 
 fn squash() -> ResizeMode {
@@ -57,7 +61,8 @@ fn squash() -> ResizeMode {
 
 impl FolderSpec {
     fn pre(&self) -> Preprocess {
-        Preprocess { size: self.size, resize: self.resize, interpolation: self.interpolation, ..Default::default() }
+        let (size, resize, interpolation, resize_side) = (self.size, self.resize, self.interpolation, self.resize_side);
+        Preprocess { size, resize, interpolation, resize_side, ..Default::default() }
     }
 }
 
