@@ -24,7 +24,9 @@ if [ "${1:-}" = "--real" ]; then
 else
   # The notebooks' quick set-up and cache (their ResNet-50 features are reused by the
   # families' runs below).
-  export TLAB_CACHE_DIR="${TLAB_CACHE_DIR:-$root/target/tutorial/cache}"
+  # Relative to the repository (the working directory here), so that no event, log line
+  # or chart the book shows carries this machine's path.
+  export TLAB_CACHE_DIR="${TLAB_CACHE_DIR:-target/tutorial/cache}"
   data=(--dataset synthetic --synthetic-train 320 --synthetic-test 160 --weights random --no-fallback)
   image=(--size 64 --image-epochs 1)
 fi
