@@ -104,6 +104,13 @@ mod tests {
         assert!((out[0] - kept[7]).abs() < 1e-3 && (out[7] - kept[0]).abs() < 1e-3, "mirrored");
     }
 
+    /// A `w` x `h` image with detail in every channel.
+    fn pattern(w: u32, h: u32) -> image::RgbImage {
+        image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 7 + y * 3) as u8, (x * x + y) as u8, ((x ^ y) * 5) as u8])
+        })
+    }
+
     /// The weights' resize/crop ratio: the shorter side to `side`, then the centre
     /// `size` (torchvision's `Resize(256)` + `CenterCrop(224)`), squares included.
     #[test]
@@ -113,9 +120,7 @@ mod tests {
         assert_eq!(crate::preprocess::resize_side_for(200, 256, 224), Some(228));
         assert_eq!(crate::preprocess::resize_side_for(384, 384, 384), None);
         for &(w, h, s, side) in &[(50u32, 37u32, 16i64, 19i64), (37, 50, 16, 18), (30, 30, 16, 20)] {
-            let img = image::RgbImage::from_fn(w, h, |x, y| {
-                image::Rgb([(x * 7 + y * 3) as u8, (x * x + y) as u8, ((x ^ y) * 5) as u8])
-            });
+            let img = pattern(w, h);
             let pre = Preprocess { size: s, resize: ResizeMode::Crop, resize_side: Some(side), ..Default::default() };
             let mut out = vec![0f32; (3 * s * s) as usize];
             resize_into(&img, &pre, &mut out);
@@ -142,9 +147,7 @@ mod tests {
             (20, 13, 32, ResizeMode::Crop),
             (50, 37, 16, ResizeMode::Squash),
         ] {
-            let img = image::RgbImage::from_fn(w, h, |x, y| {
-                image::Rgb([(x * 7 + y * 3) as u8, (x * x + y) as u8, ((x ^ y) * 5) as u8])
-            });
+            let img = pattern(w, h);
             let pre = Preprocess { size: s, resize: mode, ..Default::default() };
             let mut out = vec![0f32; (3 * s * s) as usize];
             resize_into(&img, &pre, &mut out);
@@ -172,9 +175,7 @@ mod tests {
             (20, 13, 32, ResizeMode::Crop),
             (50, 37, 16, ResizeMode::Squash),
         ] {
-            let img = image::RgbImage::from_fn(w, h, |x, y| {
-                image::Rgb([(x * 7 + y * 3) as u8, (x * x + y) as u8, ((x ^ y) * 5) as u8])
-            });
+            let img = pattern(w, h);
             let pre = Preprocess { size: s, resize: mode, interpolation: Interpolation::Bicubic, ..Default::default() };
             let mut out = vec![0f32; (3 * s * s) as usize];
             resize_into(&img, &pre, &mut out);
