@@ -12,7 +12,7 @@
 //! k-NN keeps its training features as its model and is not exported.
 use crate::cache::Cache;
 use crate::data::folder;
-use crate::models::{load_tensors, Arch, Inference, Network, Tap};
+use crate::models::{load_tensors, Arch, Inference, Network, Pool, Tap};
 use crate::preprocess::Preprocess;
 use crate::rundir::{RunDir, Weights};
 use crate::train::Strategy;
@@ -27,12 +27,19 @@ pub const META_KEY: &str = "tlab.model";
 /// Bumped when the exported layout changes.
 pub const FORMAT: u32 = 1;
 
+fn mean_pool() -> Pool {
+    Pool::Mean
+}
+
 /// What an exported model says about itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
     pub format: u32,
     pub arch: Arch,
     pub tap: Tap,
+    /// How the tap became the head's input; absent in models exported before ViTs: the mean.
+    #[serde(default = "mean_pool")]
+    pub pool: Pool,
     pub classes: Vec<String>,
     pub preprocess: Preprocess,
     pub strategy: Strategy,
@@ -138,6 +145,7 @@ impl Classifier {
             format: FORMAT,
             arch: cfg.arch,
             tap,
+            pool: cfg.arch.pool(cfg.extract.pool)?,
             classes: t.classes.clone(),
             preprocess: run_preprocess(&cfg),
             strategy: cfg.strategy,
@@ -184,7 +192,7 @@ impl Classifier {
     /// The head's logits for decoded images `[B, 3, S, S]` f32 in 0..=255.
     pub fn logits(&self, images: &Tensor) -> Result<Tensor> {
         let x = self.meta.preprocess.apply(images, self.device())?;
-        let f = self.folded.features(&x, self.meta.tap);
+        let f = self.folded.readout(&x, self.meta.tap, self.meta.pool);
         let (w, b) = (self.fc("weight"), self.fc("bias"));
         Ok(tch::no_grad(|| f.linear(&w, Some(&b))))
     }
@@ -263,7 +271,7 @@ impl Classifier {
     /// torchvision layers.
     pub fn forward_unfolded(&self, images: &Tensor, norm: &crate::preprocess::NormConstants) -> Tensor {
         let x = norm.apply(images);
-        let f = self.net.features_t(&x, self.meta.tap, false);
+        let f = self.net.readout_t(&x, self.meta.tap, self.meta.pool, false);
         f.linear(&self.fc("weight"), Some(&self.fc("bias"))).softmax(-1, Kind::Float)
     }
 }
@@ -271,7 +279,7 @@ impl Classifier {
 /// Whether `meta` describes `tensors`: the head's shape is the tap's width by the number
 /// of classes, and the input size is one `tlab` can run.
 fn check_meta(meta: &ModelMeta, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
-    let dim = meta.arch.feature_dim(meta.tap);
+    let dim = meta.arch.pooled_dim(meta.tap, meta.pool);
     let c = meta.classes.len() as i64;
     let shape = |k: &str| tensors.get(k).map(|t| t.size());
     if c < 2 {
@@ -299,7 +307,7 @@ fn check_meta(meta: &ModelMeta, tensors: &HashMap<String, Tensor>) -> std::resul
 fn build(meta: &ModelMeta, device: Device) -> (nn::VarStore, Box<dyn Network>) {
     let vs = nn::VarStore::new(device);
     let net = meta.arch.build(&vs.root());
-    let dim = meta.arch.feature_dim(meta.tap);
+    let dim = meta.arch.pooled_dim(meta.tap, meta.pool);
     let _ = nn::linear(vs.root() / "fc", dim, meta.classes.len() as i64, Default::default());
     (vs, net)
 }

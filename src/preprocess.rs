@@ -13,12 +13,16 @@ pub enum Normalization {
     /// 103.939/116.779/123.68, no scaling. What the post used with Keras' weights.
     #[value(alias = "caffe")]
     KerasCaffe,
+    /// `(x/255 - mean) / std` with OpenAI CLIP's mean/std (its image preprocessor's).
+    Clip,
 }
 
 crate::choice::choice!(Normalization, "normalisation");
 
 const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+const CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// Keras caffe means, in BGR order.
 const CAFFE_MEAN_BGR: [f64; 3] = [103.939, 116.779, 123.68];
 
@@ -182,9 +186,13 @@ impl Preprocess {
     pub fn constants(&self, device: Device) -> NormConstants {
         let col = |v: [f64; 3]| Tensor::from_slice(&v).to_kind(Kind::Float).to_device(device).view([1, 3, 1, 1]);
         match self.normalization {
-            Normalization::Torchvision => {
-                let scale = IMAGENET_STD.map(|s| 1.0 / (255.0 * s));
-                let shift = [0, 1, 2].map(|c| IMAGENET_MEAN[c] / IMAGENET_STD[c]);
+            Normalization::Torchvision | Normalization::Clip => {
+                let (mean, std) = match self.normalization {
+                    Normalization::Clip => (CLIP_MEAN, CLIP_STD),
+                    _ => (IMAGENET_MEAN, IMAGENET_STD),
+                };
+                let scale = std.map(|s| 1.0 / (255.0 * s));
+                let shift = [0, 1, 2].map(|c| mean[c] / std[c]);
                 NormConstants { flip: false, scale: Some(col(scale)), shift: col(shift) }
             }
             Normalization::KerasCaffe => NormConstants { flip: true, scale: None, shift: col(CAFFE_MEAN_BGR) },

@@ -96,6 +96,7 @@ pub fn run_accuracy(cfg: &BenchConfig, env: &Env) -> Result<PrecisionAccuracy> {
             ..Default::default()
         },
         tap: Tap::Layer4,
+        pool: None,
         batch_size: cfg.batch as usize,
         shard_size: 4096,
         precision: Precision::Fp32,

@@ -10,7 +10,7 @@ use crate::data::Dataset;
 use crate::events::{EventSink, RunEvent};
 use crate::fsutil::ensure_dir;
 use crate::models::folded::Precision;
-use crate::models::{Backbone, Tap};
+use crate::models::{Backbone, Pool, Tap};
 use crate::preprocess::Preprocess;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,9 @@ use std::time::Instant;
 pub struct ExtractConfig {
     pub preprocess: Preprocess,
     pub tap: Tap,
+    /// How the tap becomes a vector; `None`: the architecture's own (`Arch::default_pool`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<Pool>,
     pub batch_size: usize,
     /// Rows per shard; rounded up to a multiple of `batch_size`.
     pub shard_size: usize,
@@ -36,6 +39,7 @@ impl Default for ExtractConfig {
         ExtractConfig {
             preprocess: Preprocess::default(),
             tap: Tap::Layer4,
+            pool: None,
             batch_size: 32,
             shard_size: 2048,
             precision: Precision::Fp32,

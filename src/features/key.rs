@@ -1,7 +1,14 @@
 //! The cache key: everything that changes the features. Its hash names the folder, so a
 //! change of any of them is a new folder, never a misread one.
 use crate::models::folded::Precision;
-use crate::models::{Arch, Tap};
+use crate::models::{Arch, Pool, Tap};
+
+fn mean() -> Pool {
+    Pool::Mean
+}
+fn is_mean(p: &Pool) -> bool {
+    *p == Pool::Mean
+}
 use crate::preprocess::Normalization;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,6 +29,9 @@ pub struct CacheKey {
     pub image_size: i64,
     pub normalization: Normalization,
     pub tap: Tap,
+    /// Absent for the mean, so keys (and cache folders) made before ViTs are unchanged.
+    #[serde(default = "mean", skip_serializing_if = "is_mean")]
+    pub pool: Pool,
     /// Serialises as "fp32" / "bf16" / "fp16": fp32 keys (and cache folders) are the
     /// same as before precision was a choice.
     pub precision: Precision,

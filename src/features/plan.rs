@@ -25,6 +25,9 @@ impl Plan {
         if data.is_empty() {
             return Err(Error::invalid("dataset", format!("{} ({}) has no images", data.name, data.split.as_str())));
         }
+        let arch = backbone.arch();
+        let pool = arch.pool(cfg.pool)?;
+        arch.check_size(cfg.preprocess.size)?;
         let key = CacheKey {
             format: CACHE_FORMAT,
             dataset: data.name.clone(),
@@ -36,6 +39,7 @@ impl Plan {
             image_size: cfg.preprocess.size,
             normalization: cfg.preprocess.normalization,
             tap: cfg.tap,
+            pool,
             precision: cfg.precision,
         };
         let batch = cfg.batch_size.max(1);
@@ -44,7 +48,7 @@ impl Plan {
         Ok(Plan {
             id: key.id(),
             dir: FeatureDir::of(cache, &key),
-            dim: backbone.feature_dim(cfg.tap),
+            dim: backbone.pooled_dim(cfg.tap, pool),
             shard_size,
             total,
             shards: total.div_ceil(shard_size),

@@ -90,8 +90,8 @@ impl<'a> Worker<'a> {
             let (imgs, lab) = ahead.next().expect("one batch per range")?;
             let x = self.cfg.preprocess.apply(&imgs, device)?;
             let f = match &self.reduced {
-                Some(net) => net.features(&x, self.cfg.tap),
-                None => self.backbone.features(&x, self.cfg.tap),
+                Some(net) => net.readout(&x, self.cfg.tap, self.plan.key.pool),
+                None => self.backbone.readout(&x, self.cfg.tap, self.plan.key.pool),
             };
             let (row, n) = ((r.start - range.start) as i64, lab.size()[0]);
             self.feats.narrow(0, row, n).copy_(&f);

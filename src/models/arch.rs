@@ -1,7 +1,7 @@
 //! The registry of architectures: each `--arch` value, its family, and what the rest of
 //! the crate needs to know about it without building it. A family adds its variants here
 //! and a `spec` in its own file.
-use super::family::{Converter, Network, Tap};
+use super::family::{Converter, Network, Pool, Tap};
 use super::weights::WeightsEntry;
 use serde::{Deserialize, Serialize};
 use tch::nn;
@@ -65,6 +65,42 @@ pub enum Arch {
     #[serde(rename = "efficientnet-v2-s")]
     #[value(name = "efficientnet-v2-s")]
     EfficientnetV2S,
+    /// DINOv2 ViT-S/14 (self-supervised, 2023; 22M parameters; Hugging Face facebook/dinov2-small)
+    #[serde(rename = "dinov2-vits14")]
+    #[value(name = "dinov2-vits14")]
+    Dinov2Vits14,
+    /// DINOv2 ViT-B/14 (86M parameters; facebook/dinov2-base)
+    #[serde(rename = "dinov2-vitb14")]
+    #[value(name = "dinov2-vitb14")]
+    Dinov2Vitb14,
+    /// DINOv2 ViT-L/14 (300M parameters; facebook/dinov2-large)
+    #[serde(rename = "dinov2-vitl14")]
+    #[value(name = "dinov2-vitl14")]
+    Dinov2Vitl14,
+    /// DINOv2 ViT-S/14 with 4 registers (facebook/dinov2-with-registers-small)
+    #[serde(rename = "dinov2-vits14-reg")]
+    #[value(name = "dinov2-vits14-reg")]
+    Dinov2Vits14Reg,
+    /// DINOv2 ViT-B/14 with 4 registers (facebook/dinov2-with-registers-base)
+    #[serde(rename = "dinov2-vitb14-reg")]
+    #[value(name = "dinov2-vitb14-reg")]
+    Dinov2Vitb14Reg,
+    /// DINOv2 ViT-L/14 with 4 registers (facebook/dinov2-with-registers-large)
+    #[serde(rename = "dinov2-vitl14-reg")]
+    #[value(name = "dinov2-vitl14-reg")]
+    Dinov2Vitl14Reg,
+    /// CLIP ViT-B/16 image tower (OpenAI, 2021; openai/clip-vit-base-patch16)
+    #[serde(rename = "clip-vitb16")]
+    #[value(name = "clip-vitb16")]
+    ClipVitb16,
+    /// CLIP ViT-L/14 image tower (openai/clip-vit-large-patch14)
+    #[serde(rename = "clip-vitl14")]
+    #[value(name = "clip-vitl14")]
+    ClipVitl14,
+    /// torchvision ViT-B/16 (supervised on ImageNet-1k; 86M parameters)
+    #[serde(rename = "vit-b16")]
+    #[value(name = "vit-b16")]
+    VitB16,
 }
 
 crate::choice::choice!(Arch, "architecture", ignore_case);
@@ -82,6 +118,8 @@ pub enum Family {
     /// torchvision's EfficientNets (B0-B3, V2-S).
     #[serde(rename = "efficientnet")]
     EfficientNet,
+    /// Vision Transformers: DINOv2, CLIP's image tower, torchvision's ViT.
+    Vit,
 }
 
 /// What an architecture is, without building it.
@@ -114,6 +152,8 @@ impl Arch {
             EfficientnetB0 | EfficientnetB1 | EfficientnetB2 | EfficientnetB3 | EfficientnetV2S => {
                 super::efficientnet::spec(self)
             }
+            Dinov2Vits14 | Dinov2Vitb14 | Dinov2Vitl14 | Dinov2Vits14Reg | Dinov2Vitb14Reg | Dinov2Vitl14Reg
+            | ClipVitb16 | ClipVitl14 | VitB16 => super::vit::spec(self),
         }
     }
 
@@ -126,9 +166,59 @@ impl Arch {
         (self.spec().build)(p, self)
     }
 
-    /// Feature width at `tap`: `[N, C]`'s C.
+    /// Feature width at `tap` by its own pooling ([`Arch::default_pool`]): `[N, C]`'s C.
     pub fn feature_dim(self, tap: Tap) -> i64 {
-        self.spec().widths[tap.index()]
+        self.pooled_dim(tap, self.default_pool())
+    }
+
+    /// Feature width at `tap` pooled by `pool`.
+    pub fn pooled_dim(self, tap: Tap, pool: Pool) -> i64 {
+        pool.width(self.spec().widths[tap.index()])
+    }
+
+    /// The pooling its published evaluation uses: the mean for CNNs, DINOv2's class
+    /// token + patch mean, CLIP's and torchvision ViT's class token.
+    pub fn default_pool(self) -> Pool {
+        match self.family() {
+            Family::Vit => super::vit::default_pool(self),
+            _ => Pool::Mean,
+        }
+    }
+
+    /// `pool`, or the default when `None`; an error when the network has no class token.
+    pub fn pool(self, pool: Option<Pool>) -> crate::Result<Pool> {
+        let pool = pool.unwrap_or(self.default_pool());
+        if pool != Pool::Mean && self.family() != Family::Vit {
+            return Err(crate::Error::invalid(
+                "--pool",
+                format!("`{}` needs a class token; {} is a CNN, pooled by its mean only", pool.name(), self.name()),
+            ));
+        }
+        Ok(pool)
+    }
+
+    /// The patch side of a ViT (inputs must be multiples of it); `None` for CNNs.
+    pub fn patch(self) -> Option<i64> {
+        (self.family() == Family::Vit).then(|| super::vit::patch(self))
+    }
+
+    /// Whether `size` x `size` inputs fit: a ViT needs a multiple of its patch, and an
+    /// error names the nearest sizes that are.
+    pub fn check_size(self, size: i64) -> crate::Result<()> {
+        let Some(p) = self.patch() else { return Ok(()) };
+        if size % p == 0 && size >= p {
+            return Ok(());
+        }
+        let below = (size / p * p).max(p);
+        let above = (size / p + 1) * p;
+        let near = if below == above { format!("{below}") } else { format!("{below} or {above}") };
+        Err(crate::Error::invalid(
+            "--size",
+            format!(
+                "{size} is not a multiple of {}'s {p}-pixel patch; the nearest sizes that are: {near}",
+                self.name()
+            ),
+        ))
     }
 
     /// One architecture of each family, the smallest but ResNet-50 (the post's), in
@@ -156,6 +246,11 @@ mod tests {
     #[test]
     fn every_arch_builds_with_its_declared_widths() {
         for &a in Arch::all() {
+            // 300M parameters each: tests/testsuite/parity_vit.rs builds them against
+            // their real key sets.
+            if matches!(a, Arch::Dinov2Vitl14 | Arch::Dinov2Vitl14Reg | Arch::ClipVitl14) {
+                continue;
+            }
             assert_eq!(a.name().parse::<Arch>().unwrap(), a);
             let json = serde_json::to_string(&a).unwrap();
             assert_eq!(json, format!("\"{}\"", a.name()), "serde and the CLI spell {a:?} alike");

@@ -1,7 +1,7 @@
 //! A network of any family with its weights: where they came from, their digest, the
 //! input they expect, and the inference copy extraction runs.
 use super::arch::Arch;
-use super::family::{Inference, Network, Tap};
+use super::family::{Inference, Network, Pool, Tap};
 use super::folded::Precision;
 use super::weights::{fetch_weights, load_tensors, load_weights, WeightsEntry};
 use crate::cache::Cache;
@@ -86,14 +86,25 @@ impl Backbone {
         self.net.arch()
     }
 
-    /// Pooled features at `tap` for preprocessed images: `[N, 3, S, S]` -> `[N, C]`.
+    /// Pooled features at `tap` for preprocessed images: `[N, 3, S, S]` -> `[N, C]`, by
+    /// the architecture's own pooling.
     pub fn features(&self, x: &Tensor, tap: Tap) -> Tensor {
         self.inference.features(x, tap)
     }
 
-    /// Feature width at `tap`.
+    /// Features at `tap` pooled by `pool`: `[N, 3, S, S]` -> `[N, pool.width(C)]`.
+    pub fn readout(&self, x: &Tensor, tap: Tap, pool: Pool) -> Tensor {
+        self.inference.readout(x, tap, pool)
+    }
+
+    /// Feature width at `tap` by the architecture's own pooling.
     pub fn feature_dim(&self, tap: Tap) -> i64 {
         self.arch().feature_dim(tap)
+    }
+
+    /// Feature width at `tap` pooled by `pool`.
+    pub fn pooled_dim(&self, tap: Tap, pool: Pool) -> i64 {
+        self.arch().pooled_dim(tap, pool)
     }
 
     /// Another inference copy in `precision` (bf16, fp16), made from the fp32 weights.

@@ -41,6 +41,35 @@ impl Tap {
     }
 }
 
+/// How a tap's tokens become one vector. CNNs have only the mean of their map; a ViT
+/// also has its class token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pool {
+    /// The mean over the map's positions (the patch tokens of a ViT): global average pooling.
+    Mean,
+    /// A ViT's class token.
+    Cls,
+    /// The class token and the patch-token mean side by side, `[N, 2C]`: DINOv2's own
+    /// linear evaluation.
+    #[value(name = "cls+mean")]
+    #[serde(rename = "cls+mean")]
+    ClsMean,
+}
+
+crate::choice::choice!(Pool, "pooling");
+
+impl Pool {
+    /// Width of the pooled vector for a map of `c` channels.
+    pub fn width(self, c: i64) -> i64 {
+        if self == Pool::ClsMean {
+            2 * c
+        } else {
+            c
+        }
+    }
+}
+
 /// A network built over an `nn::Path` whose variable names are its published
 /// checkpoint's keys.
 pub trait Network: Send + std::fmt::Debug {
@@ -57,6 +86,13 @@ pub trait Network: Send + std::fmt::Debug {
         maps[tap.index()].adaptive_avg_pool2d([1, 1]).flatten(1, -1)
     }
 
+    /// Features at `tap` pooled by `pool` (`[N, pool.width(C)]`); a CNN has only
+    /// [`Pool::Mean`], which [`Arch::check_pool`] ensures before any run.
+    fn readout_t(&self, x: &Tensor, tap: Tap, pool: Pool, train: bool) -> Tensor {
+        assert_eq!(pool, Pool::Mean, "{} pools by the mean only", self.arch().name());
+        self.features_t(x, tap, train)
+    }
+
     /// Multiply-accumulates of convolutions and linear layers per `side` x `side` image up
     /// to `tap` (what FLOP counts are made of).
     fn macs_per_image(&self, side: i64, tap: Tap) -> u64;
@@ -70,6 +106,11 @@ pub trait Network: Send + std::fmt::Debug {
 pub trait Inference: Send {
     /// `[N, 3, H, W]` normalised fp32 -> `[N, C]` fp32.
     fn features(&self, x: &Tensor, tap: Tap) -> Tensor;
+    /// Features pooled by `pool`; see [`Network::readout_t`].
+    fn readout(&self, x: &Tensor, tap: Tap, pool: Pool) -> Tensor {
+        assert_eq!(pool, Pool::Mean, "a CNN pools by the mean only");
+        self.features(x, tap)
+    }
     /// See [`Network::macs_per_image`].
     fn macs_per_image(&self, side: i64, tap: Tap) -> u64;
     /// The kind weights and activations are computed in.
@@ -123,6 +164,13 @@ impl Inference for EagerCopy {
             let x = if self.kind == Kind::Float { x.shallow_clone() } else { x.to_kind(self.kind) };
             let x = if self.channels_last { channels_last(&x) } else { x };
             self.net.features_t(&x, tap, false).to_kind(Kind::Float)
+        })
+    }
+    fn readout(&self, x: &Tensor, tap: Tap, pool: Pool) -> Tensor {
+        tch::no_grad(|| {
+            let x = if self.kind == Kind::Float { x.shallow_clone() } else { x.to_kind(self.kind) };
+            let x = if self.channels_last { channels_last(&x) } else { x };
+            self.net.readout_t(&x, tap, pool, false).to_kind(Kind::Float)
         })
     }
     fn macs_per_image(&self, side: i64, tap: Tap) -> u64 {

@@ -4,7 +4,7 @@ use super::fit::{fit, Adam, FitConfig, Split, TrainLoop, TrainStep};
 use super::head::{Evaluation, TrainOutcome};
 use crate::data::Dataset;
 use crate::events::EventSink;
-use crate::models::{Arch, Network, Tap};
+use crate::models::{Arch, Network, Pool, Tap};
 use crate::preprocess::Preprocess;
 use crate::rundir::{RunDir, Weights};
 use crate::Result;
@@ -149,19 +149,27 @@ pub struct ImageModel {
     pub net: Box<dyn Network>,
     fc: nn::Linear,
     dropout: f64,
+    pool: Pool,
 }
 
 impl ImageModel {
+    /// The head on the architecture's own pooling ([`Arch::default_pool`]).
     pub fn new(arch: Arch, classes: i64, dropout: f64, device: Device) -> ImageModel {
+        ImageModel::with_pool(arch, arch.default_pool(), classes, dropout, device)
+    }
+
+    /// `pool`: how the last tap becomes the head's input (see [`Arch::pool`]).
+    pub fn with_pool(arch: Arch, pool: Pool, classes: i64, dropout: f64, device: Device) -> ImageModel {
         let vs = nn::VarStore::new(device);
         let net = arch.build(&vs.root());
-        let fc = nn::linear(vs.root().set_group(1) / "fc", arch.feature_dim(Tap::Layer4), classes, Default::default());
-        ImageModel { vs, net, fc, dropout }
+        let fc =
+            nn::linear(vs.root().set_group(1) / "fc", arch.pooled_dim(Tap::Layer4, pool), classes, Default::default());
+        ImageModel { vs, net, fc, dropout, pool }
     }
 
     /// `[N, 3, S, S]` -> logits. `bn_train`: BatchNorm in training mode.
     pub fn forward_t(&self, x: &Tensor, bn_train: bool, dropout: bool) -> Tensor {
-        self.fc.forward(&self.net.features_t(x, Tap::Layer4, bn_train).dropout(self.dropout, dropout))
+        self.fc.forward(&self.net.readout_t(x, Tap::Layer4, self.pool, bn_train).dropout(self.dropout, dropout))
     }
 
     /// Copies a trained head (`fc.weight`, `fc.bias`, e.g. the linear probe's) into `fc`.

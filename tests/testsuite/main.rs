@@ -23,6 +23,7 @@ mod parity;
 mod parity_convnext;
 mod parity_efficientnet;
 mod parity_keras;
+mod parity_vit;
 mod precision;
 mod predict;
 mod probes;

@@ -14,6 +14,7 @@ fn cfg() -> ExtractConfig {
     ExtractConfig {
         preprocess: Preprocess { size: 64, normalization: Normalization::Torchvision, ..Default::default() },
         tap: Tap::Layer4,
+        pool: None,
         batch_size: 16,
         shard_size: 32,
         precision: Precision::Fp32,

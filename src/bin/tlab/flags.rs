@@ -11,7 +11,7 @@ use transfer_lab::data::synthetic::{Difficulty, DEFAULT_SIZES};
 use transfer_lab::data::DataSpec;
 use transfer_lab::device::DeviceChoice;
 use transfer_lab::features::{ExtractConfig, Precision};
-use transfer_lab::models::{Arch, Tap, WeightsVariant};
+use transfer_lab::models::{Arch, Pool, Tap, WeightsVariant};
 use transfer_lab::preprocess::{resize_side_for, Interpolation, Normalization, Preprocess, ResizeMode};
 use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig, ProbeConfig};
 use transfer_lab::run::{RunConfig, WeightsChoice};
@@ -131,6 +131,11 @@ pub(crate) struct ModelArgs {
     /// Stage whose pooled activations are the features
     #[arg(long, value_enum, default_value_t = ExtractConfig::default().tap)]
     pub(crate) layer: Tap,
+    /// How the tap's map becomes one vector: mean (global average pooling), cls (a ViT's
+    /// class token) or cls+mean [default: what the weights' own evaluation uses: mean
+    /// for CNNs, cls+mean for DINOv2, cls for CLIP and vit-b16]
+    #[arg(long, value_enum)]
+    pub(crate) pool: Option<Pool>,
     /// Device: auto, cpu, cuda or cuda:N
     #[arg(long, default_value_t)]
     pub(crate) device: DeviceChoice,
@@ -293,6 +298,7 @@ fn extract_config(m: &ModelArgs) -> ExtractConfig {
             resize_side: None,
         },
         tap: m.layer,
+        pool: m.pool,
         batch_size: m.batch_size,
         shard_size: m.shard_size,
         precision: m.precision,

@@ -141,7 +141,8 @@ fn evaluate_model(
     dir: &RunDir,
     device: tch::Device,
 ) -> Result<Evaluation> {
-    let mut model = ImageModel::new(cfg.arch, t.classes.len() as i64, cfg.images.dropout, device);
+    let pool = cfg.arch.pool(cfg.extract.pool)?;
+    let mut model = ImageModel::with_pool(cfg.arch, pool, t.classes.len() as i64, cfg.images.dropout, device);
     crate::checkpoint::load(&mut model.vs, &dir.best(Weights::Model))?;
     let idx: Vec<i64> = (0..test.len() as i64).collect();
     evaluate_images(&model, test, &idx, &cfg.extract.preprocess, cfg.images.fit.batch_size)

@@ -23,6 +23,10 @@ struct Fitted {
 }
 
 pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink) -> Result<Trained> {
+    // Before any download: a ViT's input must tile into patches, and only a ViT has a
+    // class token to pool.
+    cfg.arch.check_size(cfg.extract.preprocess.size)?;
+    cfg.arch.pool(cfg.extract.pool)?;
     let device = cfg.device.resolve();
     let (train, backbone) = stage(sink, "fetch", |s| {
         let (train, _test) = open_data(cfg, cache, s)?;
@@ -224,7 +228,8 @@ fn train_images(
     ms: &mut u64,
     sink: &mut dyn EventSink,
 ) -> Result<Fitted> {
-    let mut model = ImageModel::new(cfg.arch, classes, cfg.images.dropout, backbone.vs.device());
+    let pool = cfg.arch.pool(cfg.extract.pool)?;
+    let mut model = ImageModel::with_pool(cfg.arch, pool, classes, cfg.images.dropout, backbone.vs.device());
     copy_body(&backbone.vs, &model.vs)?;
     if cfg.strategy == Strategy::FineTune {
         sink.info("fine-tune: training the head on frozen features first");

@@ -63,6 +63,7 @@ fn write_cache(dir: &Path, c: &Cache) -> Manifest {
         image_size: 32,
         normalization: Normalization::Torchvision,
         tap: Tap::Layer4,
+        pool: transfer_lab::models::Pool::Mean,
         precision: Precision::Fp32,
     };
     let classes = (0..CLASSES).map(|i| format!("class{i}")).collect();

@@ -17,6 +17,7 @@ fn meta() -> ModelMeta {
         format: transfer_lab::classifier::FORMAT,
         arch: Arch::ResNet18,
         tap: Tap::Layer4,
+        pool: transfer_lab::models::Pool::Mean,
         classes: vec!["ants".into(), "bees".into(), "wasps".into()],
         preprocess: Preprocess { size: 32, ..Default::default() },
         strategy: TrainStrategy::LinearProbe,
