@@ -1,11 +1,13 @@
-//! The Hub files transfer-lab's weights come from, pinned. Each revision and digest was
-//! read from a public source that pins it (see the owner's notes in issue #30); a
-//! digest no source gave is `None`, and the download is then checked against the Hub's
-//! `X-Linked-Etag` instead. Never fill one in from memory.
+//! The Hub files transfer-lab's weights come from, pinned. Each revision, digest and
+//! size was read from a public source that pins it (named beside it); a digest no source
+//! gave is `None`, and the download is then checked against the Hub's `X-Linked-Etag`
+//! instead. Never fill one in from memory. Revisions of DINOv2 and CLIP: MTEB's model
+//! registry (embeddings-benchmark/mteb `mteb/models/dino_models.py`, `clip_models.py`).
 use super::HubFile;
 
 const DINOV2_LICENSE: &str = "apache-2.0";
-/// OpenAI's CLIP model cards carry no license tag; the code of openai/CLIP is MIT.
+/// OpenAI's CLIP model cards carry no license tag (MTEB records `license=None`); the
+/// code of openai/CLIP is MIT.
 const CLIP_LICENSE: &str = "none tagged on the model card (openai/CLIP code: MIT)";
 
 const fn safetensors(
@@ -18,6 +20,8 @@ const fn safetensors(
     HubFile { repo, revision, file: "model.safetensors", sha256, size_bytes, license }
 }
 
+/// SHA-256 and size: two independent public pins of this revision's `model.safetensors`
+/// (a DINOv2 artifact check and a deployment record, found by GitHub code search).
 pub const DINOV2_SMALL: HubFile = safetensors(
     "facebook/dinov2-small",
     "ed25f3a31f01632728cabb09d1542f84ab7b0056",
@@ -32,6 +36,7 @@ pub const DINOV2_BASE: HubFile =
 pub const DINOV2_LARGE: HubFile =
     safetensors("facebook/dinov2-large", "47b73eefe95e8d44ec3623f8890bd894b6ea2d6c", None, None, DINOV2_LICENSE);
 
+/// Revision: a Hub cache snapshot path pinned in public research code (not MTEB).
 pub const DINOV2_WITH_REGISTERS_LARGE: HubFile = safetensors(
     "facebook/dinov2-with-registers-large",
     "e4c89a4e05589de9b3e188688a303d0f3c04d0f3",
