@@ -13,6 +13,9 @@ pub enum Error {
     Download { url: String, reason: String },
     #[error("checksum mismatch for {path}: expected {expected}, got {actual}. {advice}")]
     Checksum { path: PathBuf, expected: String, actual: String, advice: String },
+    /// `HF_HUB_OFFLINE` is set and a Hugging Face Hub file is not in the Hub cache.
+    #[error("{what} is not in the Hugging Face cache (looked for {path}) and HF_HUB_OFFLINE is set; {advice}")]
+    HubOffline { what: String, path: PathBuf, advice: String },
     #[error("bad data in {path}: {reason}")]
     Data { path: PathBuf, reason: String },
     #[error("weights {path}: {reason}")]

@@ -16,6 +16,7 @@ pub mod events;
 pub mod features;
 pub(crate) mod fsutil;
 pub mod heap;
+pub mod hub;
 pub mod interrupt;
 pub mod metrics;
 pub mod models;

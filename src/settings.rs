@@ -27,6 +27,18 @@ pub struct Settings {
     pub runs_dir: Option<PathBuf>,
     /// `EVCXR_IS_RUNTIME`: set by evcxr in the process that runs notebook cells.
     pub in_evcxr: bool,
+    /// `HF_HUB_CACHE` (or the legacy `HUGGINGFACE_HUB_CACHE`): the Hugging Face Hub cache.
+    pub hf_hub_cache: Option<PathBuf>,
+    /// `HF_HOME`: the Hub cache is `$HF_HOME/hub` unless `HF_HUB_CACHE` says.
+    pub hf_home: Option<PathBuf>,
+    /// `XDG_CACHE_HOME`: `$XDG_CACHE_HOME/huggingface` when `HF_HOME` is unset.
+    pub xdg_cache_home: Option<PathBuf>,
+    /// `HOME`: `~/.cache/huggingface/hub` is the Hub cache's last resort.
+    pub home: Option<PathBuf>,
+    /// `HF_ENDPOINT`: a Hub mirror instead of https://huggingface.co.
+    pub hf_endpoint: Option<String>,
+    /// `HF_HUB_OFFLINE` (else `TRANSFORMERS_OFFLINE`) is 1/ON/YES/TRUE: no Hub requests.
+    pub hf_hub_offline: bool,
 }
 
 pub const CACHE_DIR: &str = "TLAB_CACHE_DIR";
@@ -36,6 +48,10 @@ pub const DECODE_THREADS: &str = "TLAB_DECODE_THREADS";
 pub const CLAIM_STALE_S: &str = "TLAB_CLAIM_STALE_S";
 pub const TUTORIAL: &str = "TLAB_TUTORIAL";
 pub const RUNS_DIR: &str = "TLAB_RUNS_DIR";
+pub const HF_HUB_CACHE: &str = "HF_HUB_CACHE";
+pub const HF_HOME: &str = "HF_HOME";
+pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
+pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
 
 impl Settings {
     pub fn from_env() -> Settings {
@@ -55,6 +71,15 @@ impl Settings {
             tutorial: get(TUTORIAL),
             runs_dir: get(RUNS_DIR).map(PathBuf::from),
             in_evcxr: var("EVCXR_IS_RUNTIME").is_some(),
+            hf_hub_cache: get(HF_HUB_CACHE).or_else(|| get("HUGGINGFACE_HUB_CACHE")).map(PathBuf::from),
+            hf_home: get(HF_HOME).map(PathBuf::from),
+            xdg_cache_home: get("XDG_CACHE_HOME").map(PathBuf::from),
+            home: get("HOME").map(PathBuf::from),
+            hf_endpoint: get(HF_ENDPOINT),
+            // huggingface_hub's `_is_true(HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)`.
+            hf_hub_offline: get(HF_HUB_OFFLINE)
+                .or_else(|| get("TRANSFORMERS_OFFLINE"))
+                .is_some_and(|v| ["1", "ON", "YES", "TRUE"].contains(&v.to_uppercase().as_str())),
         }
     }
 }
@@ -83,5 +108,16 @@ mod tests {
         assert_eq!(s.cache_dir, Some(PathBuf::from("/c")));
         assert_eq!((s.cifar10_url, s.decode_threads, s.claim_stale_s), (None, None, Some(30)));
         assert!(!s.in_evcxr);
+    }
+
+    #[test]
+    fn hub_offline_takes_huggingface_hubs_truthy_values() {
+        let offline = |vars: &[(&str, &str)]| {
+            Settings::from_vars(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).hf_hub_offline
+        };
+        assert!(offline(&[(HF_HUB_OFFLINE, "1")]) && offline(&[(HF_HUB_OFFLINE, "yes")]));
+        assert!(offline(&[("TRANSFORMERS_OFFLINE", "True")]));
+        assert!(!offline(&[(HF_HUB_OFFLINE, "0"), ("TRANSFORMERS_OFFLINE", "1")]), "HF_HUB_OFFLINE decides when set");
+        assert!(!offline(&[]) && !offline(&[(HF_HUB_OFFLINE, "offline")]));
     }
 }

@@ -49,22 +49,36 @@ impl Downloader {
             sink.info(&format!("using {} (already downloaded)", dest.display()));
             return verify_existing(dest, checksum);
         }
-        let part = part_path(dest);
-        let digests = self.fetch_part(url, &part, checksum.needs_md5(), sink).inspect_err(|_| {
+        self.download_via(url, dest, &part_path(dest), checksum, sink)
+    }
+
+    /// [`download`](Self::download)'s transfer without its lock or its check for `dest`:
+    /// for a caller that owns a layout of its own (the Hugging Face cache names its partial
+    /// file `<blob>.incomplete` and its lock under `.locks/`) and holds its lock. `part`
+    /// must be in `dest`'s folder, so the final rename is atomic.
+    pub fn download_via(
+        &self,
+        url: &str,
+        dest: &Path,
+        part: &Path,
+        checksum: &Checksum,
+        sink: &mut dyn EventSink,
+    ) -> Result<String> {
+        let digests = self.fetch_part(url, part, checksum.needs_md5(), sink).inspect_err(|_| {
             // An empty part (e.g. after a 404) only clutters the cache; a non-empty one resumes.
-            if fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
-                let _ = fs::remove_file(&part);
+            if fs::metadata(part).is_ok_and(|m| m.len() == 0) {
+                let _ = fs::remove_file(part);
             }
         })?;
         if let Err((expected, actual)) = checksum.check(&digests) {
             // A bad file is never used, and a resume must not build on it.
-            let _ = fs::remove_file(&part);
+            let _ = fs::remove_file(part);
             let advice = "The download was removed; run the fetch again, or pass a verified \
                 local file with --data PATH / --weights PATH."
                 .to_string();
             return Err(crate::Error::Checksum { path: dest.to_path_buf(), expected, actual, advice });
         }
-        fs::rename(&part, dest).ctx(|| format!("renaming {} into place", part.display()))?;
+        fs::rename(part, dest).ctx(|| format!("renaming {} into place", part.display()))?;
         sync_parent(dest);
         if matches!(checksum, Checksum::Sha256Prefix(_)) {
             write_record(dest, &digests.sha256)?;
@@ -73,6 +87,23 @@ impl Downloader {
         let sha256 = digests.sha256;
         sink.emit(&RunEvent::DownloadFinished { url: url.into(), path, sha256: sha256.clone() });
         Ok(sha256)
+    }
+
+    /// HEAD `url` without following redirects; returns the values of the headers `names`.
+    /// (The Hub answers a file's URL with a redirect that carries the file's SHA-256.)
+    pub fn head(&self, url: &str, names: &[&str]) -> Result<Vec<Option<String>>> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(self.connect_timeout)
+            .timeout_read(self.read_timeout)
+            .redirects(0)
+            .build();
+        match agent.head(url).set("Accept-Encoding", "identity").call() {
+            Ok(resp) => Ok(names.iter().map(|n| resp.header(n).map(str::to_string)).collect()),
+            Err(ureq::Error::Status(code, resp)) => {
+                Err(download_error(url, format!("server answered HTTP {code} {}", resp.status_text())))
+            }
+            Err(ureq::Error::Transport(t)) => Err(download_error(url, t.to_string())),
+        }
     }
 
     fn agent(&self) -> ureq::Agent {

@@ -16,6 +16,8 @@ mod fetch;
 mod folders;
 mod fuzz;
 mod head;
+mod httpd;
+mod hub;
 mod kill;
 mod layout;
 mod notebooks;
