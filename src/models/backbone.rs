@@ -63,7 +63,7 @@ impl Backbone {
         let net = arch.build(&vs.root());
         load_backbone_weights(arch, &mut vs, path)?;
         let digest = sha256_file(path)?;
-        let normalization = registry_entry_for(path).map(|e| e.normalization());
+        let normalization = registry_entry_for(arch, path).map(|e| e.normalization());
         let label = format!("{} file:{}", arch.name(), path.display());
         Ok(Backbone::assemble(vs, net, WeightsInfo { label, digest, normalization, pretrained: true }))
     }
@@ -159,7 +159,7 @@ pub fn load_backbone_weights(arch: Arch, vs: &mut nn::VarStore, path: &Path) -> 
 }
 
 /// The registry entry whose file name `path` carries, if any.
-fn registry_entry_for(path: &Path) -> Option<&'static WeightsEntry> {
+fn registry_entry_for(arch: Arch, path: &Path) -> Option<&'static WeightsEntry> {
     let name = path.file_name()?.to_str()?;
-    super::weights::registry().find(|e| e.file == name)
+    super::weights::registry().find(|e| e.arch == arch && e.file == name)
 }

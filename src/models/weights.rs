@@ -70,6 +70,9 @@ pub enum Source {
     /// A URL of its own, checked against its publisher's hash (Keras publishes MD5s); the
     /// SHA-256 is then recorded beside the cached file.
     Url { url: &'static str, md5: &'static str },
+    /// A Hugging Face Hub repository's file at a pinned commit, kept in the Hub's own
+    /// cache (`crate::hub`), where Python finds it too.
+    Hub(&'static crate::hub::HubFile),
 }
 
 /// torchvision's `ImageClassification(crop_size, resize_size, interpolation)` plus the
@@ -139,12 +142,13 @@ pub fn registry() -> impl Iterator<Item = &'static WeightsEntry> {
 /// `variant`, else the one whose file name `file` carries, else `arch`'s first entry
 /// (random weights get the preprocessing its published weights use).
 pub fn eval_transform_for(arch: Arch, variant: Option<WeightsVariant>, file: Option<&Path>) -> EvalTransform {
-    let named = file.and_then(|p| p.file_name()?.to_str()).and_then(|n| registry().find(|e| e.file == n));
+    let named =
+        file.and_then(|p| p.file_name()?.to_str()).and_then(|n| registry().find(|e| e.arch == arch && e.file == n));
     variant
         .and_then(|v| WeightsEntry::find(arch, v).ok())
         .or(named)
         .or_else(|| registry().find(|e| e.arch == arch))
-        .map_or(TV_RESNET, |e| e.eval)
+        .map_or_else(|| super::vit::eval_for(arch).unwrap_or(TV_RESNET), |e| e.eval)
 }
 
 /// Every entry as a markdown table (the README's, and `tlab fetch weights --list`).
@@ -154,12 +158,17 @@ pub fn registry_markdown() -> String {
     );
     for e in registry() {
         let t = &e.eval;
+        let (file, top1) = match e.source {
+            // Self-supervised or image-text weights: their papers' linear probe.
+            Source::Hub(f) => (format!("`{}` @ `{}`", f.repo, &f.revision[..7]), format!("{:.1}% (linear probe)", e.imagenet_top1)),
+            _ => (format!("`{}`", e.file), format!("{:.1}%", e.imagenet_top1)),
+        };
         s.push_str(&format!(
-            "| {} | {} | `{}` | {:.1}% | resize {} {}, crop {}, {} | {:.0} MiB |\n",
+            "| {} | {} | {} | {} | resize {} {}, crop {}, {} | {:.0} MiB |\n",
             e.arch.name(),
             e.variant.name(),
-            e.file,
-            e.imagenet_top1,
+            file,
+            top1,
             t.resize,
             t.interpolation.name(),
             t.crop,
@@ -175,6 +184,16 @@ impl WeightsEntry {
     pub fn find(arch: Arch, variant: WeightsVariant) -> Result<&'static WeightsEntry> {
         registry().find(|e| e.arch == arch && e.variant == variant).ok_or_else(|| {
             let have: Vec<_> = registry().filter(|e| e.arch == arch).map(|e| e.variant.torchvision_name()).collect();
+            if have.is_empty() {
+                return Error::invalid(
+                    "weights",
+                    format!(
+                        "{} has no download pinned here yet; pass --weights PATH to its published file{}",
+                        arch.name(),
+                        super::vit::hub_hint(arch).unwrap_or_default()
+                    ),
+                );
+            }
             Error::invalid(
                 "weights variant",
                 format!("`{}` for {}; available: {}", variant.torchvision_name(), arch.name(), have.join(", ")),
@@ -190,7 +209,7 @@ impl WeightsEntry {
                 let stem = self.file.trim_end_matches(".pth");
                 &stem[stem.len() - 8..]
             }
-            Source::Url { .. } => "",
+            Source::Url { .. } | Source::Hub(_) => "",
         }
     }
 
@@ -199,6 +218,7 @@ impl WeightsEntry {
         match self.source {
             Source::Torchvision => format!("{} {}", self.arch.name(), self.variant.torchvision_name()),
             Source::Url { .. } => format!("{} {}", self.arch.name(), self.file),
+            Source::Hub(f) => format!("{} {}@{}", self.arch.name(), f.repo, &f.revision[..7]),
         }
     }
 
@@ -211,6 +231,8 @@ impl WeightsEntry {
     /// (`$TLAB_WEIGHTS_BASE_URL`, holding every file under its own name), else its source.
     pub fn download_url(&self, settings: &crate::settings::Settings) -> String {
         match (&settings.weights_base_url, self.source) {
+            // The Hub's mirror is `HF_ENDPOINT`, as for every Hub client.
+            (_, Source::Hub(f)) => f.url(&crate::hub::endpoint(settings)),
             (None, Source::Url { url, .. }) => url.to_string(),
             _ => self.url(&weights_base_url(settings)),
         }
@@ -221,6 +243,16 @@ impl WeightsEntry {
         match self.source {
             Source::Torchvision => Checksum::Sha256Prefix(self.sha256_prefix().into()),
             Source::Url { md5, .. } => Checksum::Md5(md5.into()),
+            Source::Hub(f) => Checksum::Sha256Prefix(f.sha256.unwrap_or_default().into()),
+        }
+    }
+
+    /// Where the file is once fetched, if it is: the cache's `weights/`, or the Hub's
+    /// snapshot folder for Hub files.
+    pub fn cached_path(&self, cache: &Cache) -> Option<PathBuf> {
+        match self.source {
+            Source::Hub(f) => crate::hub::cached(f, crate::settings::current()),
+            _ => Some(cache.weights_file(self.file)).filter(|p| p.is_file()),
         }
     }
 }
@@ -232,6 +264,9 @@ pub fn fetch_weights(
     dl: &Downloader,
     sink: &mut dyn EventSink,
 ) -> Result<PathBuf> {
+    if let Source::Hub(f) = entry.source {
+        return crate::hub::fetch_hub_file(f, dl, sink);
+    }
     ensure_dir(&cache.weights_dir())?;
     let dest = cache.weights_file(entry.file);
     if dest.exists() {

@@ -59,10 +59,46 @@ pub const DINOV2_EVAL: EvalTransform = EvalTransform { interpolation: Interpolat
 pub const CLIP_EVAL: EvalTransform =
     EvalTransform { resize: 224, crop: 224, interpolation: Interpolation::Bicubic, normalization: Normalization::Clip };
 
-/// torchvision 0.26's ViT-B/16 (resize 256 bilinear, crop 224); the Hub's files are
-/// added by `hub_weights`.
-const WEIGHTS: &[WeightsEntry] =
-    &[tv(Arch::VitB16, WeightsVariant::V1, "vit_b_16-c867db91.pth", 81.072, 330.285, TV_RESNET)];
+/// The Hub's files (ImageNet top-1: the papers' linear probes, DINOv2 table 4 and CLIP
+/// table 10; sizes: fp32 parameters) and torchvision 0.26's ViT-B/16 (resize 256
+/// bilinear, crop 224; supervised top-1). dinov2-with-registers small and base have no
+/// commit pinned here yet: `--weights PATH`.
+const WEIGHTS: &[WeightsEntry] = {
+    use crate::hub::*;
+    use Arch::*;
+    const fn hub(arch: Arch, f: &'static HubFile, eval: EvalTransform, top1: f32, size_mib: f32) -> WeightsEntry {
+        let source = super::weights::Source::Hub(f);
+        WeightsEntry { arch, variant: WeightsVariant::V1, file: f.file, source, eval, imagenet_top1: top1, size_mib }
+    }
+    &[
+        hub(Dinov2Vits14, &DINOV2_SMALL, DINOV2_EVAL, 81.1, 84.2),
+        hub(Dinov2Vitb14, &DINOV2_BASE, DINOV2_EVAL, 84.5, 330.3),
+        hub(Dinov2Vitl14, &DINOV2_LARGE, DINOV2_EVAL, 86.3, 1161.2),
+        hub(Dinov2Vitl14Reg, &DINOV2_WITH_REGISTERS_LARGE, DINOV2_EVAL, 86.7, 1161.2),
+        hub(ClipVitb16, &CLIP_VIT_BASE_PATCH16, CLIP_EVAL, 80.2, 570.9),
+        hub(ClipVitl14, &CLIP_VIT_LARGE_PATCH14, CLIP_EVAL, 83.9, 1631.2),
+        tv(VitB16, WeightsVariant::V1, "vit_b_16-c867db91.pth", 81.072, 330.285, TV_RESNET),
+    ]
+};
+
+/// The evaluation transform of a ViT's weights, with or without a registry entry.
+pub(super) fn eval_for(arch: Arch) -> Option<EvalTransform> {
+    (arch.family() == Family::Vit).then(|| match Config::of(arch).flavour {
+        Flavour::Dinov2 | Flavour::Dinov2Registers => DINOV2_EVAL,
+        Flavour::Clip => CLIP_EVAL,
+        Flavour::Torchvision => TV_RESNET,
+    })
+}
+
+/// Where a ViT's weights are published, for an error that has no pinned download.
+pub(super) fn hub_hint(arch: Arch) -> Option<String> {
+    let repo = match arch {
+        Arch::Dinov2Vits14Reg => "facebook/dinov2-with-registers-small",
+        Arch::Dinov2Vitb14Reg => "facebook/dinov2-with-registers-base",
+        _ => return None,
+    };
+    Some(format!(" (`hf download {repo} model.safetensors`, then --weights the path it prints)"))
+}
 
 /// A Vision Transformer of any flavour.
 #[derive(Debug)]

@@ -58,7 +58,7 @@ fn weights_table(cache: &transfer_lab::cache::Cache) -> String {
             1 => "---|".to_string(),
             _ => {
                 let e = transfer_lab::models::weights::registry().nth(i - 2).expect("one row per entry");
-                format!(" {} |", if cache.weights_file(e.file).is_file() { "yes" } else { "" })
+                format!(" {} |", if e.cached_path(cache).is_some() { "yes" } else { "" })
             }
         };
         out.push_str(&format!("{line}{cached}\n"));
