@@ -10,24 +10,17 @@ use transfer_lab::preprocess::{Preprocess, ResizeMode};
 use transfer_lab::train::{HeadConfig, Split as TrainSplit, ValSplit};
 
 /// Saves a `w` x `h` image whose red channel is `tint`; the format follows the extension.
-fn save_image(path: &Path, w: u32, h: u32, tint: u8) {
+pub(crate) fn save_image(path: &Path, w: u32, h: u32, tint: u8) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([tint, (x * 9) as u8, (y * 9) as u8]));
     img.save(path).unwrap();
 }
 
-fn spec(root: &Path) -> FolderSpec {
-    FolderSpec {
-        root: root.to_path_buf(),
-        size: 16,
-        resize: ResizeMode::Crop,
-        strict: false,
-        interpolation: Default::default(),
-        resize_side: None,
-    }
+pub(crate) fn spec(root: &Path) -> FolderSpec {
+    FolderSpec { root: root.to_path_buf(), size: 16, resize: ResizeMode::Crop, ..Default::default() }
 }
 
-fn open(spec: &FolderSpec, split: Split) -> (transfer_lab::Result<Dataset>, Vec<(LogLevel, String)>) {
+pub(crate) fn open(spec: &FolderSpec, split: Split) -> (transfer_lab::Result<Dataset>, Vec<(LogLevel, String)>) {
     let mut sink = VecSink::default();
     let ds = open_folder(spec, split, &mut sink);
     let logs = sink
@@ -41,7 +34,7 @@ fn open(spec: &FolderSpec, split: Split) -> (transfer_lab::Result<Dataset>, Vec<
     (ds, logs)
 }
 
-fn warnings(logs: &[(LogLevel, String)]) -> Vec<&str> {
+pub(crate) fn warnings(logs: &[(LogLevel, String)]) -> Vec<&str> {
     logs.iter().filter(|(l, _)| *l == LogLevel::Warn).map(|(_, m)| m.as_str()).collect()
 }
 
