@@ -57,7 +57,7 @@ impl Walker {
         self.claim(dir);
         let mut out = Vec::new();
         self.walk(dir, &mut out)?;
-        out.sort_by(|a, b| rel_bytes(dir, a).cmp(&rel_bytes(dir, b)));
+        out.sort_by_key(|p| rel_bytes(dir, p));
         Ok(out)
     }
 
@@ -71,7 +71,7 @@ impl Walker {
         }
         // Sorted, so which of two links to one file is listed does not depend on the
         // file system's order.
-        entries.sort_by(|a, b| rel_bytes(dir, a).cmp(&rel_bytes(dir, b)));
+        entries.sort_by_key(|p| rel_bytes(dir, p));
         for path in entries {
             let meta = match std::fs::metadata(&path) {
                 Ok(m) => m,
