@@ -73,6 +73,8 @@ pub struct Classifier {
     net: Box<dyn Network>,
     /// The inference copy (BatchNorm folded), built once the weights are in.
     folded: Box<dyn Inference>,
+    /// Pixels an image's header may claim (see [`folder::DEFAULT_MAX_PIXELS`]).
+    pub max_pixels: u64,
 }
 
 impl Classifier {
@@ -175,7 +177,7 @@ impl Classifier {
         // Inference only; a traced graph also needs weights without gradients.
         vs.freeze();
         let folded = net.inference(&vs, crate::models::folded::Precision::Fp32);
-        Classifier { meta, vs, net, folded }
+        Classifier { meta, vs, net, folded, max_pixels: folder::DEFAULT_MAX_PIXELS }
     }
 
     /// Writes the model as one safetensors file (temp file, then rename).
@@ -209,7 +211,7 @@ impl Classifier {
 
     /// Decodes an image file as the model's training did: `[3, S, S]` f32.
     pub fn decode(&self, path: &Path) -> Result<Tensor> {
-        folder::decode_sized(path, &self.meta.preprocess)
+        folder::decode_sized(path, &self.meta.preprocess, self.max_pixels)
     }
 
     /// The `top_k` classes of each image, in batches of `batch`. An image that cannot be
@@ -339,14 +341,21 @@ fn kind_label(dataset: &str, synthetic: bool) -> String {
     }
 }
 
-/// Image files named by `args`: files as they are, folders walked (sorted, hidden entries
-/// skipped), and glob patterns expanded (sorted). A name that matches nothing is an error.
+/// Image files named by `args`: files as they are, folders listed as training lists
+/// them (see [`folder::listing`]: at any depth, links followed, each real file once,
+/// hidden entries skipped, sorted), and glob patterns expanded (sorted). An entry the
+/// listing cannot use (a broken link) is kept, so that its row says why. A name that
+/// matches nothing is an error.
 pub fn expand_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for a in args {
         let s = a.to_string_lossy();
         if a.is_dir() {
-            walk(a, &mut out)?;
+            let mut walker = folder::listing::Walker::new();
+            let mut found = walker.files(a)?;
+            found.extend(walker.skipped.into_iter().map(|s| s.path));
+            found.sort_by(|x, y| x.as_os_str().as_encoded_bytes().cmp(y.as_os_str().as_encoded_bytes()));
+            out.extend(found);
         } else if a.exists() {
             out.push(a.clone());
         } else if s.contains(['*', '?', '[']) {
@@ -364,21 +373,4 @@ pub fn expand_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
-        .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else {
-            out.push(p);
-        }
-    }
-    Ok(())
 }

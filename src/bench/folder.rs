@@ -75,7 +75,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<FolderTiming> {
     let files = open_folder(&spec, Split::Train, &mut NullSink)?;
     let pre = Preprocess { size: cfg.size, resize: ResizeMode::Crop, ..Default::default() };
     let paths = files.paths().expect("a folder dataset has paths").to_vec();
-    let images = decode::decode_all(&paths, &pre, decode::workers())?;
+    let (images, _) = decode::decode_all(&paths, &pre, spec.max_pixels, decode::workers())?;
     let decoded = Dataset {
         name: "folder:decoded".into(),
         digest: format!("{}:decoded", files.digest),

@@ -34,8 +34,9 @@ pub enum Source {
     /// Decoded in memory: images `[N, 3, H, W]` u8, labels `[N]` i64, on the CPU.
     Memory { images: Tensor, labels: Tensor },
     /// Image files decoded per batch, in worker threads, and brought to `pre.size`
-    /// square as `pre.resize` says: batches are f32 in 0..=255.
-    Files { paths: Vec<PathBuf>, labels: Vec<i64>, pre: crate::preprocess::Preprocess },
+    /// square as `pre.resize` says: batches are f32 in 0..=255. A file that fails to
+    /// decode is left out of its batch and recorded in `decoding` (see [`decode`]).
+    Files { paths: Vec<PathBuf>, labels: Vec<i64>, pre: crate::preprocess::Preprocess, decoding: decode::Decoding },
 }
 
 /// A labelled image dataset, one split of it.
@@ -76,9 +77,11 @@ impl Dataset {
                 let (s, e) = (range.start as i64, range.end as i64);
                 Ok((images.narrow(0, s, e - s), labels.narrow(0, s, e - s)))
             }
-            Source::Files { paths, labels, pre } => {
-                let imgs = decode::decode_all(&paths[range.clone()], pre, decode::workers())?;
-                Ok((imgs, Tensor::from_slice(&labels[range])))
+            Source::Files { paths, labels, pre, decoding } => {
+                let (paths, labels) = (&paths[range.clone()], &labels[range]);
+                decode::decode_rows(paths, labels, decoding, |p| {
+                    decode::decode_all(p, pre, decoding.max_pixels, decode::workers())
+                })
             }
         }
     }
@@ -103,11 +106,12 @@ impl Dataset {
                 let idx = Tensor::from_slice(indices);
                 Ok((images.index_select(0, &idx), labels.index_select(0, &idx)))
             }
-            Source::Files { paths, labels, pre } => {
+            Source::Files { paths, labels, pre, decoding } => {
                 let picked: Vec<PathBuf> = indices.iter().map(|&i| paths[i as usize].clone()).collect();
-                let imgs = decode::decode_all(&picked, pre, decode::workers())?;
                 let labels: Vec<i64> = indices.iter().map(|&i| labels[i as usize]).collect();
-                Ok((imgs, Tensor::from_slice(&labels)))
+                decode::decode_rows(&picked, &labels, decoding, |p| {
+                    decode::decode_all(p, pre, decoding.max_pixels, decode::workers())
+                })
             }
         }
     }
@@ -116,7 +120,7 @@ impl Dataset {
     /// RandomResizedCrop + horizontal flip, drawn from the global (seeded) stream.
     /// `None` for in-memory data.
     pub fn gather_augmented(&self, indices: &[i64]) -> Result<Option<(Tensor, Tensor)>> {
-        let Source::Files { paths, labels, pre } = &self.source else { return Ok(None) };
+        let Source::Files { paths, labels, pre, decoding } = &self.source else { return Ok(None) };
         if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i as usize >= self.len()) {
             return Err(Error::invalid("sample index", format!("{bad} of {}", self.len())));
         }
@@ -124,9 +128,11 @@ impl Dataset {
         let draws = Tensor::rand([n, resample::AUGMENT_DRAWS as i64], (Kind::Float, tch::Device::Cpu));
         let draws = Vec::<f32>::try_from(draws.flatten(0, -1))?;
         let picked: Vec<PathBuf> = indices.iter().map(|&i| paths[i as usize].clone()).collect();
-        let imgs = decode::decode_augmented(&picked, pre.size, &draws, decode::workers())?;
         let labels: Vec<i64> = indices.iter().map(|&i| labels[i as usize]).collect();
-        Ok(Some((imgs, Tensor::from_slice(&labels))))
+        let batch = decode::decode_rows(&picked, &labels, decoding, |p| {
+            decode::decode_augmented(p, pre.size, decoding.max_pixels, &draws, decode::workers())
+        })?;
+        Ok(Some(batch))
     }
 
     /// The image files, for datasets read from a folder.
@@ -135,6 +141,36 @@ impl Dataset {
             Source::Files { paths, .. } => Some(paths),
             Source::Memory { .. } => None,
         }
+    }
+
+    /// The files that failed to decode after listing, so far (left out of their batches).
+    pub fn decode_failures(&self) -> Vec<folder::Skipped> {
+        match &self.source {
+            Source::Files { decoding, .. } => decoding.failed(),
+            Source::Memory { .. } => vec![],
+        }
+    }
+
+    /// Says, in one warning, which files failed to decode after listing and were left
+    /// out of their batches (nothing when none did).
+    pub fn warn_decode_failures(&self, sink: &mut dyn crate::events::EventSink) {
+        let failed = self.decode_failures();
+        if !failed.is_empty() {
+            let what = folder::unusable(std::path::Path::new(""), &failed);
+            sink.warn(&format!(
+                "{} ({}): left out of their batches {what}, found when decoding; --strict makes this an error",
+                self.name,
+                self.split.as_str()
+            ));
+        }
+    }
+
+    /// The image files less those that failed to decode so far: after a pass over every
+    /// item in order, one path per row of its results.
+    pub fn used_paths(&self) -> Option<Vec<PathBuf>> {
+        let failed = self.decode_failures();
+        let paths = self.paths()?;
+        Some(paths.iter().filter(|p| !failed.iter().any(|f| &f.path == *p)).cloned().collect())
     }
 
     /// All labels, `[N]` i64.
@@ -154,10 +190,10 @@ impl Dataset {
             Source::Memory { images, labels } => {
                 Source::Memory { images: images.narrow(0, 0, n as i64), labels: labels.narrow(0, 0, n as i64) }
             }
-            Source::Files { mut paths, mut labels, pre } => {
+            Source::Files { mut paths, mut labels, pre, decoding } => {
                 paths.truncate(n);
                 labels.truncate(n);
-                Source::Files { paths, labels, pre }
+                Source::Files { paths, labels, pre, decoding }
             }
         };
         // A given validation set cut short keeps what is left of it.

@@ -88,6 +88,13 @@ impl<'a> Worker<'a> {
                 )
             })?;
             let (imgs, lab) = ahead.next().expect("one batch per range")?;
+            if lab.size()[0] != r.len() as i64 {
+                // A shard's rows are the listed files: a file left out would shift the rest.
+                let failed = self.data.decode_failures();
+                let what = crate::data::folder::unusable(std::path::Path::new(""), &failed);
+                let reason = format!("{what}; they passed the checks when the folder was listed (changed since?)");
+                return Err(Error::data(failed.first().map_or(std::path::Path::new("?"), |f| &f.path), reason));
+            }
             let x = self.cfg.preprocess.apply(&imgs, device)?;
             let f = match &self.reduced {
                 Some(net) => net.readout(&x, self.cfg.tap, self.plan.key.pool),

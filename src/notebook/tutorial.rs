@@ -209,7 +209,7 @@ impl Tutorial {
         let eval = crate::models::eval_transform_for(cfg.arch, None, None);
         let resize_side = crate::preprocess::resize_side_for(size, eval.resize, eval.crop);
         let root = root.to_path_buf();
-        let spec = data::folder::FolderSpec { root, size, resize, strict: false, interpolation, resize_side };
+        let spec = data::folder::FolderSpec { root, size, resize, interpolation, resize_side, ..Default::default() };
         cfg.data = DataSpec::Folder(spec);
         cfg.head.fit.val_split = ValSplit::default_for(&cfg.data);
         cfg.images.fit.val_split = ValSplit::default_for(&cfg.data);

@@ -96,7 +96,7 @@ fn thumbnails(dir: &RunDir, mistakes: &[Mistake], cache: &Cache) -> Result<Vec<T
         return mistakes
             .iter()
             .map(|m| {
-                let x = data::folder::decode_sized(Path::new(&m.image), &pre)?;
+                let x = data::folder::decode_sized(Path::new(&m.image), &pre, data::folder::DEFAULT_MAX_PIXELS)?;
                 Ok(x.round().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8))
             })
             .collect();

@@ -3,31 +3,24 @@
 use crate::common::*;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
-use transfer_lab::data::folder::{decode_image, decode_sized, open_folder, FolderSpec};
+use transfer_lab::data::folder::{decode_image, decode_sized, open_folder, FolderSpec, DEFAULT_MAX_PIXELS};
 use transfer_lab::data::{Dataset, Source, Split};
 use transfer_lab::events::{LogLevel, RunEvent, VecSink};
 use transfer_lab::preprocess::{Preprocess, ResizeMode};
 use transfer_lab::train::{HeadConfig, Split as TrainSplit, ValSplit};
 
 /// Saves a `w` x `h` image whose red channel is `tint`; the format follows the extension.
-fn save_image(path: &Path, w: u32, h: u32, tint: u8) {
+pub(crate) fn save_image(path: &Path, w: u32, h: u32, tint: u8) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([tint, (x * 9) as u8, (y * 9) as u8]));
     img.save(path).unwrap();
 }
 
-fn spec(root: &Path) -> FolderSpec {
-    FolderSpec {
-        root: root.to_path_buf(),
-        size: 16,
-        resize: ResizeMode::Crop,
-        strict: false,
-        interpolation: Default::default(),
-        resize_side: None,
-    }
+pub(crate) fn spec(root: &Path) -> FolderSpec {
+    FolderSpec { root: root.to_path_buf(), size: 16, resize: ResizeMode::Crop, ..Default::default() }
 }
 
-fn open(spec: &FolderSpec, split: Split) -> (transfer_lab::Result<Dataset>, Vec<(LogLevel, String)>) {
+pub(crate) fn open(spec: &FolderSpec, split: Split) -> (transfer_lab::Result<Dataset>, Vec<(LogLevel, String)>) {
     let mut sink = VecSink::default();
     let ds = open_folder(spec, split, &mut sink);
     let logs = sink
@@ -41,7 +34,7 @@ fn open(spec: &FolderSpec, split: Split) -> (transfer_lab::Result<Dataset>, Vec<
     (ds, logs)
 }
 
-fn warnings(logs: &[(LogLevel, String)]) -> Vec<&str> {
+pub(crate) fn warnings(logs: &[(LogLevel, String)]) -> Vec<&str> {
     logs.iter().filter(|(l, _)| *l == LogLevel::Warn).map(|(_, m)| m.as_str()).collect()
 }
 
@@ -245,7 +238,7 @@ fn preprocessing_matches_torchvision_transforms_v2() {
     let refs = reference("ref_tv.pth");
     let pre = Preprocess { size: 64, resize: ResizeMode::Crop, ..Default::default() };
     for name in ["wide", "tall", "small", "odd"] {
-        let x = decode_sized(&photos().join(format!("png/{name}.png")), &pre).unwrap().unsqueeze(0);
+        let x = decode_sized(&photos().join(format!("png/{name}.png")), &pre, DEFAULT_MAX_PIXELS).unwrap().unsqueeze(0);
         let ours = pre.normalise(&x).squeeze_dim(0);
         let float = (&ours - &refs[&format!("{name}.float")]).abs().max().double_value(&[]);
         let uint8 = (&ours - &refs[&format!("{name}.uint8")]).abs().max().double_value(&[]);
@@ -261,11 +254,14 @@ fn preprocessing_matches_torchvision_transforms_v2() {
 fn jpeg_exif_and_colour_modes_decode_as_pil_does() {
     let refs = reference("ref_pil.pth");
     for name in ["q90", "q75"] {
-        let d = mean_abs_u8(&decode_image(&photos().join(format!("jpeg/{name}.jpg"))).unwrap(), &refs[name]);
+        let d = mean_abs_u8(
+            &decode_image(&photos().join(format!("jpeg/{name}.jpg")), DEFAULT_MAX_PIXELS).unwrap(),
+            &refs[name],
+        );
         println!("JPEG {name}: mean |ours - PIL| = {d:.3} levels");
         assert!(d < 1.0, "{name}: {d}");
     }
-    let upright = decode_image(&photos().join("exif6.jpg")).unwrap();
+    let upright = decode_image(&photos().join("exif6.jpg"), DEFAULT_MAX_PIXELS).unwrap();
     assert_eq!(upright.dimensions(), (40, 80), "EXIF orientation 6 turns an 80x40 photo upright");
     let d = mean_abs_u8(&upright, &reference("ref_exif.pth")["upright"]);
     println!("EXIF-rotated JPEG: mean |ours - PIL exif_transpose| = {d:.3} levels");
@@ -277,7 +273,8 @@ fn jpeg_exif_and_colour_modes_decode_as_pil_does() {
         ("rgba", "rgba.png", 0.0),
         ("cmyk", "cmyk.jpg", 3.0),
     ] {
-        let d = mean_abs_u8(&decode_image(&photos().join("modes").join(file)).unwrap(), &modes[name]);
+        let d =
+            mean_abs_u8(&decode_image(&photos().join("modes").join(file), DEFAULT_MAX_PIXELS).unwrap(), &modes[name]);
         println!("{name}: mean |ours - PIL convert('RGB')| = {d:.3} levels");
         assert!(d <= tol, "{name}: {d}");
     }
@@ -285,6 +282,6 @@ fn jpeg_exif_and_colour_modes_decode_as_pil_does() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("deep.png");
     image::ImageBuffer::<image::Luma<u16>, _>::from_fn(3, 2, |x, _| image::Luma([x as u16 * 30000])).save(&p).unwrap();
-    let img = decode_image(&p).unwrap();
+    let img = decode_image(&p, DEFAULT_MAX_PIXELS).unwrap();
     assert_eq!(img.get_pixel(2, 1).0, [233, 233, 233], "60000 / 257 rounds to 233");
 }

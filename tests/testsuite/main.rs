@@ -14,6 +14,7 @@ mod extract;
 mod families;
 mod fetch;
 mod folders;
+mod folders_hostile;
 mod fuzz;
 mod head;
 mod httpd;

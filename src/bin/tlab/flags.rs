@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use transfer_lab::data::folder::FolderSpec;
+use transfer_lab::data::folder::{FolderSpec, DEFAULT_MAX_PIXELS};
 use transfer_lab::data::synthetic::{Difficulty, DEFAULT_SIZES};
 use transfer_lab::data::DataSpec;
 use transfer_lab::device::DeviceChoice;
@@ -58,9 +58,14 @@ pub(crate) struct DataArgs {
     /// Use only the first N images of each split
     #[arg(long)]
     pub(crate) limit: Option<usize>,
-    /// Image folders: a file that is not a usable PNG or JPEG is an error, not a warning
+    /// Image folders: a file that is not a usable image (unsupported, cut off, damaged,
+    /// over --max-image-pixels, a broken link) is an error, not a warning
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Image folders: pixels (width x height) an image's header may claim; a larger one is
+    /// skipped unread (PIL's limit by default)
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_image_pixels: u64,
     /// Synthetic dataset sizes
     #[arg(long, default_value_t = DEFAULT_SIZES.0)]
     pub(crate) synthetic_train: usize,
@@ -259,7 +264,8 @@ pub(crate) fn data_spec(d: &DataArgs, m: &ModelArgs) -> Result<DataSpec> {
             // weights' resize/crop ratio of --size, then the centre --size.
             let resize_side = m.resize_side.or_else(|| resize_side_for(m.size, eval.resize, eval.crop));
             let (size, resize) = (m.size, m.resize);
-            DataSpec::Folder(FolderSpec { root, size, resize, strict: d.strict, interpolation, resize_side })
+            let (strict, max_pixels) = (d.strict, d.max_image_pixels);
+            DataSpec::Folder(FolderSpec { root, size, resize, strict, interpolation, resize_side, max_pixels })
         }
     })
 }

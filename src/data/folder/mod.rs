@@ -8,10 +8,12 @@
 //! root/test/<class>/*.jpg                 the test split (`val` stands in when absent)
 //! ```
 //!
-//! Only the file list and each file's header are read up front; pixels are decoded per
-//! batch (see [`super::decode`]), so a folder can be far larger than memory. Files that
-//! cannot be used (an unsupported format, an unreadable or empty file) are counted and
-//! named in one warning, or refused with `strict`.
+//! Every file under a class folder counts, at any depth, as `ImageFolder` lists them
+//! (see [`listing`]: links followed, loops ended, each real file once, hidden files
+//! ignored). Each file is checked whole when listed; pixels are decoded per batch (see
+//! [`super::decode`]), so a folder can be far larger than memory. Files that cannot be
+//! used (an unsupported format, a cut-off or damaged file, a header over the pixel limit,
+//! a broken link) are counted and named in one warning, or refused with `strict`.
 use super::{Dataset, Source, Split};
 use crate::error::{Error, IoContext, Result};
 use crate::events::EventSink;
@@ -19,21 +21,20 @@ use crate::preprocess::{Interpolation, Preprocess, ResizeMode};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+mod check;
 mod file;
+pub mod listing;
 
 pub use file::{
     decode_augmented_into, decode_image, decode_resized, decode_rgb, decode_sized, decode_sized_into, usable,
-    MAX_DECODE_BYTES, MAX_SIDE,
+    DEFAULT_MAX_PIXELS, FORMATS,
 };
-
-/// Formats decoded (the image crate's features); anything else is named and skipped.
-pub const FORMATS: &str = "PNG or JPEG";
 
 /// Names tried for a given validation set, in order.
 const VAL_DIRS: [&str; 2] = ["val", "valid"];
 
 /// How a folder dataset is read: where, at what size, and how strictly.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FolderSpec {
     pub root: PathBuf,
     /// Side of the decoded images (the model's input size).
@@ -53,10 +54,36 @@ pub struct FolderSpec {
     /// absent: `size`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resize_side: Option<i64>,
+    /// Pixels a file's header may claim (see [`DEFAULT_MAX_PIXELS`]); absent in older
+    /// runs, which had a fixed limit.
+    #[serde(default = "default_max_pixels", skip_serializing_if = "is_default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+impl Default for FolderSpec {
+    fn default() -> Self {
+        FolderSpec {
+            root: PathBuf::new(),
+            size: 0,
+            resize: ResizeMode::default(),
+            strict: false,
+            interpolation: Interpolation::default(),
+            resize_side: None,
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
 }
 
 fn squash() -> ResizeMode {
     ResizeMode::Squash
+}
+
+fn default_max_pixels() -> u64 {
+    DEFAULT_MAX_PIXELS
+}
+
+fn is_default_max_pixels(n: &u64) -> bool {
+    *n == DEFAULT_MAX_PIXELS
 }
 
 impl FolderSpec {
@@ -71,6 +98,13 @@ impl FolderSpec {
 pub struct Skipped {
     pub path: PathBuf,
     pub reason: String,
+}
+
+/// What a listing left out: unusable files, and files reached twice (counted once).
+#[derive(Default)]
+struct Left {
+    skipped: Vec<Skipped>,
+    duplicates: usize,
 }
 
 /// One split folder: `<dir>/<class>/<files>`.
@@ -88,17 +122,18 @@ pub fn open_folder(spec: &FolderSpec, split: Split, sink: &mut dyn EventSink) ->
     if !root.is_dir() {
         return Err(Error::data(root, "image folder not found (expected root/<class>/*.jpg or root/train/<class>/..)"));
     }
-    let mut skipped = Vec::new();
+    let mut skipped = Left::default();
+    let max_pixels = spec.max_pixels;
     let (classes, listing, val_from, role) = if root.join("train").is_dir() {
         let train_dir = root.join("train");
         let classes = class_dirs(&train_dir)?;
         let val_dir = VAL_DIRS.iter().map(|d| root.join(d)).find(|d| d.is_dir());
         match split {
             Split::Train => {
-                let mut l = list(&train_dir, &classes, &mut skipped)?;
+                let mut l = list(&train_dir, &classes, max_pixels, &mut skipped)?;
                 let val_from = match &val_dir {
                     Some(v) => {
-                        let val = list(v, &classes, &mut skipped)?;
+                        let val = list(v, &classes, max_pixels, &mut skipped)?;
                         let from = l.paths.len();
                         sink.info(&format!(
                             "validation set: the {} images of {} (given, so --val-split does not apply)",
@@ -128,12 +163,12 @@ pub fn open_folder(spec: &FolderSpec, split: Split, sink: &mut dyn EventSink) ->
                 } else {
                     return Err(Error::data(root, "has train/ but no test/, val/ or valid/ folder to evaluate on"));
                 };
-                (classes.clone(), list(&dir, &classes, &mut skipped)?, None, "test")
+                (classes.clone(), list(&dir, &classes, max_pixels, &mut skipped)?, None, "test")
             }
         }
     } else {
         let classes = class_dirs(root)?;
-        let all = list(root, &classes, &mut skipped)?;
+        let all = list(root, &classes, max_pixels, &mut skipped)?;
         let held = held_out(&all.labels);
         let keep = |test: bool| {
             let (mut paths, mut labels) = (vec![], vec![]);
@@ -165,7 +200,12 @@ pub fn open_folder(spec: &FolderSpec, split: Split, sink: &mut dyn EventSink) ->
         classes,
         digest,
         val_from,
-        source: Source::Files { paths: listing.paths, labels: listing.labels, pre },
+        source: Source::Files {
+            paths: listing.paths,
+            labels: listing.labels,
+            pre,
+            decoding: super::decode::Decoding::new(max_pixels, spec.strict),
+        },
     })
 }
 
@@ -209,26 +249,35 @@ fn check_classes(root: &Path, classes: &[String], labels: &[i64], split: Split) 
     Ok(())
 }
 
-/// Says which files were left out, in one warning; with `strict`, refuses them.
-fn report_skipped(root: &Path, skipped: &[Skipped], strict: bool, sink: &mut dyn EventSink) -> Result<()> {
-    if skipped.is_empty() {
+/// Says which files were left out, every one named, in one warning; with `strict`,
+/// refuses them. Files reached twice through links are a note.
+fn report_skipped(root: &Path, left: &Left, strict: bool, sink: &mut dyn EventSink) -> Result<()> {
+    if left.duplicates > 0 {
+        sink.info(&format!(
+            "{}: {} file(s) reached through more than one path (a link) are counted once",
+            root.display(),
+            left.duplicates
+        ));
+    }
+    if left.skipped.is_empty() {
         return Ok(());
     }
-    const SHOWN: usize = 20;
-    let mut names: Vec<String> = skipped
-        .iter()
-        .take(SHOWN)
-        .map(|s| format!("{} ({})", s.path.strip_prefix(root).unwrap_or(&s.path).display(), s.reason))
-        .collect();
-    if skipped.len() > SHOWN {
-        names.push(format!("and {} more", skipped.len() - SHOWN));
-    }
-    let what = format!("{} file(s) that are not usable {FORMATS} images: {}", skipped.len(), names.join("; "));
+    let what = unusable(root, &left.skipped);
     if strict {
         return Err(Error::data(root, format!("holds {what} (--strict)")));
     }
     sink.warn(&format!("{}: skipping {what}; --strict makes this an error", root.display()));
     Ok(())
+}
+
+/// "N file(s) that are not usable ... images: a.jpg (why); b.png (why)", paths relative
+/// to `root`.
+pub fn unusable(root: &Path, skipped: &[Skipped]) -> String {
+    let names: Vec<String> = skipped
+        .iter()
+        .map(|s| format!("{} ({})", s.path.strip_prefix(root).unwrap_or(&s.path).display(), s.reason))
+        .collect();
+    format!("{} file(s) that are not usable {FORMATS} images: {}", skipped.len(), names.join("; "))
 }
 
 /// Sorted names of the visible sub-folders of `dir`; at least one.
@@ -249,14 +298,21 @@ fn class_dirs(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The usable images of `dir/<class>/` for each of `classes` (a class folder may be
-/// missing outside the training split); a sub-folder that is not a class is an error.
-fn list(dir: &Path, classes: &[String], skipped: &mut Vec<Skipped>) -> Result<Listing> {
+/// The usable images under `dir/<class>/`, at any depth, for each of `classes` (a class
+/// folder may be missing outside the training split); a sub-folder that is not a class
+/// is an error. Each class folder (and `dir`) is walked from its own name only, so a link
+/// from one class into another, or up to `dir`, adds nothing.
+fn list(dir: &Path, classes: &[String], max_pixels: u64, left: &mut Left) -> Result<Listing> {
     for name in class_dirs(dir)? {
         if !classes.contains(&name) {
             let reason = format!("class folder `{name}` is not among the training classes ({})", classes.join(", "));
             return Err(Error::data(dir, reason));
         }
+    }
+    let mut walker = listing::Walker::new();
+    walker.claim(dir);
+    for class in classes {
+        walker.claim(&dir.join(class));
     }
     let (mut paths, mut labels) = (vec![], vec![]);
     for (label, class) in classes.iter().enumerate() {
@@ -264,25 +320,18 @@ fn list(dir: &Path, classes: &[String], skipped: &mut Vec<Skipped>) -> Result<Li
         if !cdir.is_dir() {
             continue;
         }
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(&cdir).ctx(|| format!("listing {}", cdir.display()))? {
-            let path = entry.ctx(|| format!("listing {}", cdir.display()))?.path();
-            let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if path.is_file() && !hidden {
-                files.push(path);
-            }
-        }
-        files.sort();
-        for path in files {
-            match usable(&path) {
+        for path in walker.files(&cdir)? {
+            match usable(&path, max_pixels) {
                 Ok(()) => {
                     paths.push(path);
                     labels.push(label as i64);
                 }
-                Err(reason) => skipped.push(Skipped { path, reason }),
+                Err(reason) => left.skipped.push(Skipped { path, reason }),
             }
         }
     }
+    left.skipped.append(&mut walker.skipped);
+    left.duplicates += walker.duplicates;
     Ok(Listing { paths, labels })
 }
 

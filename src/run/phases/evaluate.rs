@@ -33,7 +33,9 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
             evaluate_probe(&cfg, &t, &test, dir, cache, device, s)?
         };
         s.emit(&RunEvent::Evaluated { split: "test".into(), accuracy: ev.accuracy, samples: ev.labels.len() as u64 });
-        let mut frame = tables::predictions_frame(test.paths(), &ev, &t.classes)?;
+        test.warn_decode_failures(s);
+        // One path a row: those that failed to decode have no row.
+        let mut frame = tables::predictions_frame(test.used_paths().as_deref(), &ev, &t.classes)?;
         write_table(dir, Table::Predictions, &mut frame)?;
         Ok(ev)
     })?;

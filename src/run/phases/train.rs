@@ -52,6 +52,7 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
     } else {
         train_probe(cfg, &backbone, &train, dir, cache, classes, &mut train_ms, sink)?
     };
+    train.warn_decode_failures(sink);
     if !cfg.strategy.is_convex_probe() {
         write_history(dir, &outcome)?;
     }

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use transfer_lab::classifier::{expand_paths, Classifier, Prediction};
+use transfer_lab::data::folder::DEFAULT_MAX_PIXELS;
 use transfer_lab::device::DeviceChoice;
 
 /// How `predict` writes its rows.
@@ -42,12 +43,17 @@ pub(crate) struct PredictArgs {
     device: DeviceChoice,
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
     batch_size: usize,
+    /// Pixels (width x height) an image's header may claim; a larger one is an error row
+    /// (PIL's limit by default)
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    max_image_pixels: u64,
 }
 
 impl PredictArgs {
     pub(crate) fn exec(self, ctx: &mut Ctx) -> Result<()> {
         let a = self;
-        let model = Classifier::load(&a.model, &ctx.cache, a.device.resolve())?;
+        let mut model = Classifier::load(&a.model, &ctx.cache, a.device.resolve())?;
+        model.max_pixels = a.max_image_pixels;
         let paths = expand_paths(&a.paths)?;
         let rows = model.predict(&paths, a.top_k, a.batch_size)?;
         let text = render(&rows, a.format, a.top_k)?;
