@@ -27,6 +27,33 @@ fn bad_flags_and_inputs_are_named_errors() {
         .assert()
         .failure()
         .stderr(contains("IMAGENET1K_V1"));
+    // A ViT's size must tile into patches: the nearest that do are named.
+    tlab(t)
+        .args(["run", "--dataset", "synthetic", "--arch", "dinov2-vits14", "--weights", "random", "--size", "200"])
+        .assert()
+        .failure()
+        .stderr(contains("200").and(contains("196 or 210")));
+    tlab(t)
+        .args(["extract", "--dataset", "synthetic", "--arch", "resnet18", "--weights", "random", "--pool", "cls"])
+        .assert()
+        .failure()
+        .stderr(contains("class token"));
+    tlab(t).args(["extract", "--pool", "max"]).assert().failure().stderr(contains("max"));
+    // No pinned download: where to get it is said.
+    tlab(t)
+        .args(["fetch", "weights", "dinov2-vits14-reg"])
+        .assert()
+        .failure()
+        .stderr(contains("facebook/dinov2-with-registers-small"));
+    // Offline with an empty Hub cache: what is missing and where it was looked for.
+    let hf = t.join("hf");
+    tlab(t)
+        .env("HF_HOME", &hf)
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["fetch", "weights", "dinov2-vits14"])
+        .assert()
+        .failure()
+        .stderr(contains("facebook/dinov2-small").and(contains(hf.to_str().unwrap())));
     let missing = t.join("nope.pth");
     tlab(t)
         .args(["extract", "--dataset", "synthetic", "--weights", missing.to_str().unwrap(), "--arch", "resnet18"])

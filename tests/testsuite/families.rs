@@ -9,9 +9,17 @@ use transfer_lab::cache::Cache;
 use transfer_lab::classifier::Classifier;
 use transfer_lab::models::{Arch, Family};
 
-/// One architecture of each family but torchvision's ResNets (predict.rs runs those).
-fn arches() -> Vec<Arch> {
-    Arch::representatives().into_iter().filter(|a| a.family() != Family::ResNet).collect()
+/// One architecture of each family but torchvision's ResNets (predict.rs runs those),
+/// fine-tuned; and CLIP's tower (the other ViT layout) with the logreg probe on the
+/// patch mean (a random tower's class token barely varies between images).
+fn arches() -> Vec<(Arch, &'static str, &'static str)> {
+    let mut out: Vec<(Arch, &str, &str)> = Arch::representatives()
+        .into_iter()
+        .filter(|a| a.family() != Family::ResNet)
+        .map(|a| (a, "fine-tune", if a.family() == Family::Vit { "cls+mean" } else { "mean" }))
+        .collect();
+    out.push((Arch::ClipVitb16, "logreg", "mean"));
+    out
 }
 
 #[test]
@@ -21,13 +29,15 @@ fn every_family_runs_fine_tunes_predicts_and_exports() {
     let (cache, runs, data) = (tmp.path().join("cache"), tmp.path().join("runs"), tmp.path().join("photos"));
     photo_folder(&data);
     assert!(!arches().is_empty());
-    for arch in arches() {
+    for (arch, strategy, pool) in arches() {
         let a = arch.name();
+        // A ViT's input tiles into patches: 56 for DINOv2's 14, 64 for 16.
+        let size = arch.patch().map_or(64, |p| 4 * p).to_string();
         let out = tlab(&cache)
             .args(["run", "--dataset", "folder", "--data"])
             .arg(&data)
-            .args(["--arch", &a, "--weights", "random", "--size", "64", "--strategy", "fine-tune"])
-            .args(["--epochs", "2", "--image-epochs", "1", "--runs-dir"])
+            .args(["--arch", &a, "--weights", "random", "--size", &size, "--strategy", strategy])
+            .args(["--pool", pool, "--epochs", "2", "--image-epochs", "1", "--runs-dir"])
             .arg(&runs)
             .output()
             .unwrap();
@@ -57,7 +67,7 @@ fn every_family_runs_fine_tunes_predicts_and_exports() {
         let (ours, diff) = torchscript_vs_ours(&clf, &ts, &paths, tmp.path());
         let spread = (ours.max() - ours.min()).double_value(&[]);
         assert!(spread > 1e-3, "{a}: the trained model's probabilities are all alike ({spread:.1e})");
-        println!("{a}: run, fine-tune, predict = evaluate, TorchScript in Python vs ours: max |p - p'| = {diff:.2e}");
+        println!("{a}: run ({strategy}, --pool {pool}), predict = evaluate, TorchScript in Python vs ours: max |p - p'| = {diff:.2e}");
         assert!(diff < 1e-4, "{a}: {diff}");
     }
 }

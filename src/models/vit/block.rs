@@ -106,7 +106,8 @@ impl Block {
 
     /// `[N, T, D]` -> `[N, T, D]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let (n, t, d) = x.size3().expect("tokens are [N, T, D]");
+        // -1 for the batch: a traced export must take any batch.
+        let (_, t, d) = x.size3().expect("tokens are [N, T, D]");
         let h = x.apply(&self.norm1);
         // One matmul for q, k and v: [N, T, 3D] -> 3 x [N, heads, T, D/heads].
         let qkv = match &self.qkv {
@@ -117,7 +118,7 @@ impl Block {
             }
             Qkv::Fused { ws, bs } => h.linear(ws, Some(bs)),
         };
-        let qkv = qkv.view([n, t, 3, self.heads, d / self.heads]).permute([2, 0, 3, 1, 4]);
+        let qkv = qkv.view([-1, t, 3, self.heads, d / self.heads]).permute([2, 0, 3, 1, 4]);
         let a = Tensor::scaled_dot_product_attention(
             &qkv.get(0),
             &qkv.get(1),
@@ -128,7 +129,7 @@ impl Block {
             None,
             false,
         );
-        let a = a.transpose(1, 2).reshape([n, t, d]).apply(&self.proj);
+        let a = a.transpose(1, 2).reshape([-1, t, d]).apply(&self.proj);
         let a = match &self.scale1 {
             Some(s) => a * s,
             None => a,

@@ -67,13 +67,14 @@ impl Embeddings {
     /// `[N, 3, H, W]` -> tokens `[N, 1 + R + h*w, D]` and the grid `(h, w)`.
     pub fn forward(&self, x: &Tensor) -> (Tensor, (i64, i64)) {
         let patches = self.patch.forward(x);
-        let (n, d, h, w) = patches.size4().expect("patch map is 4-d");
+        // No batch size as a number: a traced export must take any batch.
+        let (_, d, h, w) = patches.size4().expect("patch map is 4-d");
         let patches = patches.flatten(2, 3).transpose(1, 2);
-        let cls = self.cls.view([1, 1, d]).expand([n, 1, d], false).to_kind(patches.kind());
+        let cls = self.cls.view([1, 1, d]).to_kind(patches.kind()).expand_as(&patches.narrow(1, 0, 1));
         let t = Tensor::cat(&[cls, patches], 1) + self.positions_for(h, w).to_kind(x.kind());
         let t = match &self.registers {
             Some(r) => {
-                let r = r.expand([n, -1, d], false).to_kind(t.kind());
+                let r = r.to_kind(t.kind()) + t.narrow(1, 0, 1).zeros_like();
                 Tensor::cat(&[t.narrow(1, 0, 1), r, t.narrow(1, 1, h * w)], 1)
             }
             None => t,
