@@ -1,6 +1,6 @@
 """A long-lived benchmark peer for `tlab bench`: one framework, its models built once.
 
-    python bench/peer.py --framework torch|keras [--model convnext_tiny] --size 200 --batch 32 --threads 2 [--device cpu|cuda]
+    python bench/peer.py --framework torch|keras [--model convnext_tiny|hf:dinov2-vits14] --size 200 --batch 32 --threads 2 [--device cpu|cuda]
 
 Protocol (one line each way; protocol lines start with "@tlab "; anything else on stdout
 is framework chatter and ignored):
@@ -11,7 +11,9 @@ is framework chatter and ignored):
     -> quit (or EOF)
 Errors answer "@tlab err MESSAGE". Variants: fp32 and bf16 (torch: eager, channels-last,
 inference_mode, bf16 by autocast; keras: ResNet50(include_top=False, pooling='avg') called
-through a tf.function, bf16 by the mixed_bfloat16 policy). Weights are random: speed only.
+through a tf.function, bf16 by the mixed_bfloat16 policy). `hf:ARCH`: `transformers`'
+Dinov2Model / Dinov2WithRegistersModel / CLIPVisionModel (eager, SDPA attention,
+inference_mode), pooled as tlab pools them by default. Weights are random: speed only.
 """
 import argparse
 import json
@@ -26,6 +28,51 @@ def say(*parts):
     sys.stdout.flush()
 
 
+# tlab's ViTs in transformers: (class, config, pooling).
+HF = {
+    "dinov2-vits14": ("Dinov2", dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6), "cls+mean"),
+    "dinov2-vitb14": ("Dinov2", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12), "cls+mean"),
+    "dinov2-vits14-reg": ("Dinov2WithRegisters", dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6),
+                          "cls+mean"),
+    "dinov2-vitl14": ("Dinov2", dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16), "cls+mean"),
+    "dinov2-vitb14-reg": ("Dinov2WithRegisters", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12),
+                          "cls+mean"),
+    "dinov2-vitl14-reg": ("Dinov2WithRegisters", dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16),
+                          "cls+mean"),
+    "clip-vitl14": ("CLIPVision", dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                       num_attention_heads=16, patch_size=14), "cls"),
+    "clip-vitb16": ("CLIPVision", dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                       num_attention_heads=12, patch_size=16), "cls"),
+}
+
+
+def hf_model(arch, size):
+    import torch
+    import transformers
+
+    cls, cfg, pool = HF[arch]
+    # DINOv2's checkpoints hold 518 px of positions (resampled per call, as tlab does).
+    image_size = 518 if cls.startswith("Dinov2") else size
+    config = getattr(transformers, f"{cls}Config")(image_size=image_size, **cfg)
+    config._attn_implementation = "sdpa"
+    m = getattr(transformers, f"{cls}Model")(config)
+    regs = getattr(config, "num_register_tokens", 0) if cls == "Dinov2WithRegisters" else 0
+
+    class Pooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            o = self.m(pixel_values=x)
+            if pool == "cls":
+                return o.pooler_output
+            t = o.last_hidden_state
+            return torch.cat([t[:, 0], t[:, 1 + regs:].mean(1)], dim=1)
+
+    return Pooled()
+
+
 def torch_peer(a):
     import torch
     import torchvision
@@ -33,12 +80,17 @@ def torch_peer(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     dev = torch.device(a.device)
-    model = getattr(torchvision.models, a.model)()
+    if a.model.startswith("hf:"):
+        model = hf_model(a.model[3:], a.size)
+    else:
+        model = getattr(torchvision.models, a.model)()
     # Features, not logits: the classifier's last layer goes (ResNet: fc; ConvNeXt,
-    # EfficientNet: classifier[-1], after ConvNeXt's norm).
+    # EfficientNet: classifier[-1], after ConvNeXt's norm; ViT: heads).
     if hasattr(model, "fc"):
         model.fc = torch.nn.Identity()
-    else:
+    elif hasattr(model, "heads"):
+        model.heads = torch.nn.Identity()
+    elif hasattr(model, "classifier"):
         model.classifier[-1] = torch.nn.Identity()
     model = model.eval().to(dev).to(memory_format=torch.channels_last)
     x = torch.randn(a.batch, 3, a.size, a.size, device=dev).to(memory_format=torch.channels_last)
@@ -87,7 +139,7 @@ def keras_peer(a):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--framework", choices=["torch", "keras"], required=True)
-    p.add_argument("--model", default="resnet50", help="torchvision builder (torch only)")
+    p.add_argument("--model", default="resnet50", help="torchvision builder, or hf:ARCH (torch only)")
     p.add_argument("--size", type=int, default=200)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=os.cpu_count())

@@ -127,6 +127,10 @@ if [ $want_test = 1 ]; then
   # backend: no TensorFlow.
   { KERAS_BACKEND=torch have keras 3.15.1 && have h5py 3.16.0; } || "$vpy" -m pip install --quiet --disable-pip-version-check \
     keras==3.15.1 h5py==3.16.0
+  # The ViTs' parity tests (tests/testsuite/parity_vit.rs) and the Hub cache shared with
+  # Python (tests/testsuite/hub.rs): transformers brings huggingface_hub.
+  { have transformers 5.25.0 && have huggingface_hub 2.4.0; } || "$vpy" -m pip install --quiet \
+    --disable-pip-version-check transformers==5.25.0 huggingface_hub==2.4.0
 fi
 if [ -z "${LIBTORCH:-}" ]; then
   site=$("$vpy" -c "import torch, os; print(os.path.dirname(torch.__file__))")

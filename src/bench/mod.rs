@@ -92,7 +92,10 @@ pub struct BenchConfig {
 
 /// One architecture of each family.
 pub fn default_arches() -> Vec<crate::models::Arch> {
-    crate::models::Arch::representatives()
+    // The representatives give DINOv2 ViT-S/14; CLIP's ViT-B/16 is the other ViT layout.
+    let mut a = crate::models::Arch::representatives();
+    a.push(crate::models::Arch::ClipVitb16);
+    a
 }
 
 impl Default for BenchConfig {
