@@ -126,7 +126,8 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Families> {
     let cx = channels_last(&Tensor::randn([8, 256, 56, 56], (Kind::Float, device)));
     let cw = channels_last(&(Tensor::randn([256, 256, 3, 3], (Kind::Float, device)) * 0.02));
     runners.push((None, Runner::Ceiling(cx, cw)));
-    let (ma, mb) = (Tensor::randn([8 * 197, 768], (Kind::Float, device)), Tensor::randn([768, 3072], (Kind::Float, device)));
+    let (ma, mb) =
+        (Tensor::randn([8 * 197, 768], (Kind::Float, device)), Tensor::randn([768, 3072], (Kind::Float, device)));
     runners.push((None, Runner::Matmul(ma, mb)));
     let measure = |r: &Runner, peers: &mut Vec<Peer>| -> Result<f64> {
         let t = Instant::now();
@@ -205,7 +206,13 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<Families> {
             }
         })
         .collect();
-    Ok(Families { size: cfg.size, batch: cfg.batch, ceiling_gflop_per_s: ceiling, matmul_ceiling_gflop_per_s: matmul, rows })
+    Ok(Families {
+        size: cfg.size,
+        batch: cfg.batch,
+        ceiling_gflop_per_s: ceiling,
+        matmul_ceiling_gflop_per_s: matmul,
+        rows,
+    })
 }
 
 impl Families {

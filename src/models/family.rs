@@ -97,6 +97,12 @@ pub trait Network: Send + std::fmt::Debug {
     /// to `tap` (what FLOP counts are made of).
     fn macs_per_image(&self, side: i64, tap: Tap) -> u64;
 
+    /// Variable-name prefixes of its layers from input to output, for layer-wise
+    /// learning-rate decay; empty where the family has no such ladder (CNNs).
+    fn layer_ladder(&self) -> Vec<Vec<String>> {
+        Vec::new()
+    }
+
     /// The inference copy extraction runs, made from the loaded weights in `vs`: folded
     /// BatchNorm, channels-last, `precision` where the family gains from it.
     fn inference(&self, vs: &nn::VarStore, precision: Precision) -> Box<dyn Inference>;

@@ -160,8 +160,12 @@ pub fn registry_markdown() -> String {
         let t = &e.eval;
         let (file, top1) = match e.source {
             // Self-supervised or image-text weights: their papers' linear probe.
-            Source::Hub(f) if e.imagenet_top1.is_nan() => (format!("`{}` @ `{}`", f.repo, &f.revision[..7]), "-".into()),
-            Source::Hub(f) => (format!("`{}` @ `{}`", f.repo, &f.revision[..7]), format!("{:.1}% (linear probe)", e.imagenet_top1)),
+            Source::Hub(f) if e.imagenet_top1.is_nan() => {
+                (format!("`{}` @ `{}`", f.repo, &f.revision[..7]), "-".into())
+            }
+            Source::Hub(f) => {
+                (format!("`{}` @ `{}`", f.repo, &f.revision[..7]), format!("{:.1}% (linear probe)", e.imagenet_top1))
+            }
             _ => (format!("`{}`", e.file), format!("{:.1}%", e.imagenet_top1)),
         };
         s.push_str(&format!(

@@ -17,6 +17,8 @@ struct Param {
     name: String,
     tensor: Tensor,
     group: usize,
+    /// Multiplier of the group's rate (layer-wise decay).
+    scale: f64,
     state: Option<Moments>,
 }
 
@@ -47,10 +49,26 @@ impl AdamOptimizer {
                     format!("{name} is in group {} but {} rate(s) were given", v.group, lrs.len()),
                 ));
             }
-            params.push(Param { name: (*name).clone(), tensor: v.tensor.shallow_clone(), group: v.group, state: None });
+            params.push(Param {
+                name: (*name).clone(),
+                tensor: v.tensor.shallow_clone(),
+                group: v.group,
+                scale: 1.0,
+                state: None,
+            });
         }
         params.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(AdamOptimizer { cfg, lrs: lrs.to_vec(), params })
+    }
+
+    /// Scales each parameter's rate by the longest prefix in `scales` its name starts with.
+    pub fn with_scales(mut self, scales: &[(String, f64)]) -> AdamOptimizer {
+        for p in &mut self.params {
+            let best =
+                scales.iter().filter(|(prefix, _)| p.name.starts_with(prefix.as_str())).max_by_key(|(p, _)| p.len());
+            p.scale = best.map_or(1.0, |(_, s)| *s);
+        }
+        self
     }
 
     pub fn zero_grad(&mut self) {
@@ -79,7 +97,7 @@ impl AdamOptimizer {
                 let bc1 = 1.0 - beta1.powi(m.step as i32);
                 let bc2 = 1.0 - beta2.powi(m.step as i32);
                 let denom = (m.exp_avg_sq.sqrt() / bc2.sqrt()).g_add_scalar_(eps);
-                let _ = p.tensor.addcdiv_(&(&m.exp_avg * (-self.lrs[p.group] / bc1)), &denom);
+                let _ = p.tensor.addcdiv_(&(&m.exp_avg * (-self.lrs[p.group] * p.scale / bc1)), &denom);
             }
         });
     }
@@ -127,5 +145,25 @@ impl AdamOptimizer {
             p.state = Some(Moments { step: step.to_kind(Kind::Int64).int64_value(&[]), exp_avg, exp_avg_sq });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scaled_parameter_moves_by_its_share_of_the_rate() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let a = (vs.root() / "blocks" / 0).var("w", &[3], nn::Init::Const(1.0));
+        let b = (vs.root() / "blocks" / 1).var("w", &[3], nn::Init::Const(1.0));
+        let scales = vec![("blocks.0.".to_string(), 0.25), ("blocks.".to_string(), 0.5)];
+        let mut opt = AdamOptimizer::new(&vs, Adam::default(), &[0.1]).unwrap().with_scales(&scales);
+        let loss = (&a * 2.0 + &b * 2.0).sum(Kind::Float);
+        opt.backward_step(&loss);
+        // Adam's first step moves each element by lr * scale (the gradient's sign).
+        let moved = |t: &Tensor| 1.0 - t.double_value(&[0]);
+        assert!((moved(&a) - 0.025).abs() < 1e-6, "the longest prefix wins: {}", moved(&a));
+        assert!((moved(&b) - 0.05).abs() < 1e-6, "{}", moved(&b));
     }
 }

@@ -39,6 +39,12 @@ impl Adam {
     pub fn build(&self, vs: &nn::VarStore, lrs: &[f64]) -> Result<AdamOptimizer> {
         AdamOptimizer::new(vs, *self, lrs)
     }
+
+    /// [`Self::build`] with each variable's rate scaled by the longest prefix of `scales`
+    /// its name starts with.
+    pub fn build_scaled(&self, vs: &nn::VarStore, lrs: &[f64], scales: &[(String, f64)]) -> Result<AdamOptimizer> {
+        Ok(AdamOptimizer::new(vs, *self, lrs)?.with_scales(scales))
+    }
 }
 
 /// The loop's settings that `HeadConfig`, `ImageTrainConfig` and [`FitConfig`] share,
@@ -84,6 +90,10 @@ pub struct FitConfig {
     pub adam: Adam,
     /// Learning rate of each variable group (group 0 first).
     pub learning_rates: Vec<f64>,
+    /// Multipliers of a variable's group rate by name prefix (the longest prefix that
+    /// matches wins; none: 1): layer-wise learning-rate decay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lr_scales: Vec<(String, f64)>,
 }
 
 /// One model's part of training.
@@ -128,7 +138,7 @@ pub fn fit(
     let (train_idx, val_idx) = (&split.train, &split.val);
     let n = (train_idx.len() + val_idx.len()) as i64;
     let best = dir.best(w);
-    let mut opt = cfg.adam.build(step.vars(), &cfg.learning_rates)?;
+    let mut opt = cfg.adam.build_scaled(step.vars(), &cfg.learning_rates, &cfg.lr_scales)?;
     let mut state = resume(step, &mut opt, cfg, n, dir, w, sink)?;
     state.data = Some(step.data_fingerprint());
     let device = step.vars().device();

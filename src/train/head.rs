@@ -41,7 +41,12 @@ impl HeadConfig {
     }
 
     pub fn fit_config(&self) -> FitConfig {
-        FitConfig { fit: self.fit.clone(), adam: self.adam(), learning_rates: vec![self.learning_rate] }
+        FitConfig {
+            fit: self.fit.clone(),
+            adam: self.adam(),
+            learning_rates: vec![self.learning_rate],
+            lr_scales: Vec::new(),
+        }
     }
 }
 

@@ -39,6 +39,12 @@ fn bad_flags_and_inputs_are_named_errors() {
         .failure()
         .stderr(contains("class token"));
     tlab(t).args(["extract", "--pool", "max"]).assert().failure().stderr(contains("max"));
+    tlab(t)
+        .args(["run", "--dataset", "synthetic", "--arch", "resnet18", "--weights", "random", "--strategy", "fine-tune"])
+        .args(["--layer-decay", "0.5"])
+        .assert()
+        .failure()
+        .stderr(contains("--layer-decay").and(contains("ViTs")));
     // No pinned download: where to get it is said.
     tlab(t)
         .args(["fetch", "weights", "dinov2-vits14-reg"])

@@ -172,6 +172,10 @@ pub(crate) struct HeadArgs {
     /// Fine-tuning: which part of the body trains
     #[arg(long, value_enum, default_value_t = Unfreeze::default())]
     pub(crate) unfreeze: Unfreeze,
+    /// Layer-wise learning-rate decay for image training: each layer below the last trains
+    /// at this fraction of the one above (BEiT's) [default: 0.75 for ViTs, off for CNNs]
+    #[arg(long)]
+    pub(crate) layer_decay: Option<f64>,
     /// Fine-tuning: BatchNorm's statistics
     #[arg(long, value_enum, default_value_t = BatchNorm::default())]
     pub(crate) bn: BatchNorm,
@@ -321,6 +325,7 @@ fn image_config(d: &DataArgs, h: &HeadArgs, val_split: ValSplit) -> ImageTrainCo
     images.fit = train_loop(d, h, h.image_epochs, val_split);
     images.head_lr = h.lr;
     images.augment = !h.no_augment;
+    images.layer_decay = h.layer_decay;
     if let Some(lr) = h.body_lr {
         images.body_lr = lr;
     }

@@ -15,14 +15,14 @@ enum Qkv {
 
 #[derive(Debug)]
 pub struct Block {
-    norm1: nn::LayerNorm,
+    pub(super) norm1: nn::LayerNorm,
     qkv: Qkv,
-    proj: nn::Linear,
-    scale1: Option<Tensor>,
-    norm2: nn::LayerNorm,
-    fc1: nn::Linear,
-    fc2: nn::Linear,
-    scale2: Option<Tensor>,
+    pub(super) proj: nn::Linear,
+    pub(super) scale1: Option<Tensor>,
+    pub(super) norm2: nn::LayerNorm,
+    pub(super) fc1: nn::Linear,
+    pub(super) fc2: nn::Linear,
+    pub(super) scale2: Option<Tensor>,
     heads: i64,
     quick_gelu: bool,
 }
@@ -104,20 +104,26 @@ impl Block {
         }
     }
 
+    /// q, k and v as one `[3D, D]` matrix and its `[3D]` bias.
+    pub fn qkv(&self) -> (Tensor, Tensor) {
+        match &self.qkv {
+            Qkv::Separate(q, k, v) => {
+                let ws = Tensor::cat(&[&q.ws, &k.ws, &v.ws], 0);
+                let bs = Tensor::cat(&[q.bs.as_ref().unwrap(), k.bs.as_ref().unwrap(), v.bs.as_ref().unwrap()], 0);
+                (ws, bs)
+            }
+            Qkv::Fused { ws, bs } => (ws.shallow_clone(), bs.shallow_clone()),
+        }
+    }
+
     /// `[N, T, D]` -> `[N, T, D]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         // -1 for the batch: a traced export must take any batch.
         let (_, t, d) = x.size3().expect("tokens are [N, T, D]");
         let h = x.apply(&self.norm1);
         // One matmul for q, k and v: [N, T, 3D] -> 3 x [N, heads, T, D/heads].
-        let qkv = match &self.qkv {
-            Qkv::Separate(q, k, v) => {
-                let ws = Tensor::cat(&[&q.ws, &k.ws, &v.ws], 0);
-                let bs = Tensor::cat(&[q.bs.as_ref().unwrap(), k.bs.as_ref().unwrap(), v.bs.as_ref().unwrap()], 0);
-                h.linear(&ws, Some(&bs))
-            }
-            Qkv::Fused { ws, bs } => h.linear(ws, Some(bs)),
-        };
+        let (ws, bs) = self.qkv();
+        let qkv = h.linear(&ws, Some(&bs));
         let qkv = qkv.view([-1, t, 3, self.heads, d / self.heads]).permute([2, 0, 3, 1, 4]);
         let a = Tensor::scaled_dot_product_attention(
             &qkv.get(0),

@@ -69,6 +69,29 @@ impl Config {
         self.depth * (tap + 1) / 4
     }
 
+    /// Prefixes from input to output: the embeddings, each block, the final norm (what
+    /// layer-wise learning-rate decay scales, BEiT's way).
+    pub fn ladder(&self) -> Vec<Vec<String>> {
+        let s = |v: &[&str]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let (embed, block, norm): (Vec<String>, &str, Vec<String>) = match self.flavour {
+            Flavour::Dinov2 | Flavour::Dinov2Registers => (s(&["embeddings."]), "encoder.layer.", s(&["layernorm."])),
+            Flavour::Clip => (
+                s(&["vision_model.embeddings.", "vision_model.pre_layrnorm."]),
+                "vision_model.encoder.layers.",
+                s(&["vision_model.post_layernorm."]),
+            ),
+            Flavour::Torchvision => (
+                s(&["class_token", "conv_proj.", "encoder.pos_embedding"]),
+                "encoder.layers.encoder_layer_",
+                s(&["encoder.ln."]),
+            ),
+        };
+        let mut out = vec![embed];
+        out.extend((0..self.depth).map(|i| vec![format!("{block}{i}.")]));
+        out.push(norm);
+        out
+    }
+
     /// The published checkpoint's classifier or text tower, which a backbone leaves out.
     pub fn skipped(flavour: Flavour) -> &'static [&'static str] {
         match flavour {
@@ -123,6 +146,27 @@ impl Config {
                 "encoder.layers.encoder_layer_11.",
                 "encoder.ln.",
             ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::nn;
+
+    #[test]
+    fn every_variable_of_every_layout_is_on_one_rung_of_the_ladder() {
+        for arch in [Arch::Dinov2Vits14, Arch::Dinov2Vits14Reg, Arch::ClipVitb16, Arch::VitB16] {
+            let c = Config { dim: 16, depth: 3, heads: 2, mlp: 32, ..Config::of(arch) };
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let _net = super::super::Vit::with_config(&vs.root(), arch, c);
+            let ladder = c.ladder();
+            assert_eq!(ladder.len(), 3 + 2);
+            for name in vs.variables().keys() {
+                let rungs = ladder.iter().filter(|r| r.iter().any(|p| name.starts_with(p.as_str()))).count();
+                assert_eq!(rungs, 1, "{arch}: {name} is on {rungs} rungs");
+            }
         }
     }
 }

@@ -66,12 +66,19 @@ impl Embeddings {
 
     /// `[N, 3, H, W]` -> tokens `[N, 1 + R + h*w, D]` and the grid `(h, w)`.
     pub fn forward(&self, x: &Tensor) -> (Tensor, (i64, i64)) {
+        let (h, w) = (x.size()[2] / self.c.patch, x.size()[3] / self.c.patch);
+        self.forward_with(x, &self.positions_for(h, w))
+    }
+
+    /// [`Self::forward`] with the positions for `x`'s grid given (the inference copy
+    /// resamples them once per size).
+    pub fn forward_with(&self, x: &Tensor, positions: &Tensor) -> (Tensor, (i64, i64)) {
         let patches = self.patch.forward(x);
         // No batch size as a number: a traced export must take any batch.
         let (_, d, h, w) = patches.size4().expect("patch map is 4-d");
         let patches = patches.flatten(2, 3).transpose(1, 2);
         let cls = self.cls.view([1, 1, d]).to_kind(patches.kind()).expand_as(&patches.narrow(1, 0, 1));
-        let t = Tensor::cat(&[cls, patches], 1) + self.positions_for(h, w).to_kind(x.kind());
+        let t = Tensor::cat(&[cls, patches], 1) + positions.to_kind(x.kind());
         let t = match &self.registers {
             Some(r) => {
                 let r = r.to_kind(t.kind()) + t.narrow(1, 0, 1).zeros_like();

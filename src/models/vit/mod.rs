@@ -13,9 +13,10 @@
 mod block;
 pub mod config;
 mod embed;
+mod inference;
 
 use super::arch::{Arch, ArchSpec, Family};
-use super::family::{EagerCopy, Inference, Network, Pool, Tap};
+use super::family::{Inference, Network, Pool, Tap};
 use super::folded::Precision;
 use super::weights::{tv, EvalTransform, WeightsEntry, WeightsVariant, TV_RESNET};
 use crate::preprocess::{Interpolation, Normalization};
@@ -187,10 +188,7 @@ impl Network for Vit {
     fn taps_t(&self, x: &Tensor, last: Tap, _train: bool) -> Vec<Tensor> {
         let (tokens, (h, w)) = self.tokens(x, last);
         let skip = 1 + self.c.registers();
-        tokens
-            .iter()
-            .map(|t| t.narrow(1, skip, h * w).transpose(1, 2).reshape([-1, self.c.dim, h, w]))
-            .collect()
+        tokens.iter().map(|t| t.narrow(1, skip, h * w).transpose(1, 2).reshape([-1, self.c.dim, h, w])).collect()
     }
 
     fn features_t(&self, x: &Tensor, tap: Tap, train: bool) -> Tensor {
@@ -206,8 +204,19 @@ impl Network for Vit {
         macs(&self.c, side, tap)
     }
 
-    fn inference(&self, vs: &nn::VarStore, precision: Precision) -> Box<dyn Inference> {
-        Box::new(EagerCopy::new(vs, self.arch, precision, false))
+    fn layer_ladder(&self) -> Vec<Vec<String>> {
+        self.c.ladder()
+    }
+
+    fn inference(&self, from: &nn::VarStore, precision: Precision) -> Box<dyn Inference> {
+        let mut vs = nn::VarStore::new(from.device());
+        let net = Vit::with_config(&vs.root(), self.arch, self.c);
+        tch::no_grad(|| vs.copy(from)).expect("an inference copy of the same ViT has the same variables");
+        vs.freeze();
+        if precision.kind() != tch::Kind::Float {
+            vs.set_kind(precision.kind());
+        }
+        Box::new(inference::FrozenVit::new(net, precision))
     }
 }
 

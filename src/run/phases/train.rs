@@ -27,6 +27,10 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
     // class token to pool.
     cfg.arch.check_size(cfg.extract.preprocess.size)?;
     cfg.arch.pool(cfg.extract.pool)?;
+    if cfg.images.layer_decay.is_some_and(|d| d != 1.0) && cfg.arch.patch().is_none() {
+        let reason = format!("{} has no ladder of layers to decay over; it applies to ViTs", cfg.arch.name());
+        return Err(crate::Error::invalid("--layer-decay", reason));
+    }
     let device = cfg.device.resolve();
     let (train, backbone) = stage(sink, "fetch", |s| {
         let (train, _test) = open_data(cfg, cache, s)?;
