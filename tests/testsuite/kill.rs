@@ -75,11 +75,19 @@ enum Kind {
     RunLogreg,
     /// [`Kind::TrainFineTune`] of a ConvNeXt (LayerNorm, layer scale, stochastic depth).
     TrainFineTuneConvnext,
+    /// [`Kind::TrainFineTune`] of DINOv2 ViT-S/14 (its last blocks, layer-wise decay).
+    TrainFineTuneDinov2,
 }
 
 impl Kind {
     fn args(self) -> Vec<&'static str> {
-        let arch = if let Kind::TrainFineTuneConvnext = self { "convnext-tiny" } else { "resnet18" };
+        let arch = match self {
+            Kind::TrainFineTuneConvnext => "convnext-tiny",
+            Kind::TrainFineTuneDinov2 => "dinov2-vits14",
+            _ => "resnet18",
+        };
+        // A ViT's input tiles into patches of 14.
+        let size = if let Kind::TrainFineTuneDinov2 = self { "28" } else { "32" };
         let common = ["--dataset", "synthetic", "--arch", arch, "--weights", "random"];
         let own: &[&str] = match self {
             Kind::RunLinearProbe => &[
@@ -95,15 +103,13 @@ impl Kind {
                 "--epochs",
                 "40",
             ],
-            Kind::TrainFineTune | Kind::TrainFineTuneConvnext => &[
+            Kind::TrainFineTune | Kind::TrainFineTuneConvnext | Kind::TrainFineTuneDinov2 => &[
                 "train",
                 "--strategy",
                 "fine-tune",
                 "--synthetic-train",
                 "160",
                 "--synthetic-test",
-                "32",
-                "--size",
                 "32",
                 "--epochs",
                 "2",
@@ -131,7 +137,9 @@ impl Kind {
                 "1e-6",
             ],
         };
-        own.iter().chain(common.iter()).copied().collect()
+        let sized = matches!(self, Kind::TrainFineTune | Kind::TrainFineTuneConvnext | Kind::TrainFineTuneDinov2);
+        let size: &[&str] = if sized { &["--size", size] } else { &[] };
+        own.iter().chain(size).chain(common.iter()).copied().collect()
     }
 
     /// Where the command writes, for `root` (a runs folder, or the cache for extract).
@@ -232,8 +240,14 @@ fn kill_trials(kind: Kind, n: usize, seed: u64) -> usize {
 fn runs_killed_at_random_moments_resume_to_identical_files() {
     let _g = torch_lock();
     let n = trials();
-    for kind in [Kind::RunLinearProbe, Kind::TrainFineTune, Kind::Extract, Kind::RunLogreg, Kind::TrainFineTuneConvnext]
-    {
+    for kind in [
+        Kind::RunLinearProbe,
+        Kind::TrainFineTune,
+        Kind::Extract,
+        Kind::RunLogreg,
+        Kind::TrainFineTuneConvnext,
+        Kind::TrainFineTuneDinov2,
+    ] {
         assert_eq!(kill_trials(kind, n, seed()), n, "{kind:?}: see the trials above");
     }
 }
