@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one set-up script: installs what transfer-lab needs. Idempotent.
 #   scripts/setup.sh              libtorch 2.11.0 (the PyPI wheel torch==2.11.0) into .tlab/
-#   scripts/setup.sh --test       plus torchvision 0.26.0, scikit-learn 1.9.1, and keras 3.15.1
-#                                 with h5py 3.16.0, used by the parity tests
+#   scripts/setup.sh --test       plus torchvision 0.26.0, scikit-learn 1.9.1, keras 3.15.1
+#                                 with h5py 3.16.0, and grad-cam 1.5.7, used by the parity tests
 #   scripts/setup.sh --notebooks  plus evcxr_jupyter 0.22.0 (built once per machine),
 #                                 nbconvert + nbclient, and the `rust` kernelspec (.tlab/jupyter,
 #                                 with libtorch on the kernel's LD_LIBRARY_PATH)
@@ -127,6 +127,12 @@ if [ $want_test = 1 ]; then
   # backend: no TensorFlow.
   { KERAS_BACKEND=torch have keras 3.15.1 && have h5py 3.16.0; } || "$vpy" -m pip install --quiet --disable-pip-version-check \
     keras==3.15.1 h5py==3.16.0
+fi
+if [ $want_test = 1 ]; then
+  # pytorch-grad-cam, the Grad-CAM reference (tests/testsuite/explain.rs); its module has
+  # no __version__, so the installed distribution's is asked.
+  "$vpy" -c "import importlib.metadata as m, sys; sys.exit(m.version('grad-cam') != '1.5.7')" 2>/dev/null ||
+    "$vpy" -m pip install --quiet --disable-pip-version-check grad-cam==1.5.7
 fi
 if [ -z "${LIBTORCH:-}" ]; then
   site=$("$vpy" -c "import torch, os; print(os.path.dirname(torch.__file__))")

@@ -116,8 +116,8 @@ impl Classifier {
             return Err(Error::data(dir.path(), reason));
         }
         if cfg.strategy == Strategy::Knn {
-            let reason = "is a k-NN run: its model is its training features; export and predict take the head, \
-                          logreg and image strategies";
+            let reason = "is a k-NN run: its model is its training features, with no weights to export, \
+                          predict with or explain (Grad-CAM); those take the head, logreg and image strategies";
             return Err(Error::data(dir.path(), reason));
         }
         let summary = crate::run::RunSummary::read(dir).ok();
@@ -192,6 +192,19 @@ impl Classifier {
     /// Class probabilities `[B, C]` for decoded images `[B, 3, S, S]` f32 in 0..=255.
     pub fn probabilities(&self, images: &Tensor) -> Result<Tensor> {
         Ok(self.logits(images)?.softmax(-1, Kind::Float))
+    }
+
+    /// Grad-CAM maps at the tap for decoded images `[B, 3, S, S]` f32 in 0..=255, for
+    /// `class` or each image's top class ([`crate::explain`]). Runs the network unfolded.
+    pub fn explain(&self, images: &Tensor, class: Option<usize>) -> Result<crate::explain::GradCam> {
+        let x = self.meta.preprocess.apply(images, self.device())?;
+        crate::explain::grad_cam(self.net.as_ref(), self.meta.tap, &self.fc("weight"), &self.fc("bias"), &x, class)
+    }
+
+    /// The index of the class called `name`; an error listing the classes otherwise.
+    pub fn class_index(&self, name: &str) -> Result<usize> {
+        let classes = &self.meta.classes;
+        classes.iter().position(|c| c == name).ok_or_else(|| crate::explain::unknown_class(name, classes))
     }
 
     /// The head's weight or bias; made before any trace (see [`Preprocess::constants`]).

@@ -13,6 +13,7 @@ pub mod device;
 pub mod download;
 pub(crate) mod error;
 pub mod events;
+pub mod explain;
 pub mod features;
 pub(crate) mod fsutil;
 pub mod heap;

@@ -54,7 +54,14 @@ pub trait Network: Send + std::fmt::Debug {
     /// not run. The default pools the tap's map; families with a final norm add it.
     fn features_t(&self, x: &Tensor, tap: Tap, train: bool) -> Tensor {
         let maps = self.taps_t(x, tap, train);
-        maps[tap.index()].adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        self.pool_t(&maps[tap.index()], tap)
+    }
+
+    /// The tap's map `[N, C, H, W]` -> its features `[N, C]`: what [`Network::features_t`]
+    /// does after the stages. Grad-CAM differentiates through it. The default pools;
+    /// families with a final norm add it.
+    fn pool_t(&self, map: &Tensor, _tap: Tap) -> Tensor {
+        map.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
     }
 
     /// Multiply-accumulates of convolutions and linear layers per `side` x `side` image up

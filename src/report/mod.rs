@@ -17,6 +17,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 mod bars;
+mod cams;
 mod data;
 mod heatmap;
 mod lines;

@@ -10,6 +10,7 @@ mod common;
 mod cli;
 mod data;
 mod disk;
+mod explain;
 mod extract;
 mod families;
 mod fetch;
