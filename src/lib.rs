@@ -5,6 +5,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
+pub mod calibration;
 pub mod checkpoint;
 pub(crate) mod choice;
 pub mod classifier;

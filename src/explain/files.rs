@@ -6,7 +6,7 @@
 //! └── heatmaps.csv             image, class, probability, heatmap, error (one row an image)
 //! ```
 use crate::classifier::Classifier;
-use crate::{Error, Result};
+use crate::Result;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
@@ -58,7 +58,7 @@ pub fn explain_files(
         }
         let x = Tensor::stack(&ok.iter().map(|(_, t)| t.shallow_clone()).collect::<Vec<_>>(), 0);
         let cam = clf.explain(&x, class)?;
-        let probs = cam.logits.softmax(-1, Kind::Double);
+        let probs = clf.calibrated(&cam.logits).softmax(-1, Kind::Double);
         for (i, (row, image)) in ok.iter().enumerate() {
             let c = cam.classes[i];
             let name = &clf.meta.classes[c];
@@ -100,9 +100,4 @@ fn index_csv(rows: &[Explained]) -> String {
         );
     }
     out
-}
-
-/// Explains why `class` names no class of the model.
-pub(crate) fn unknown_class(name: &str, classes: &[String]) -> Error {
-    Error::invalid("class", format!("`{name}` is not one of the model's classes ({})", classes.join(", ")))
 }

@@ -1,7 +1,7 @@
 //! A Grad-CAM map drawn over its photo: resized bilinearly to the photo, scaled to 0..1
 //! (pytorch-grad-cam's `scale_cam_image`), coloured with the jet ramp and blended half
 //! and half with the photo (its `show_cam_on_image`).
-use crate::Result;
+use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// The photo `[3, S, S]` f32 in 0..=255 with `map` `[h, w]` over it: `[3, S, S]` u8.
@@ -20,7 +20,17 @@ pub fn overlay(image: &Tensor, map: &Tensor) -> Tensor {
 
 /// [`overlay`] encoded as PNG.
 pub fn heatmap_png(image: &Tensor, map: &Tensor) -> Result<Vec<u8>> {
-    crate::report::mistakes::png(&overlay(image, map))
+    png(&overlay(image, map))
+}
+
+/// `[3, H, W]` u8 as PNG bytes.
+pub fn png(chw: &Tensor) -> Result<Vec<u8>> {
+    let (h, w) = (chw.size()[1] as u32, chw.size()[2] as u32);
+    let hwc = Vec::<u8>::try_from(chw.permute([1, 2, 0]).contiguous().reshape([-1]))?;
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::write_buffer_with_format(&mut out, &hwc, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
+        .map_err(|e| Error::Chart { chart: "heatmap or thumbnail (PNG)".into(), reason: e.to_string() })?;
+    Ok(out.into_inner())
 }
 
 #[cfg(test)]

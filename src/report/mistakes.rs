@@ -78,7 +78,7 @@ pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize, cache: &Cache) 
         let cell = match &pictures {
             Ok(p) => {
                 let name = format!("{stem}-{:02}.png", k + 1);
-                crate::fsutil::write_atomic(&out.join(&name), &png(&p[k])?)?;
+                crate::fsutil::write_atomic(&out.join(&name), &crate::explain::png(&p[k])?)?;
                 format!("![test image {}]({name})", m.index)
             }
             Err(e) => {
@@ -89,7 +89,7 @@ pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize, cache: &Cache) 
         let cam = match &cams {
             Some(Ok(c)) => {
                 let name = format!("{stem}-{:02}-cam.png", k + 1);
-                crate::fsutil::write_atomic(&out.join(&name), &png(&c[k])?)?;
+                crate::fsutil::write_atomic(&out.join(&name), &crate::explain::png(&c[k])?)?;
                 format!(" ![Grad-CAM of {}]({name}) |", m.predicted)
             }
             _ => String::new(),
@@ -118,14 +118,4 @@ fn thumbnails(dir: &RunDir, mistakes: &[Mistake], cache: &Cache) -> Result<Vec<T
     let pre = crate::preprocess::Preprocess { size: THUMB, ..Default::default() };
     let x = super::cams::pictures(dir, mistakes, cache, &pre)?;
     Ok(x.iter().map(|x| x.round().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8)).collect())
-}
-
-/// `[3, H, W]` u8 as PNG bytes.
-pub(crate) fn png(chw: &Tensor) -> Result<Vec<u8>> {
-    let (h, w) = (chw.size()[1] as u32, chw.size()[2] as u32);
-    let hwc = Vec::<u8>::try_from(chw.permute([1, 2, 0]).contiguous().reshape([-1]))?;
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::write_buffer_with_format(&mut out, &hwc, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
-        .map_err(|e| Error::Chart { chart: "mistakes gallery (PNG)".into(), reason: e.to_string() })?;
-    Ok(out.into_inner())
 }

@@ -24,6 +24,7 @@ mod lines;
 pub mod mistakes;
 mod output;
 mod pca;
+mod reliability;
 mod sweep;
 mod write;
 
@@ -33,6 +34,7 @@ pub use heatmap::confusion_heatmap;
 pub use lines::{throughput, training_curves};
 pub use output::{render_png, render_svg, save_png, save_svg, Chart, Figure};
 pub use pca::{pca_scatter, Pca};
+pub use reliability::{reliability_diagram, Reliability};
 pub use sweep::{lambda_sweep, Sweep};
 pub use write::{comparison, summary_markdown, summary_rows, write_report, SummaryRow};
 

@@ -109,6 +109,7 @@ pub enum Figure<'a> {
     Throughput(&'a Throughput),
     Pca(&'a Pca),
     Sweep(&'a super::Sweep),
+    Reliability(&'a super::Reliability),
 }
 
 impl Figure<'_> {
@@ -121,6 +122,7 @@ impl Figure<'_> {
             Figure::Throughput(d) => super::throughput(area, d),
             Figure::Pca(d) => super::pca_scatter(area, d),
             Figure::Sweep(d) => super::lambda_sweep(area, d),
+            Figure::Reliability(d) => super::reliability_diagram(area, d),
         }
     }
 
@@ -138,6 +140,7 @@ impl Figure<'_> {
             Figure::Throughput(_) => (900, 420),
             Figure::Pca(_) => (800, 640),
             Figure::Sweep(_) => (900, 420),
+            Figure::Reliability(_) => (720, 560),
         }
     }
 

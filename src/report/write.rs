@@ -172,6 +172,19 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>, cache: &Cache) -> 
             fig.save(&out, &stem)?;
             md += &image_link(alt, &stem);
         }
+        if let Some(r) = &run.calibration {
+            let c = &r.calibration;
+            let stem = format!("{prefix}reliability");
+            Figure::Reliability(r).save(&out, &stem)?;
+            let _ = write!(
+                md,
+                "### Calibration\n\nTemperature scaling on the {} validation photos: the logits are divided by \
+                 T = {:.3} before the softmax (predictions unchanged; `tlab predict` and the exported model do \
+                 it). Expected calibration error (15 bins) {:.4} -> {:.4}, NLL {:.4} -> {:.4}.\n\n",
+                c.samples, c.temperature, c.before.ece, c.after.ece, c.before.nll, c.after.nll
+            );
+            md += &image_link("Reliability diagram", &stem);
+        }
         if let Some(set) = test_features(&run.dir) {
             let pca = super::Pca::from_feature_set(run.name.clone(), &set, 2000)?;
             let stem = format!("{prefix}pca");

@@ -49,6 +49,9 @@ pub struct RunConfig {
     /// Settings of the convex probes (logreg, knn); absent in older runs.
     #[serde(default)]
     pub probe: ProbeConfig,
+    /// After training, fit a temperature on the validation split (`calibration.json`).
+    #[serde(default)]
+    pub calibrate: bool,
 }
 
 impl Default for RunConfig {
@@ -66,6 +69,7 @@ impl Default for RunConfig {
             strategy: Strategy::LinearProbe,
             images: ImageTrainConfig::for_strategy(Strategy::FineTune),
             probe: ProbeConfig::default(),
+            calibrate: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod calibration;
 mod cli;
 mod data;
 mod disk;

@@ -190,6 +190,10 @@ pub(crate) struct HeadArgs {
     /// logreg: scale each feature to zero mean and unit variance before fitting
     #[arg(long)]
     pub(crate) standardize: bool,
+    /// After training, fit a temperature on the validation split so that probabilities
+    /// can be trusted (temperature scaling; predict and export use it)
+    #[arg(long)]
+    pub(crate) calibrate: bool,
     /// knn: neighbours that vote
     #[arg(long, default_value_t = KnnConfig::default().k, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
     pub(crate) k: usize,
@@ -343,6 +347,7 @@ pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String
             },
             knn: KnnConfig { k: h.k, temperature: h.temperature, ..Default::default() },
         },
+        calibrate: h.calibrate,
     })
 }
 

@@ -79,6 +79,9 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         val_samples: outcome.val_samples,
     };
     trained.write(dir)?;
+    if cfg.calibrate {
+        super::calibrate::calibrate_in(cfg, &train, dir, sink)?;
+    }
     Ok(trained)
 }
 

@@ -29,6 +29,7 @@ fn meta() -> ModelMeta {
         test_accuracy: None,
         test_samples: None,
         crate_version: "test".into(),
+        temperature: None,
     }
 }
 
