@@ -157,6 +157,16 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>, cache: &Cache) -> 
             run.summary.note,
             run.name
         );
+        if let (Some(b), Some(f)) = (run.summary.balanced_accuracy, run.summary.macro_f1) {
+            let _ = write!(
+                md,
+                "On the test split: accuracy {:.2}%, balanced accuracy {:.2}% (the mean of the classes' \
+                 recalls), macro-F1 {:.3}.\n\n",
+                run.summary.test_accuracy * 100.0,
+                b * 100.0,
+                f
+            );
+        }
         let curves = run.curves();
         let mut figs = vec![];
         if !run.epochs.is_empty() {

@@ -93,6 +93,12 @@ pub struct RunSummary {
     pub best_val_acc: f64,
     pub test_accuracy: f64,
     pub test_samples: usize,
+    /// Mean recall over the test split's classes, and mean F1: what a small class gets.
+    /// Absent in older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balanced_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<f64>,
     #[serde(default)]
     pub note: String,
     /// What a convex probe chose (logreg's lambda, k-NN's k).

@@ -139,7 +139,12 @@ impl ImageTrainConfig {
 
     /// The loop's settings: the body in group 0 at `body_lr`, `fc` in group 1 at `head_lr`.
     pub fn fit_config(&self) -> FitConfig {
-        FitConfig { fit: self.fit.clone(), adam: Adam::default(), learning_rates: vec![self.body_lr, self.head_lr] }
+        FitConfig {
+            fit: self.fit.clone(),
+            adam: Adam::default(),
+            learning_rates: vec![self.body_lr, self.head_lr],
+            class_weights: None,
+        }
     }
 }
 

@@ -57,6 +57,7 @@ fn a_calibrated_run_predicts_and_exports_calibrated_probabilities() {
     // The report: the temperature, ECE and NLL, and the reliability diagram.
     tlab(&cache).arg("report").arg(&dir).assert().success();
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("balanced accuracy") && md.contains("macro-F1"), "{md}");
     assert!(md.contains("### Calibration") && md.contains(&format!("T = {:.3}", cal.temperature)), "{md}");
     let svg = std::fs::read_to_string(dir.join("reliability.svg")).unwrap();
     assert!(svg.contains("ECE") && svg.contains("Reliability on the validation split"), "{svg}");

@@ -18,6 +18,7 @@ mod fetch;
 mod folders;
 mod fuzz;
 mod head;
+mod imbalance;
 mod kill;
 mod layout;
 mod notebooks;
