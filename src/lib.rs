@@ -9,6 +9,7 @@ pub mod calibration;
 pub mod checkpoint;
 pub(crate) mod choice;
 pub mod classifier;
+pub mod curve;
 pub mod data;
 pub mod device;
 pub mod download;

@@ -18,6 +18,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 mod bars;
 mod cams;
+mod curve;
 mod data;
 mod heatmap;
 mod lines;
@@ -29,6 +30,7 @@ mod sweep;
 mod write;
 
 pub use bars::{per_class_accuracy, run_comparison, Comparison, ComparisonBar};
+pub use curve::{curve_markdown, learning_curve_chart, write_learning_curve, LearningCurve};
 pub use data::{ConfusionChart, Curves, RunData, Throughput, ThroughputPoint};
 pub use heatmap::confusion_heatmap;
 pub use lines::{throughput, training_curves};

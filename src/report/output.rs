@@ -110,6 +110,7 @@ pub enum Figure<'a> {
     Pca(&'a Pca),
     Sweep(&'a super::Sweep),
     Reliability(&'a super::Reliability),
+    LearningCurve(&'a super::LearningCurve),
 }
 
 impl Figure<'_> {
@@ -123,6 +124,7 @@ impl Figure<'_> {
             Figure::Pca(d) => super::pca_scatter(area, d),
             Figure::Sweep(d) => super::lambda_sweep(area, d),
             Figure::Reliability(d) => super::reliability_diagram(area, d),
+            Figure::LearningCurve(d) => super::learning_curve_chart(area, d),
         }
     }
 
@@ -141,6 +143,7 @@ impl Figure<'_> {
             Figure::Pca(_) => (800, 640),
             Figure::Sweep(_) => (900, 420),
             Figure::Reliability(_) => (720, 560),
+            Figure::LearningCurve(_) => (900, 480),
         }
     }
 

@@ -9,6 +9,7 @@ mod common;
 
 mod calibration;
 mod cli;
+mod curve;
 mod data;
 mod disk;
 mod explain;
