@@ -210,10 +210,15 @@ impl Classifier {
     }
 
     /// Grad-CAM maps at the tap for decoded images `[B, 3, S, S]` f32 in 0..=255, for
-    /// `class` or each image's top class ([`crate::models::cam`]). Runs the network unfolded.
+    /// `class` or each image's top class ([`crate::models::cam`]).
     pub fn explain(&self, images: &Tensor, class: Option<usize>) -> Result<crate::models::GradCam> {
         let x = self.meta.preprocess.apply(images, self.device())?;
-        crate::models::grad_cam(self.net.as_ref(), self.meta.tap, &self.fc("weight"), &self.fc("bias"), &x, class)
+        let (tap, w, b) = (self.meta.tap, self.fc("weight"), self.fc("bias"));
+        // The folded copy's map where it has one: the same numbers, 2-3x sooner.
+        match self.folded.map(&x, tap) {
+            Some(map) => crate::models::grad_cam_on_map(self.net.as_ref(), tap, &w, &b, &map, class),
+            None => crate::models::grad_cam(self.net.as_ref(), tap, &w, &b, &x, class),
+        }
     }
 
     /// The index of the class called `name`; an error listing the classes otherwise.

@@ -33,19 +33,32 @@ pub fn grad_cam(
     x: &Tensor,
     class: Option<usize>,
 ) -> Result<GradCam> {
+    // The stages need no graph: only the map's own gradient is wanted.
+    let map = tch::no_grad(|| net.taps_t(x, tap, false).swap_remove(tap.index()));
+    grad_cam_on_map(net, tap, weight, bias, &map, class)
+}
+
+/// [`grad_cam`] from the tap's map `[N, C, h, w]` already computed (by a faster inference
+/// copy of `net`): only the pooling and the head run here.
+pub fn grad_cam_on_map(
+    net: &dyn Network,
+    tap: Tap,
+    weight: &Tensor,
+    bias: &Tensor,
+    map: &Tensor,
+    class: Option<usize>,
+) -> Result<GradCam> {
     let k = weight.size()[0] as usize;
     if let Some(c) = class.filter(|&c| c >= k) {
         return Err(Error::invalid("class to explain", format!("index {c}, but the head has {k} classes")));
     }
-    // The stages need no graph: only the map's own gradient is wanted.
-    let map = tch::no_grad(|| net.taps_t(x, tap, false).swap_remove(tap.index()));
     let map = map.to_kind(Kind::Float).detach().set_requires_grad(true);
     let logits = net.pool_t(&map, tap).linear(weight, Some(bias));
     let classes: Vec<usize> = match class {
         Some(c) => vec![c; logits.size()[0] as usize],
         None => Vec::<i64>::try_from(logits.argmax(-1, false))?.into_iter().map(|c| c as usize).collect(),
     };
-    let idx = Tensor::from_slice(&classes.iter().map(|&c| c as i64).collect::<Vec<_>>()).to_device(x.device());
+    let idx = Tensor::from_slice(&classes.iter().map(|&c| c as i64).collect::<Vec<_>>()).to_device(map.device());
     // Each image's score depends on its own map only (eval mode), so one backward pass
     // of the sum gives every image its gradient.
     let score = logits.gather(1, &idx.unsqueeze(1), false).sum(Kind::Float);
@@ -103,6 +116,13 @@ mod tests {
         let hw = (cam.raw.size()[1] * cam.raw.size()[2]) as f64;
         let diff = (cam.raw * hw - &zhou).abs().max().double_value(&[]);
         assert!(diff < 1e-4 * zhou.abs().max().double_value(&[]), "CAM vs Grad-CAM: {diff}");
+        // From the folded inference copy's map: the same maps.
+        let folded = net.inference(&vs, crate::models::Precision::Fp32).map(&x, Tap::Layer4).unwrap();
+        let a = grad_cam(net.as_ref(), Tap::Layer4, w, b, &x, None).unwrap();
+        let f = grad_cam_on_map(net.as_ref(), Tap::Layer4, w, b, &folded, None).unwrap();
+        let diff = (&a.maps - &f.maps).abs().max().double_value(&[]);
+        assert!(diff < 1e-4 * a.maps.abs().max().double_value(&[]).max(1e-6), "folded vs unfolded: {diff}");
+        assert_eq!(a.classes, f.classes);
         let err = grad_cam(net.as_ref(), Tap::Layer4, w, b, &x, Some(5)).unwrap_err().to_string();
         assert!(err.contains("5 classes"), "{err}");
     }

@@ -77,6 +77,11 @@ pub trait Network: Send + std::fmt::Debug {
 pub trait Inference: Send {
     /// `[N, 3, H, W]` normalised fp32 -> `[N, C]` fp32.
     fn features(&self, x: &Tensor, tap: Tap) -> Tensor;
+    /// The unpooled map at `tap` `[N, C, h, w]` fp32, where this copy computes it faster
+    /// than the network ([`crate::models::cam`] weighs it); `None` otherwise.
+    fn map(&self, _x: &Tensor, _tap: Tap) -> Option<Tensor> {
+        None
+    }
     /// See [`Network::macs_per_image`].
     fn macs_per_image(&self, side: i64, tap: Tap) -> u64;
     /// The kind weights and activations are computed in.

@@ -13,7 +13,7 @@ pub mod weights;
 
 pub use arch::{Arch, ArchSpec, Family};
 pub use backbone::{load_backbone_weights, Backbone, WeightsInfo};
-pub use cam::{grad_cam, GradCam};
+pub use cam::{grad_cam, grad_cam_on_map, GradCam};
 pub use efficientnet::{EfficientNet, FoldedEfficientNet};
 pub use family::{Inference, Network, Tap};
 pub use folded::Precision;
