@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one set-up script: installs what transfer-lab needs. Idempotent.
 #   scripts/setup.sh              libtorch 2.11.0 (the PyPI wheel torch==2.11.0) into .tlab/
-#   scripts/setup.sh --test       plus torchvision 0.26.0, scikit-learn 1.9.1, and keras 3.15.1
-#                                 with h5py 3.16.0, used by the parity tests
+#   scripts/setup.sh --test       plus torchvision 0.26.0, scikit-learn 1.9.1, keras 3.15.1
+#                                 with h5py 3.16.0, and grad-cam 1.5.7, used by the parity tests
 #   scripts/setup.sh --notebooks  plus evcxr_jupyter 0.22.0 (built once per machine),
 #                                 nbconvert + nbclient, and the `rust` kernelspec (.tlab/jupyter,
 #                                 with libtorch on the kernel's LD_LIBRARY_PATH)
@@ -131,6 +131,12 @@ if [ $want_test = 1 ]; then
   # Python (tests/testsuite/hub.rs): transformers brings huggingface_hub.
   { have transformers 5.25.0 && have huggingface_hub 2.4.0; } || "$vpy" -m pip install --quiet \
     --disable-pip-version-check transformers==5.25.0 huggingface_hub==2.4.0
+fi
+if [ $want_test = 1 ]; then
+  # pytorch-grad-cam, the Grad-CAM reference (tests/testsuite/explain.rs); its module has
+  # no __version__, so the installed distribution's is asked.
+  "$vpy" -c "import importlib.metadata as m, sys; sys.exit(m.version('grad-cam') != '1.5.7')" 2>/dev/null ||
+    "$vpy" -m pip install --quiet --disable-pip-version-check grad-cam==1.5.7
 fi
 if [ -z "${LIBTORCH:-}" ]; then
   site=$("$vpy" -c "import torch, os; print(os.path.dirname(torch.__file__))")

@@ -7,7 +7,8 @@
 //! ├── conv1.weight, bn1.*, layer1..4.*   the backbone, torchvision's state-dict names
 //! ├── fc.weight [C, D], fc.bias [C]      the head on the tap's pooled features
 //! └── metadata "tlab.model"              JSON: ModelMeta (format, arch, tap, classes,
-//!                                        preprocessing, weights' digest, run metrics)
+//!                                        preprocessing, weights' digest, run metrics,
+//!                                        the calibration temperature if any)
 //! ```
 //! k-NN keeps its training features as its model and is not exported.
 use crate::cache::Cache;
@@ -55,6 +56,10 @@ pub struct ModelMeta {
     pub test_accuracy: Option<f64>,
     pub test_samples: Option<usize>,
     pub crate_version: String,
+    /// The temperature the logits are divided by before the softmax, when the run was
+    /// calibrated (`tlab run --calibrate`); absent otherwise and in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
 }
 
 /// One image's result: its top classes, or why it could not be read.
@@ -125,8 +130,8 @@ impl Classifier {
             return Err(Error::data(dir.path(), reason));
         }
         if cfg.strategy == Strategy::Knn {
-            let reason = "is a k-NN run: its model is its training features; export and predict take the head, \
-                          logreg and image strategies";
+            let reason = "is a k-NN run: its model is its training features, with no weights to export, \
+                          predict with or explain (Grad-CAM); those take the head, logreg and image strategies";
             return Err(Error::data(dir.path(), reason));
         }
         let summary = crate::run::RunSummary::read(dir).ok();
@@ -160,6 +165,7 @@ impl Classifier {
             test_accuracy: summary.as_ref().map(|s| s.test_accuracy),
             test_samples: summary.as_ref().map(|s| s.test_samples),
             crate_version: env!("CARGO_PKG_VERSION").into(),
+            temperature: crate::calibration::Calibration::read(dir)?.map(|c| c.temperature),
         };
         let (mut vs, net) = build(&meta, device);
         load_tensors(&mut vs, tensors, &source, &[])?;
@@ -199,9 +205,51 @@ impl Classifier {
         Ok(tch::no_grad(|| f.linear(&w, Some(&b))))
     }
 
-    /// Class probabilities `[B, C]` for decoded images `[B, 3, S, S]` f32 in 0..=255.
+    /// Class probabilities `[B, C]` for decoded images `[B, 3, S, S]` f32 in 0..=255;
+    /// calibrated when the model carries a temperature.
     pub fn probabilities(&self, images: &Tensor) -> Result<Tensor> {
-        Ok(self.logits(images)?.softmax(-1, Kind::Float))
+        Ok(self.calibrated(&self.logits(images)?).softmax(-1, Kind::Float))
+    }
+
+    /// `logits` divided by the model's temperature, if it has one.
+    pub fn calibrated(&self, logits: &Tensor) -> Tensor {
+        match self.meta.temperature {
+            Some(t) => logits / t,
+            None => logits.shallow_clone(),
+        }
+    }
+
+    /// Grad-CAM maps at the tap for decoded images `[B, 3, S, S]` f32 in 0..=255, for
+    /// `class` or each image's top class ([`crate::models::cam`]).
+    pub fn explain(&self, images: &Tensor, class: Option<usize>) -> Result<crate::models::GradCam> {
+        // Grad-CAM weighs a map the head sees through its mean: a ViT's patch tokens with
+        // --pool mean; a class token has no map.
+        if self.meta.pool != Pool::Mean {
+            return Err(Error::invalid(
+                "--explain",
+                format!(
+                    "this {} model reads the class token (--pool {}); Grad-CAM explains a head on the \
+                     patch-token mean: train it with --pool mean to get patch-token heatmaps",
+                    self.meta.arch.name(),
+                    self.meta.pool.name()
+                ),
+            ));
+        }
+        let x = self.meta.preprocess.apply(images, self.device())?;
+        let (tap, w, b) = (self.meta.tap, self.fc("weight"), self.fc("bias"));
+        // The folded copy's map where it has one: the same numbers, 2-3x sooner.
+        match self.folded.map(&x, tap) {
+            Some(map) => crate::models::grad_cam_on_map(self.net.as_ref(), tap, &w, &b, &map, class),
+            None => crate::models::grad_cam(self.net.as_ref(), tap, &w, &b, &x, class),
+        }
+    }
+
+    /// The index of the class called `name`; an error listing the classes otherwise.
+    pub fn class_index(&self, name: &str) -> Result<usize> {
+        let classes = &self.meta.classes;
+        classes.iter().position(|c| c == name).ok_or_else(|| {
+            Error::invalid("class", format!("`{name}` is not one of the model's classes ({})", classes.join(", ")))
+        })
     }
 
     /// The head's weight or bias; made before any trace (see [`Preprocess::constants`]).
@@ -274,7 +322,7 @@ impl Classifier {
     pub fn forward_unfolded(&self, images: &Tensor, norm: &crate::preprocess::NormConstants) -> Tensor {
         let x = norm.apply(images);
         let f = self.net.readout_t(&x, self.meta.tap, self.meta.pool, false);
-        f.linear(&self.fc("weight"), Some(&self.fc("bias"))).softmax(-1, Kind::Float)
+        self.calibrated(&f.linear(&self.fc("weight"), Some(&self.fc("bias")))).softmax(-1, Kind::Float)
     }
 }
 
@@ -295,6 +343,9 @@ fn check_meta(meta: &ModelMeta, tensors: &HashMap<String, Tensor>) -> std::resul
             meta.arch.name(),
             meta.tap.name()
         ));
+    }
+    if let Some(t) = meta.temperature.filter(|t| !(t.is_finite() && *t > 0.0)) {
+        return Err(format!("its calibration temperature {t} is not a positive number"));
     }
     if !(16..=1024).contains(&meta.preprocess.size) {
         return Err(format!("its input size {} is outside 16..=1024", meta.preprocess.size));

@@ -5,14 +5,17 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cache;
+pub mod calibration;
 pub mod checkpoint;
 pub(crate) mod choice;
 pub mod classifier;
+pub mod curve;
 pub mod data;
 pub mod device;
 pub mod download;
 pub(crate) mod error;
 pub mod events;
+pub mod explain;
 pub mod features;
 pub(crate) mod fsutil;
 pub mod heap;

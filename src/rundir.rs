@@ -15,6 +15,8 @@
 //! ├── sweep.{csv,parquet}    logreg: one row per lambda of the sweep
 //! ├── timings.json           how long fitting the classifier took
 //! ├── trained.json           what training leaves for evaluation
+//! ├── calibration.json       `--calibrate`: the temperature fitted on the validation split
+//! │                          and its ECE/NLL before and after (`calibration::Calibration`)
 //! ├── features.json          the feature-cache folders the run read
 //! ├── per_class.{csv,parquet}, confusion.{csv,parquet}   test-split tables
 //! ├── predictions.{csv,parquet}   the test split, image by image: true and predicted class
@@ -35,6 +37,7 @@ pub const PID: &str = "pid";
 pub const STOP: &str = "STOP";
 pub const TRAIN_STATE: &str = "train-state.json";
 pub const TRAINED: &str = "trained.json";
+pub const CALIBRATION: &str = "calibration.json";
 pub const FEATURES: &str = "features.json";
 pub const SUMMARY: &str = "summary.json";
 pub const TIMINGS: &str = "timings.json";
@@ -147,6 +150,10 @@ impl RunDir {
 
     pub fn trained_file(&self) -> PathBuf {
         self.file(TRAINED)
+    }
+
+    pub fn calibration_file(&self) -> PathBuf {
+        self.file(CALIBRATION)
     }
 
     pub fn train_state_file(&self) -> PathBuf {

@@ -8,6 +8,7 @@
 //! is installed on first use by `bench/setup.sh` into `.tlab/bench-venv`, which also sees
 //! `.tlab/venv`'s torch through a `.pth` file.
 pub mod e2e;
+pub mod explain;
 pub mod families;
 pub mod folder;
 pub mod head;
@@ -48,6 +49,8 @@ pub enum Section {
     Probes,
     /// Each backbone family (`--arches`) against its reference implementation
     Families,
+    /// Grad-CAM heatmaps of 100 images against predicting them
+    Explain,
 }
 
 crate::choice::choice!(Section, "bench section");
@@ -245,6 +248,8 @@ pub struct BenchReport {
     pub probes: Option<probes::ProbeTiming>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub families: Option<families::Families>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<explain::ExplainTiming>,
     pub results_dir: PathBuf,
 }
 
@@ -288,6 +293,10 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     if let Some(f) = &families {
         f.print();
     }
+    let explain = cfg.has(Explain).then(|| explain::run(cfg, &env)).transpose()?;
+    if let Some(e) = &explain {
+        e.print();
+    }
     machine.finish();
     let report = BenchReport {
         config: cfg.clone(),
@@ -299,6 +308,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         accuracy,
         probes,
         families,
+        explain,
         results_dir: env.out.clone(),
     };
     report::write(&report, &env.out)?;

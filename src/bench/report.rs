@@ -252,6 +252,11 @@ fn csv(r: &BenchReport) -> String {
             }
         }
     }
+    if let Some(e) = &r.explain {
+        line("explain", "ours predict", "fp32", "seconds", e.predict_seconds);
+        line("explain", "ours grad-cam", "fp32", "seconds", e.explain_seconds);
+        line("explain", "grad-cam over predict", "fp32", "ratio", e.ratio);
+    }
     if let Some(h) = &r.head {
         line("head", "ours", "fp32", "seconds", h.ours_seconds);
         line("head", "pytorch", "fp32", "seconds", h.torch_seconds);

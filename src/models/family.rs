@@ -83,7 +83,14 @@ pub trait Network: Send + std::fmt::Debug {
     /// not run. The default pools the tap's map; families with a final norm add it.
     fn features_t(&self, x: &Tensor, tap: Tap, train: bool) -> Tensor {
         let maps = self.taps_t(x, tap, train);
-        maps[tap.index()].adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+        self.pool_t(&maps[tap.index()], tap)
+    }
+
+    /// The tap's map `[N, C, H, W]` -> its features `[N, C]`: what [`Network::features_t`]
+    /// does after the stages. Grad-CAM differentiates through it. The default pools;
+    /// families with a final norm add it.
+    fn pool_t(&self, map: &Tensor, _tap: Tap) -> Tensor {
+        map.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
     }
 
     /// Features at `tap` pooled by `pool` (`[N, pool.width(C)]`); a CNN has only
@@ -116,6 +123,11 @@ pub trait Inference: Send {
     fn readout(&self, x: &Tensor, tap: Tap, pool: Pool) -> Tensor {
         assert_eq!(pool, Pool::Mean, "a CNN pools by the mean only");
         self.features(x, tap)
+    }
+    /// The unpooled map at `tap` `[N, C, h, w]` fp32, where this copy computes it faster
+    /// than the network ([`crate::models::cam`] weighs it); `None` otherwise.
+    fn map(&self, _x: &Tensor, _tap: Tap) -> Option<Tensor> {
+        None
     }
     /// See [`Network::macs_per_image`].
     fn macs_per_image(&self, side: i64, tap: Tap) -> u64;

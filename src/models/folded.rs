@@ -195,6 +195,11 @@ impl FoldedResNet {
     /// `[N, 3, H, W]` normalised fp32 images -> pooled activations of `tap`, `[N, C]` fp32
     /// (convolutions in [`Self::kind`], the final average in fp32).
     pub fn features(&self, xs: &Tensor, tap: Tap) -> Tensor {
+        self.map(xs, tap).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+
+    /// The unpooled map at `tap`, `[N, C, h, w]` fp32 (what Grad-CAM weighs).
+    pub fn map(&self, xs: &Tensor, tap: Tap) -> Tensor {
         tch::no_grad(|| {
             let xs = if self.opts.kind == Kind::Float { xs.shallow_clone() } else { xs.to_kind(self.opts.kind) };
             let x = if self.opts.channels_last { channels_last(&xs) } else { xs };
@@ -207,8 +212,11 @@ impl FoldedResNet {
                 }
             }
             // Reduced precision: average in fp32 (the last map is small; the mean is not).
-            let x = if self.opts.kind == Kind::Float { x } else { x.to_kind(Kind::Float) };
-            x.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+            if self.opts.kind == Kind::Float {
+                x
+            } else {
+                x.to_kind(Kind::Float)
+            }
         })
     }
 }
@@ -216,6 +224,9 @@ impl FoldedResNet {
 impl Inference for FoldedResNet {
     fn features(&self, x: &Tensor, tap: Tap) -> Tensor {
         FoldedResNet::features(self, x, tap)
+    }
+    fn map(&self, x: &Tensor, tap: Tap) -> Option<Tensor> {
+        Some(FoldedResNet::map(self, x, tap))
     }
     fn macs_per_image(&self, side: i64, tap: Tap) -> u64 {
         FoldedResNet::macs_per_image(self, side, tap)

@@ -1,6 +1,7 @@
 //! Backbones and their pretrained weights.
 pub mod arch;
 pub mod backbone;
+pub mod cam;
 pub mod convnext;
 pub mod efficientnet;
 pub mod family;
@@ -13,6 +14,7 @@ pub mod weights;
 
 pub use arch::{Arch, ArchSpec, Family};
 pub use backbone::{load_backbone_weights, Backbone, WeightsInfo};
+pub use cam::{grad_cam, grad_cam_on_map, GradCam};
 pub use efficientnet::{EfficientNet, FoldedEfficientNet};
 pub use family::{Inference, Network, Pool, Tap};
 pub use folded::Precision;

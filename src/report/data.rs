@@ -68,6 +68,8 @@ pub struct RunData {
     pub image_size: Option<i64>,
     /// The logreg probe's lambda sweep (`sweep.csv`), when the run has one.
     pub sweep: Option<super::Sweep>,
+    /// The temperature scaling of a `--calibrate` run (`calibration.json`).
+    pub calibration: Option<super::Reliability>,
 }
 
 impl RunData {
@@ -96,7 +98,19 @@ impl RunData {
             None => Throughput { run, points: vec![], cache_hits: vec![] },
         };
         let image_size = RecordedConfig::read(&rd).ok().map(|r| r.config.extract.preprocess.size);
-        Ok(RunData { dir: dir.to_path_buf(), name, summary, epochs, confusion, throughput, image_size, sweep })
+        let calibration = crate::calibration::Calibration::read(&rd)?
+            .map(|calibration| super::Reliability { run: confusion.run.clone(), calibration });
+        Ok(RunData {
+            dir: dir.to_path_buf(),
+            name,
+            summary,
+            epochs,
+            confusion,
+            throughput,
+            image_size,
+            sweep,
+            calibration,
+        })
     }
 
     pub fn label(&self) -> RunLabel {

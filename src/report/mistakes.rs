@@ -1,8 +1,8 @@
 //! The most confident mistakes of a run's test split (fastai's "top losses"): read from
 //! `predictions.csv`, shown as thumbnails with the true class, the prediction and the
-//! probability the model gave it.
+//! probability the model gave it, and beside each, where the model looked (Grad-CAM of
+//! its prediction, `cams.rs`).
 use crate::cache::Cache;
-use crate::data::{self, Split};
 use crate::rundir::{RunDir, Table};
 use crate::{Error, Result};
 use std::fmt::Write as _;
@@ -66,13 +66,19 @@ pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize, cache: &Cache) 
         return Ok("No mistakes on the test split.\n\n".into());
     }
     let pictures = thumbnails(dir, &mistakes, cache);
-    let mut md = String::from("| image | true class | predicted | probability |\n|---|---|---|---:|\n");
+    let cams = pictures.as_ref().ok().map(|_| super::cams::heatmaps(dir, &mistakes, cache, THUMB));
+    let with_cams = matches!(cams, Some(Ok(_)));
+    let mut md = String::from(if with_cams {
+        "| image | where it looked (Grad-CAM) | true class | predicted | probability |\n|---|---|---|---|---:|\n"
+    } else {
+        "| image | true class | predicted | probability |\n|---|---|---|---:|\n"
+    });
     let mut missing = None;
     for (k, m) in mistakes.iter().enumerate() {
         let cell = match &pictures {
             Ok(p) => {
                 let name = format!("{stem}-{:02}.png", k + 1);
-                crate::fsutil::write_atomic(&out.join(&name), &png(&p[k])?)?;
+                crate::fsutil::write_atomic(&out.join(&name), &crate::explain::png(&p[k])?)?;
                 format!("![test image {}]({name})", m.index)
             }
             Err(e) => {
@@ -80,10 +86,28 @@ pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize, cache: &Cache) 
                 format!("#{}", m.index)
             }
         };
-        let _ = writeln!(md, "| {cell} | {} | {} | {:.1}% |", m.truth, m.predicted, m.probability * 100.0);
+        let cam = match &cams {
+            Some(Ok(c)) => {
+                let name = format!("{stem}-{:02}-cam.png", k + 1);
+                crate::fsutil::write_atomic(&out.join(&name), &crate::explain::png(&c[k])?)?;
+                format!(" ![Grad-CAM of {}]({name}) |", m.predicted)
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(md, "| {cell} |{cam} {} | {} | {:.1}% |", m.truth, m.predicted, m.probability * 100.0);
     }
     if let Some(e) = missing {
         let _ = writeln!(md, "\nThumbnails could not be made: {e}");
+    }
+    match cams {
+        Some(Ok(_)) => md.push_str(
+            "\nThe heatmaps show which parts of each photo raised the score of the predicted class \
+             (red most); `tlab predict RUN IMAGES --explain DIR` draws them for any photo.\n",
+        ),
+        Some(Err(e)) => {
+            let _ = writeln!(md, "\nNo heatmaps of the mistakes: {e}");
+        }
+        None => {}
     }
     md.push('\n');
     Ok(md)
@@ -92,30 +116,6 @@ pub fn gallery(dir: &RunDir, out: &Path, stem: &str, max: usize, cache: &Cache) 
 /// `[3, THUMB, THUMB]` u8 pictures of the mistakes.
 fn thumbnails(dir: &RunDir, mistakes: &[Mistake], cache: &Cache) -> Result<Vec<Tensor>> {
     let pre = crate::preprocess::Preprocess { size: THUMB, ..Default::default() };
-    if mistakes.iter().all(|m| !m.image.is_empty()) {
-        return mistakes
-            .iter()
-            .map(|m| {
-                let x = data::folder::decode_sized(Path::new(&m.image), &pre, data::folder::DEFAULT_MAX_PIXELS)?;
-                Ok(x.round().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8))
-            })
-            .collect();
-    }
-    let t = crate::run::records::Trained::read(dir)?;
-    // The cache the caller was handed, and no download: a report only reads.
-    let test = data::open_local(&t.data, Split::Test, cache)?;
-    let idx: Vec<i64> = mistakes.iter().map(|m| m.index as i64).collect();
-    let (imgs, _) = test.gather(&idx)?;
-    let x = pre.resize(&imgs.to_kind(tch::Kind::Float), imgs.size()[2], imgs.size()[3])?;
-    let x = x.round().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8);
-    Ok((0..idx.len() as i64).map(|i| x.get(i)).collect())
-}
-
-fn png(chw: &Tensor) -> Result<Vec<u8>> {
-    let (h, w) = (chw.size()[1] as u32, chw.size()[2] as u32);
-    let hwc = Vec::<u8>::try_from(chw.permute([1, 2, 0]).contiguous().reshape([-1]))?;
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::write_buffer_with_format(&mut out, &hwc, w, h, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
-        .map_err(|e| Error::Chart { chart: "mistakes gallery (PNG)".into(), reason: e.to_string() })?;
-    Ok(out.into_inner())
+    let x = super::cams::pictures(dir, mistakes, cache, &pre)?;
+    Ok(x.iter().map(|x| x.round().clamp(0.0, 255.0).to_kind(tch::Kind::Uint8)).collect())
 }

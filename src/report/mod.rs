@@ -17,21 +17,26 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 mod bars;
+mod cams;
+mod curve;
 mod data;
 mod heatmap;
 mod lines;
 pub mod mistakes;
 mod output;
 mod pca;
+mod reliability;
 mod sweep;
 mod write;
 
 pub use bars::{per_class_accuracy, run_comparison, Comparison, ComparisonBar};
+pub use curve::{curve_markdown, learning_curve_chart, write_learning_curve, LearningCurve};
 pub use data::{ConfusionChart, Curves, RunData, Throughput, ThroughputPoint};
 pub use heatmap::confusion_heatmap;
 pub use lines::{throughput, training_curves};
 pub use output::{render_png, render_svg, save_png, save_svg, Chart, Figure};
 pub use pca::{pca_scatter, Pca};
+pub use reliability::{reliability_diagram, Reliability};
 pub use sweep::{lambda_sweep, Sweep};
 pub use write::{comparison, summary_markdown, summary_rows, write_report, SummaryRow};
 

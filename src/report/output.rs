@@ -109,6 +109,8 @@ pub enum Figure<'a> {
     Throughput(&'a Throughput),
     Pca(&'a Pca),
     Sweep(&'a super::Sweep),
+    Reliability(&'a super::Reliability),
+    LearningCurve(&'a super::LearningCurve),
 }
 
 impl Figure<'_> {
@@ -121,6 +123,8 @@ impl Figure<'_> {
             Figure::Throughput(d) => super::throughput(area, d),
             Figure::Pca(d) => super::pca_scatter(area, d),
             Figure::Sweep(d) => super::lambda_sweep(area, d),
+            Figure::Reliability(d) => super::reliability_diagram(area, d),
+            Figure::LearningCurve(d) => super::learning_curve_chart(area, d),
         }
     }
 
@@ -138,6 +142,8 @@ impl Figure<'_> {
             Figure::Throughput(_) => (900, 420),
             Figure::Pca(_) => (800, 640),
             Figure::Sweep(_) => (900, 420),
+            Figure::Reliability(_) => (720, 560),
+            Figure::LearningCurve(_) => (900, 480),
         }
     }
 

@@ -157,6 +157,16 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>, cache: &Cache) -> 
             run.summary.note,
             run.name
         );
+        if let (Some(b), Some(f)) = (run.summary.balanced_accuracy, run.summary.macro_f1) {
+            let _ = write!(
+                md,
+                "On the test split: accuracy {:.2}%, balanced accuracy {:.2}% (the mean of the classes' \
+                 recalls), macro-F1 {:.3}.\n\n",
+                run.summary.test_accuracy * 100.0,
+                b * 100.0,
+                f
+            );
+        }
         let curves = run.curves();
         let mut figs = vec![];
         if !run.epochs.is_empty() {
@@ -171,6 +181,19 @@ pub fn write_report(run_dirs: &[PathBuf], out: Option<&Path>, cache: &Cache) -> 
             let stem = format!("{prefix}{name}");
             fig.save(&out, &stem)?;
             md += &image_link(alt, &stem);
+        }
+        if let Some(r) = &run.calibration {
+            let c = &r.calibration;
+            let stem = format!("{prefix}reliability");
+            Figure::Reliability(r).save(&out, &stem)?;
+            let _ = write!(
+                md,
+                "### Calibration\n\nTemperature scaling on the {} validation photos: the logits are divided by \
+                 T = {:.3} before the softmax (predictions unchanged; `tlab predict` and the exported model do \
+                 it). Expected calibration error (15 bins) {:.4} -> {:.4}, NLL {:.4} -> {:.4}.\n\n",
+                c.samples, c.temperature, c.before.ece, c.after.ece, c.before.nll, c.after.nll
+            );
+            md += &image_link("Reliability diagram", &stem);
         }
         if let Some(set) = test_features(&run.dir) {
             let pca = super::Pca::from_feature_set(run.name.clone(), &set, 2000)?;

@@ -49,6 +49,9 @@ pub struct RunConfig {
     /// Settings of the convex probes (logreg, knn); absent in older runs.
     #[serde(default)]
     pub probe: ProbeConfig,
+    /// After training, fit a temperature on the validation split (`calibration.json`).
+    #[serde(default)]
+    pub calibrate: bool,
 }
 
 impl Default for RunConfig {
@@ -66,6 +69,7 @@ impl Default for RunConfig {
             strategy: Strategy::LinearProbe,
             images: ImageTrainConfig::for_strategy(Strategy::FineTune),
             probe: ProbeConfig::default(),
+            calibrate: false,
         }
     }
 }
@@ -89,6 +93,12 @@ pub struct RunSummary {
     pub best_val_acc: f64,
     pub test_accuracy: f64,
     pub test_samples: usize,
+    /// Mean recall over the test split's classes, and mean F1: what a small class gets.
+    /// Absent in older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balanced_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub macro_f1: Option<f64>,
     #[serde(default)]
     pub note: String,
     /// What a convex probe chose (logreg's lambda, k-NN's k).

@@ -94,6 +94,10 @@ pub struct FitConfig {
     /// matches wins; none: 1): layer-wise learning-rate decay.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lr_scales: Vec<(String, f64)>,
+    /// Each class's weight in the training loss (`--class-weight balanced`): the mean of
+    /// the rows' weighted cross-entropies. `None`: plain cross-entropy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<Vec<f64>>,
 }
 
 /// One model's part of training.
@@ -157,7 +161,14 @@ pub fn fit(
             tch::manual_seed(batch_seed(cfg.fit.seed, epoch, b));
             let (logits, y) = step.forward_train(idx)?;
             let y = y.to_device(device);
-            let loss = logits.cross_entropy_for_logits(&y);
+            let loss = match &cfg.class_weights {
+                Some(w) => {
+                    let w = Tensor::from_slice(w).to_kind(logits.kind()).to_device(device).index_select(0, &y);
+                    let ce = -logits.log_softmax(-1, logits.kind()).gather(1, &y.unsqueeze(1), false).squeeze_dim(1);
+                    (ce * w).mean(logits.kind())
+                }
+                None => logits.cross_entropy_for_logits(&y),
+            };
             let loss_v = loss.double_value(&[]);
             state.steps += 1;
             if !loss_v.is_finite() {

@@ -22,11 +22,22 @@ pub struct HeadConfig {
     /// Keras' default epsilon (PyTorch's is 1e-8).
     pub eps: f64,
     pub dropout: f64,
+    /// How each class's rows weigh in the loss (`--class-weight`).
+    #[serde(default)]
+    pub class_weight: crate::metrics::ClassWeight,
 }
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        HeadConfig { fit: TrainLoop::default(), learning_rate: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-7, dropout: 0.3 }
+        HeadConfig {
+            fit: TrainLoop::default(),
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-7,
+            dropout: 0.3,
+            class_weight: Default::default(),
+        }
     }
 }
 
@@ -46,6 +57,7 @@ impl HeadConfig {
             adam: self.adam(),
             learning_rates: vec![self.learning_rate],
             lr_scales: Vec::new(),
+            class_weights: None,
         }
     }
 }
@@ -164,10 +176,15 @@ pub fn train_head(
     sink: &mut dyn EventSink,
 ) -> Result<(Head, TrainOutcome)> {
     validate(features, labels, classes)?;
-    let fit_cfg = cfg.fit_config();
+    let mut fit_cfg = cfg.fit_config();
     // The split and the head's init; `fit` reseeds for every epoch and batch.
     tch::manual_seed(cfg.fit.seed);
     let split = Split::new(labels, &fit_cfg)?;
+    if cfg.class_weight != crate::metrics::ClassWeight::None {
+        let y = Vec::<i64>::try_from(&labels.to_device(Device::Cpu))?;
+        let train: Vec<i64> = split.train.iter().map(|&i| y[i as usize]).collect();
+        fit_cfg.class_weights = Some(cfg.class_weight.weights(&train, classes as usize));
+    }
     let mut head = Head::new(features.size()[1], classes, cfg.dropout, features.device());
     let outcome = fit(&mut HeadStep { head: &mut head, features, labels }, &split, &fit_cfg, dir, Weights::Head, sink)?;
     Ok((head, outcome))

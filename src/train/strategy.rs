@@ -150,6 +150,7 @@ impl ImageTrainConfig {
             adam: Adam::default(),
             learning_rates: vec![self.body_lr, self.head_lr],
             lr_scales: Vec::new(),
+            class_weights: None,
         }
     }
 }

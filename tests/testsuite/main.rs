@@ -7,9 +7,12 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod calibration;
 mod cli;
+mod curve;
 mod data;
 mod disk;
+mod explain;
 mod extract;
 mod families;
 mod fetch;
@@ -19,6 +22,7 @@ mod fuzz;
 mod head;
 mod httpd;
 mod hub;
+mod imbalance;
 mod kill;
 mod layout;
 mod notebooks;

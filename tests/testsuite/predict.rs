@@ -34,7 +34,9 @@ pub(crate) fn photo_folder(root: &Path) {
     }
 }
 
-fn run(cache: &Path, runs: &Path, data: &Path, flags: &[&str]) -> (PathBuf, serde_json::Value, String) {
+/// `tlab run` of resnet18, random weights, 32 px on the folder `data`, with `flags`:
+/// (run directory, summary, stderr).
+pub(crate) fn run(cache: &Path, runs: &Path, data: &Path, flags: &[&str]) -> (PathBuf, serde_json::Value, String) {
     let out = tlab(cache)
         .args(["run", "--dataset", "folder", "--data"])
         .arg(data)

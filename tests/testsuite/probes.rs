@@ -1,4 +1,5 @@
-//! The convex probes against scikit-learn (tests/fixtures/gen/make_logreg_reference.py)
+//! The convex probes against scikit-learn (tests/fixtures/gen/make_logreg_reference.py,
+//! make_logreg_balanced_reference.py)
 //! and end to end.
 use crate::common::*;
 use tch::{Kind, Tensor};
@@ -68,6 +69,38 @@ fn logreg_matches_scikit_learn() {
     // Measured 9.4e-6 and 1.9e-4 (scipy stops on a relative loss change of 64 eps).
     println!("objective: ours {} sklearn {want_obj}", min.loss);
     assert!(err <= 1e-4 && bias_err <= 1e-3, "coef {err:e}, intercept {bias_err:e}");
+}
+
+/// `class_weight='balanced'` (tests/fixtures/gen/make_logreg_balanced_reference.py): the
+/// weights change 27 of the 400 held-out predictions; ours are sklearn's.
+#[test]
+fn balanced_logreg_matches_scikit_learn() {
+    let _g = torch_lock();
+    let r = read_tensors(
+        &generated("tests/fixtures/gen/make_logreg_balanced_reference.py").join("logreg_balanced.safetensors"),
+    );
+    let want_obj = r["objective"].double_value(&[0]);
+    let balanced = LogregConfig { class_weight: transfer_lab::metrics::ClassWeight::Balanced, ..Default::default() };
+    for (what, x, xt, cfg) in [
+        ("f32, tol 1e-4", r["x"].shallow_clone(), r["x_test"].shallow_clone(), balanced.clone()),
+        (
+            "f64, tol 1e-9",
+            r["x"].to_kind(Kind::Double),
+            r["x_test"].to_kind(Kind::Double),
+            LogregConfig { tol: 1e-9, max_iter: 5000, ..balanced.clone() },
+        ),
+    ] {
+        let (m, min) = logreg::fit(&x, &r["y"], 4, 0.05, &cfg).unwrap();
+        let agree = agreement(&m.logits(&xt).argmax(-1, false), &r["pred_test"]);
+        let rel_obj = (min.loss - want_obj).abs() / want_obj;
+        println!("balanced, {what}: predictions agree {agree:.4}, objective rel {rel_obj:.2e}");
+        // The f64 fit ends on a loss change below rounding, short of a 1e-9 gradient.
+        assert!(agree == 1.0 && (min.converged || cfg.tol < 1e-4), "{what}: agree {agree}, {min:?}");
+        assert!(rel_obj <= 1e-4, "{what}: objective {} vs sklearn's {want_obj}", min.loss);
+    }
+    let (plain, _) = logreg::fit(&r["x"], &r["y"], 4, 0.05, &LogregConfig::default()).unwrap();
+    let agree = agreement(&plain.logits(&r["x_test"]).argmax(-1, false), &r["unweighted_pred_test"]);
+    assert!(agree >= 0.995, "unweighted: {agree}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use transfer_lab::data::synthetic::{Difficulty, DEFAULT_SIZES};
 use transfer_lab::data::DataSpec;
 use transfer_lab::device::DeviceChoice;
 use transfer_lab::features::{ExtractConfig, Precision};
+use transfer_lab::metrics::ClassWeight;
 use transfer_lab::models::{Arch, Pool, Tap, WeightsVariant};
 use transfer_lab::preprocess::{resize_side_for, Interpolation, Normalization, Preprocess, ResizeMode};
 use transfer_lab::probe::{log_grid, KnnConfig, LogregConfig, ProbeConfig};
@@ -204,6 +205,14 @@ pub(crate) struct HeadArgs {
     /// logreg: scale each feature to zero mean and unit variance before fitting
     #[arg(long)]
     pub(crate) standardize: bool,
+    /// After training, fit a temperature on the validation split so that probabilities
+    /// can be trusted (temperature scaling; predict and export use it)
+    #[arg(long)]
+    pub(crate) calibrate: bool,
+    /// The head's and logreg's loss: balanced weighs each class's photos by n / (k n_c)
+    /// (scikit-learn's class_weight='balanced'), for classes with few photos
+    #[arg(long, value_enum, default_value_t = ClassWeight::None)]
+    pub(crate) class_weight: ClassWeight,
     /// knn: neighbours that vote
     #[arg(long, default_value_t = KnnConfig::default().k, value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
     pub(crate) k: usize,
@@ -347,7 +356,12 @@ pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String
         arch: m.arch,
         weights: weights_choice(&m.weights, d.seed),
         extract: extract_config(m),
-        head: HeadConfig { fit: train_loop(d, h, h.epochs, val_split), learning_rate: h.lr, ..Default::default() },
+        head: HeadConfig {
+            fit: train_loop(d, h, h.epochs, val_split),
+            learning_rate: h.lr,
+            class_weight: h.class_weight,
+            ..Default::default()
+        },
         device: m.device,
         limit: d.limit,
         offline_fallback: fallback,
@@ -357,9 +371,11 @@ pub(crate) fn run_config(d: &DataArgs, m: &ModelArgs, h: &HeadArgs, name: String
                 max_iter: h.max_iter,
                 tol: h.tol,
                 standardize: h.standardize,
+                class_weight: h.class_weight,
             },
             knn: KnnConfig { k: h.k, temperature: h.temperature, ..Default::default() },
         },
+        calibrate: h.calibrate,
     })
 }
 

@@ -191,9 +191,8 @@ impl Network for ConvNeXt {
 
     /// The last tap's pooled features go through `classifier.0`, as torchvision's
     /// classifier reads them.
-    fn features_t(&self, x: &Tensor, tap: Tap, train: bool) -> Tensor {
-        let maps = self.taps_t(x, tap, train);
-        let pooled = maps[tap.index()].adaptive_avg_pool2d([1, 1]);
+    fn pool_t(&self, map: &Tensor, tap: Tap) -> Tensor {
+        let pooled = map.adaptive_avg_pool2d([1, 1]);
         let pooled = if tap == Tap::Layer4 { self.head_norm.forward(&pooled) } else { pooled };
         pooled.flatten(1, -1).to_kind(Kind::Float)
     }

@@ -32,12 +32,21 @@ pub struct LogregConfig {
     /// Scale each feature to zero mean and unit variance (statistics of the rows fitted);
     /// the saved weights take raw features either way.
     pub standardize: bool,
+    /// How each class's rows weigh in the loss (`--class-weight`).
+    #[serde(default)]
+    pub class_weight: crate::metrics::ClassWeight,
 }
 
 impl Default for LogregConfig {
     fn default() -> Self {
         let (lo, hi, n) = crate::probe::DEFAULT_LAMBDA_GRID;
-        LogregConfig { lambdas: log_grid(lo, hi, n), max_iter: 1000, tol: 1e-4, standardize: false }
+        LogregConfig {
+            lambdas: log_grid(lo, hi, n),
+            max_iter: 1000,
+            tol: 1e-4,
+            standardize: false,
+            class_weight: Default::default(),
+        }
     }
 }
 
@@ -112,7 +121,7 @@ pub fn fit(
     lambda: f64,
     cfg: &LogregConfig,
 ) -> Result<(Logreg, Minimum)> {
-    let data = Data::new(features.shallow_clone(), labels, classes, cfg.standardize);
+    let data = Data::new(features.shallow_clone(), labels, classes, cfg.standardize, cfg.class_weight);
     let m = warm::fit_one(&data, classes, lambda, None, cfg, &mut || false)?;
     Ok((data.model(&m.x, classes), m))
 }

@@ -1,8 +1,9 @@
-//! The penalised objective of one fit: mean cross-entropy + `lambda/2 ||W||^2` over the
+//! The penalised objective of one fit: mean (class-weighted) cross-entropy + `lambda/2 ||W||^2` over the
 //! rows a fit sees ([`Data`]), its gradient a block of rows at a time, and lines along
 //! which trial steps cost `[N, C]` work, not a pass over the features.
 use super::super::lbfgs::{Line, Objective};
 use super::Logreg;
+use crate::metrics::ClassWeight;
 use crate::Result;
 use tch::{Kind, Tensor};
 
@@ -12,12 +13,25 @@ pub(super) struct Data {
     pub(super) onehot: Tensor,
     /// Per-feature `(mean, std)` the rows were standardised with.
     pub(super) scale: Option<(Tensor, Tensor)>,
+    /// Each row's class weight `[N, 1]` (`--class-weight balanced`); `None`: all 1.
+    pub(super) row_weight: Option<Tensor>,
 }
 
 impl Data {
-    pub(super) fn new(x: Tensor, y: &Tensor, classes: i64, standardize: bool) -> Data {
+    pub(super) fn new(x: Tensor, y: &Tensor, classes: i64, standardize: bool, weight: ClassWeight) -> Data {
         let y = y.to_device(x.device());
+        let row_weight = (weight != ClassWeight::None).then(|| {
+            let labels = Vec::<i64>::try_from(&y.to_device(tch::Device::Cpu)).unwrap_or_default();
+            let w =
+                Tensor::from_slice(&weight.weights(&labels, classes as usize)).to_kind(x.kind()).to_device(x.device());
+            w.index_select(0, &y).unsqueeze(1)
+        });
+        // Weighted one-hot rows: the picked logit and the residual carry the row's weight.
         let onehot = y.one_hot(classes).to_kind(x.kind());
+        let onehot = match &row_weight {
+            Some(w) => onehot * w,
+            None => onehot,
+        };
         let (x, scale) = if standardize {
             let mean = x.mean_dim([0i64].as_slice(), true, x.kind());
             let std = x.std_mean_correction(Some([0i64].as_slice()), 0, true).0;
@@ -27,7 +41,7 @@ impl Data {
         } else {
             (x, None)
         };
-        Data { x, onehot, scale }
+        Data { x, onehot, scale, row_weight }
     }
 
     pub(super) fn rows(&self) -> f64 {
@@ -123,8 +137,12 @@ impl PenalisedLine<'_, '_> {
         let onehot = &self.owner.data.onehot;
         let lse = z.logsumexp([1i64].as_slice(), true);
         let picked = (z * onehot).sum_dim_intlist([1i64].as_slice(), true, z.kind());
+        let (lse, p) = match &self.owner.data.row_weight {
+            Some(w) => (&lse * w, (z - lse).exp() * w),
+            None => (lse.shallow_clone(), (z - lse).exp()),
+        };
         let data_term = (&lse - picked).sum(Kind::Double).double_value(&[]);
-        ((z - lse).exp() - onehot, data_term)
+        (p - onehot, data_term)
     }
 }
 
@@ -185,9 +203,16 @@ impl Objective for Penalised<'_> {
             all_logits.push(logits.shallow_clone());
             let lse = logits.logsumexp([1i64].as_slice(), true);
             let picked = (&logits * &onehot).sum_dim_intlist([1i64].as_slice(), true, logits.kind());
+            let (lse, p) = match &self.data.row_weight {
+                Some(w) => {
+                    let w = w.narrow(0, start, len);
+                    (&lse * &w, (logits - lse).exp() * w)
+                }
+                None => (lse.shallow_clone(), (logits - lse).exp()),
+            };
             // Sums in f64: the objective is compared across line-search steps.
             data_term += (&lse - picked).sum(Kind::Double).double_value(&[]);
-            let resid = (logits - lse).exp() - onehot;
+            let resid = p - onehot;
             gw = gw.addmm(&resid.tr(), &xb);
             gb += resid.sum_dim_intlist([0i64].as_slice(), false, resid.kind());
             start += len;
@@ -236,13 +261,21 @@ pub(super) mod tests {
         tch::manual_seed(seed);
         let x = Tensor::randn([rows, dim], (Kind::Double, Device::Cpu));
         let y = Tensor::randint(classes, [rows], (Kind::Int64, Device::Cpu));
-        Data::new(x, &y, classes, false)
+        Data::new(x, &y, classes, false, ClassWeight::None)
     }
 
     #[test]
     fn the_gradient_matches_finite_differences() {
-        let data = random_data(3, 40, 5, 3);
-        let mut obj = Penalised::new(&data, 0.3, 3);
+        let plain = random_data(3, 40, 5, 3);
+        let balanced =
+            Data::new(plain.x.shallow_clone(), &plain.onehot.argmax(-1, false), 3, false, ClassWeight::Balanced);
+        for data in [plain, balanced] {
+            check_gradient(&data);
+        }
+    }
+
+    fn check_gradient(data: &Data) {
+        let mut obj = Penalised::new(data, 0.3, 3);
         let theta = Tensor::randn([18], (Kind::Double, Device::Cpu));
         let (_, g) = obj.value_grad(&theta).unwrap();
         for i in 0..18 {
@@ -293,7 +326,7 @@ pub(super) mod tests {
         let x = Tensor::randn([60, 4], (Kind::Double, Device::Cpu)) * 7.0 + 3.0;
         let y = Tensor::randint(2, [60], (Kind::Int64, Device::Cpu));
         let cfg = LogregConfig { standardize: true, tol: 1e-8, ..Default::default() };
-        let data = Data::new(x.shallow_clone(), &y, 2, true);
+        let data = Data::new(x.shallow_clone(), &y, 2, true, ClassWeight::None);
         let m = super::super::warm::fit_one(&data, 2, 0.1, None, &cfg, &mut || false).unwrap();
         let raw = data.model(&m.x, 2);
         let w = m.x.narrow(0, 0, 8).view([2, 4]);

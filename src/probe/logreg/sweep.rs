@@ -134,8 +134,13 @@ pub fn sweep(
     let fresh =
         SweepState { config: cfg.clone(), samples: n, data: fingerprint(features, labels), rows: vec![], refit: None };
     let (mut state, mut theta, mut best_theta, mut grad, mut history) = resume(dir, fresh, sink)?;
-    let train =
-        Data::new(take_rows(features, &split.train), &take_rows(labels, &split.train), classes, cfg.standardize);
+    let train = Data::new(
+        take_rows(features, &split.train),
+        &take_rows(labels, &split.train),
+        classes,
+        cfg.standardize,
+        cfg.class_weight,
+    );
     let (xv, yv) = (take_rows(features, &split.val), take_rows(labels, &split.val));
     let grid = cfg.order();
     let total = grid.len();
@@ -215,7 +220,7 @@ pub fn sweep(
             resume_hint(dir, "sweep", "")
         ));
     } else if state.refit.is_none() {
-        let all = Data::new(features.shallow_clone(), labels, classes, cfg.standardize);
+        let all = Data::new(features.shallow_clone(), labels, classes, cfg.standardize, cfg.class_weight);
         let start = best_theta.as_ref().map(|theta| Start { theta, known: None });
         let m = fit_one(&all, classes, row.lambda, start, cfg, &mut || false)?;
         let model = all.model(&m.x, classes);

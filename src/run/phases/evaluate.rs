@@ -62,6 +62,8 @@ pub(crate) fn evaluate_in(dir: &RunDir, cache: &Cache, sink: &mut dyn EventSink)
         best_val_acc: t.best_val_acc,
         test_accuracy: ev.accuracy,
         test_samples: ev.labels.len(),
+        balanced_accuracy: Some(confusion.balanced_accuracy()),
+        macro_f1: Some(confusion.macro_f1()),
         note: t.note,
     };
     summary.write(dir)?;

@@ -7,6 +7,7 @@ use crate::features::ExtractConfig;
 use crate::models::Tap;
 use crate::train::Strategy;
 
+mod calibrate;
 mod evaluate;
 mod train;
 

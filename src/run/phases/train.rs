@@ -88,6 +88,9 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         val_samples: outcome.val_samples,
     };
     trained.write(dir)?;
+    if cfg.calibrate {
+        super::calibrate::calibrate_in(cfg, &train, dir, sink)?;
+    }
     Ok(trained)
 }
 
@@ -99,12 +102,40 @@ fn with_given_val(cfg: &RunConfig, val_from: Option<usize>) -> RunConfig {
     cfg
 }
 
+/// Warns when the largest class has more than 3x the images of the smallest: accuracy
+/// then hides how the small class fares.
+fn warn_imbalance(labels: &[i64], classes: &[String], cfg: &RunConfig, sink: &mut dyn EventSink) {
+    let mut counts = vec![0usize; classes.len()];
+    for &y in labels.iter().filter(|&&y| (0..classes.len() as i64).contains(&y)) {
+        counts[y as usize] += 1;
+    }
+    let (Some(big), Some(small)) =
+        ((0..counts.len()).max_by_key(|&i| counts[i]), (0..counts.len()).min_by_key(|&i| counts[i]))
+    else {
+        return;
+    };
+    if counts[big] > 3 * counts[small] {
+        let advice = match cfg.head.class_weight {
+            crate::metrics::ClassWeight::None => {
+                "; --class-weight balanced weighs the classes evenly (head and logreg)"
+            }
+            _ => "",
+        };
+        sink.warn(&format!(
+            "the classes are imbalanced: `{}` has {} images, `{}` only {} (more than 3x); watch balanced accuracy \
+             and macro-F1 in summary.json{advice}",
+            classes[big], counts[big], classes[small], counts[small]
+        ));
+    }
+}
+
 /// Warns when the validation split training will use lacks a class (the same draw: the
 /// same seed before the same call).
 fn warn_split(cfg: &RunConfig, train: &data::Dataset, sink: &mut dyn EventSink) -> Result<()> {
     let fit = if cfg.strategy.on_images() { cfg.images.fit_config() } else { cfg.head.fit_config() };
     tch::manual_seed(fit.fit.seed);
     let labels = train.labels();
+    warn_imbalance(&Vec::<i64>::try_from(&labels)?, &train.classes, cfg, sink);
     crate::train::Split::new(&labels, &fit)?.warn_unvalidated(&labels, &train.classes, &fit, sink)
 }
 

@@ -30,6 +30,7 @@ fn meta() -> ModelMeta {
         test_accuracy: None,
         test_samples: None,
         crate_version: "test".into(),
+        temperature: None,
     }
 }
 

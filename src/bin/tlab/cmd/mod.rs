@@ -6,6 +6,7 @@ use transfer_lab::cache::Cache;
 use transfer_lab::events::ConsoleSink;
 
 mod bench;
+mod curve;
 mod dash;
 mod evaluate;
 mod export;
@@ -40,6 +41,9 @@ pub(crate) enum Command {
     Dash(dash::DashArgs),
     /// Charts (SVG + PNG) and report.md from finished run directories
     Report(report::ReportArgs),
+    /// How much data do you need? Accuracy of logreg, k-NN and the head on k images per
+    /// class of a run's cached features (a chart, a table, curve.csv)
+    Curve(curve::CurveArgs),
     /// Versions, device and cache location
     Info,
     /// Extraction speed against PyTorch and Keras, measured side by side in one run (a
@@ -76,6 +80,7 @@ impl Command {
             Command::Export(a) => a.exec(ctx),
             Command::Dash(a) => a.exec(ctx),
             Command::Report(a) => a.exec(ctx),
+            Command::Curve(a) => a.exec(ctx),
             Command::Info => info::exec(ctx),
             Command::Bench(a) => a.exec(ctx),
         }

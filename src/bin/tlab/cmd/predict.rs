@@ -1,5 +1,5 @@
 //! `tlab predict MODEL IMAGES...`: top classes of images, by a run directory or an
-//! exported model file.
+//! exported model file; `--explain DIR` adds their Grad-CAM heatmaps.
 use super::Ctx;
 use anyhow::{bail, Result};
 use clap::builder::TypedValueParser;
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use transfer_lab::classifier::{expand_paths, Classifier, Prediction};
 use transfer_lab::data::folder::DEFAULT_MAX_PIXELS;
 use transfer_lab::device::DeviceChoice;
+use transfer_lab::explain::{explain_files, INDEX_FILE};
 
 /// How `predict` writes its rows.
 #[derive(Clone, Copy, ValueEnum, PartialEq, Debug)]
@@ -47,6 +48,12 @@ pub(crate) struct PredictArgs {
     /// (PIL's limit by default)
     #[arg(long, default_value_t = DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     max_image_pixels: u64,
+    /// Also write each image's Grad-CAM heatmap (PNG) and heatmaps.csv into this folder
+    #[arg(long, value_name = "OUT_DIR")]
+    explain: Option<PathBuf>,
+    /// The class the heatmaps explain [default: each image's top class]
+    #[arg(long, value_name = "NAME", requires = "explain")]
+    class: Option<String>,
 }
 
 impl PredictArgs {
@@ -55,6 +62,10 @@ impl PredictArgs {
         let mut model = Classifier::load(&a.model, &ctx.cache, a.device.resolve())?;
         model.max_pixels = a.max_image_pixels;
         let paths = expand_paths(&a.paths)?;
+        // A wrong class name fails before anything is predicted.
+        if let Some(c) = &a.class {
+            model.class_index(c)?;
+        }
         let rows = model.predict(&paths, a.top_k, a.batch_size)?;
         let text = render(&rows, a.format, a.top_k)?;
         match &a.out {
@@ -63,6 +74,11 @@ impl PredictArgs {
                 eprintln!("{} predictions written to {}", rows.len(), out.display());
             }
             None => print!("{text}"),
+        }
+        if let Some(dir) = &a.explain {
+            let done = explain_files(&model, &paths, a.class.as_deref(), dir, a.batch_size)?;
+            let n = done.iter().filter(|r| r.heatmap.is_some()).count();
+            eprintln!("{n} heatmaps written to {} (index: {})", dir.display(), dir.join(INDEX_FILE).display());
         }
         if model.meta.synthetic || !model.meta.pretrained {
             eprintln!("note: this model was trained on {} with {} weights", model.meta.dataset, model.meta.weights);
