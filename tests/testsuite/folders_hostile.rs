@@ -129,6 +129,7 @@ fn meta(classes: &[String]) -> transfer_lab::classifier::ModelMeta {
         arch: transfer_lab::models::Arch::ResNet18,
         tap: transfer_lab::models::Tap::Layer4,
         pool: transfer_lab::models::Pool::Mean,
+        temperature: None,
         classes: classes.to_vec(),
         preprocess: Preprocess { size: 32, ..Default::default() },
         strategy: transfer_lab::train::Strategy::LinearProbe,
