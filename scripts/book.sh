@@ -51,11 +51,18 @@ for s in linear-probe logreg knn; do
   echo "book: ran $s on the hard synthetic set"
 done
 
-# One architecture of each family, the logreg probe on each one's features (quick: 64 px).
+# One architecture of each family, the logreg probe on each one's features (quick: 64 px;
+# a ViT's side must be a multiple of its patch: quick, 28, its smallest grid of 2x2 patches;
+# real, 224).
 families="$root/target/book/families"
 rm -rf "$families" && mkdir -p "$families"
-for a in resnet50 keras-resnet50 convnext-tiny efficientnet-b0; do
-  if [ "${1:-}" = "--real" ]; then fam=("${data[@]}"); else fam=("${data[@]}" --size 64); fi
+for a in resnet50 keras-resnet50 convnext-tiny efficientnet-b0 dinov2-vits14; do
+  case "${1:-}:$a" in
+    --real:dinov2-*) fam=("${data[@]}" --size 224) ;;
+    --real:*) fam=("${data[@]}") ;;
+    *:dinov2-*) fam=("${data[@]}" --size 28) ;;
+    *) fam=("${data[@]}" --size 64) ;;
+  esac
   "$tlab" run "${fam[@]}" --arch "$a" --strategy logreg --name "$a" --runs-dir "$families" 2> "$families/$a.log" ||
     { cat "$families/$a.log"; exit 1; }
   echo "book: ran logreg on $a"

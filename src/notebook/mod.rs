@@ -18,11 +18,13 @@ use tch::{Kind, Tensor};
 mod backbones;
 mod head;
 mod probes;
+mod tokens;
 mod tutorial;
 
-pub use backbones::{published_linear_probe, weights_registry, BackboneComparison, BackboneRow};
+pub use backbones::{fitted_size, published_linear_probe, weights_registry, BackboneComparison, BackboneRow};
 pub use head::TrainedHead;
 pub use probes::{ProbeComparison, ProbeRow};
+pub use tokens::{vit_table, PoolComparison, PoolRow};
 
 pub use tutorial::{strategy_table, PoolingCheck, Tutorial, TutorialScale};
 

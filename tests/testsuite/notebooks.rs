@@ -295,3 +295,14 @@ fn book_python_listing_compiles() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The size errors the backbones chapter prints as text are the ones `tlab` gives.
+#[test]
+fn book_shows_the_size_errors_tlab_gives() {
+    use transfer_lab::models::Arch;
+    let chapter = fs::read_to_string(root().join("book/src/ch9-backbones.md")).unwrap();
+    for arch in [Arch::Dinov2Vits14, Arch::ClipVitb16] {
+        let msg = arch.check_size(200).unwrap_err().to_string();
+        assert!(chapter.contains(&msg), "ch9-backbones.md lacks `{msg}`");
+    }
+}
