@@ -42,6 +42,7 @@ pub fn run(cfg: &BenchConfig, env: &Env) -> Result<ExplainTiming> {
         format: FORMAT,
         arch: Arch::ResNet18,
         tap: Tap::Layer4,
+        pool: crate::models::Pool::Mean,
         classes: (0..10).map(|c| format!("class{c}")).collect(),
         preprocess: Preprocess { size: cfg.size, ..Default::default() },
         strategy: Strategy::LinearProbe,
