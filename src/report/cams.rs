@@ -44,7 +44,10 @@ pub(crate) fn heatmaps(dir: &RunDir, mistakes: &[Mistake], cache: &Cache, side: 
 /// their files, or from the dataset the run recorded when it is in memory.
 pub(crate) fn pictures(dir: &RunDir, mistakes: &[Mistake], cache: &Cache, pre: &Preprocess) -> Result<Vec<Tensor>> {
     if mistakes.iter().all(|m| !m.image.is_empty()) {
-        return mistakes.iter().map(|m| data::folder::decode_sized(Path::new(&m.image), pre, data::folder::DEFAULT_MAX_PIXELS)).collect();
+        return mistakes
+            .iter()
+            .map(|m| data::folder::decode_sized(Path::new(&m.image), pre, data::folder::DEFAULT_MAX_PIXELS))
+            .collect();
     }
     let t = Trained::read(dir)?;
     // The cache the caller was handed, and no download: a report only reads.

@@ -42,7 +42,13 @@ fn check(dir: &Path, case: &str, vit: &Vit, c: &Config, size: i64, every_pool: b
         let cls = want.select(1, 0);
         let mean = want.narrow(1, skip, n - skip).mean_dim(1, false, Kind::Float);
         // The real shapes: the class token at the end only (each pooling is a forward).
-        let pools = if every_pool { 3 } else if i == 3 { 1 } else { 0 };
+        let pools = if every_pool {
+            3
+        } else if i == 3 {
+            1
+        } else {
+            0
+        };
         for (pool, w) in [
             (Pool::Cls, cls.shallow_clone()),
             (Pool::Mean, mean.shallow_clone()),
