@@ -18,11 +18,20 @@ use tch::{Device, Kind, Tensor};
 pub(crate) fn heatmaps(dir: &RunDir, mistakes: &[Mistake], cache: &Cache, side: i64) -> Result<Vec<Tensor>> {
     let cfg = RecordedConfig::read(dir)?.config;
     let t = Trained::read(dir)?;
+    // Said without the run's path: reports are published (the book).
+    if cfg.strategy == crate::train::Strategy::Knn {
+        return Err(Error::invalid(
+            "run",
+            "a k-NN run has no weights to explain (Grad-CAM takes the head, logreg and image strategies)",
+        ));
+    }
     if let (false, WeightsChoice::Pretrained { variant }) = (cfg.strategy.on_images(), &t.weights) {
         let entry = crate::models::WeightsEntry::find(cfg.arch, *variant)?;
-        let file = cache.weights_file(entry.file);
-        if !file.is_file() {
-            return Err(Error::data(file, "is not in the cache, and a report downloads nothing"));
+        if entry.cached_path(cache).is_none() {
+            return Err(Error::invalid(
+                "weights",
+                format!("{} are not in the cache, and a report downloads nothing", entry.label()),
+            ));
         }
     }
     let clf = Classifier::from_run(dir, cache, Device::Cpu)?;
