@@ -27,6 +27,15 @@ pub struct Block {
     quick_gelu: bool,
 }
 
+/// Fused projections `[N, T, 3D]` -> attention output `[N, T, D]` before its projection.
+/// -1 for the batch: a traced export must take any batch.
+pub fn attend(qkv: &Tensor, t: i64, d: i64, heads: i64) -> Tensor {
+    let qkv = qkv.view([-1, t, 3, heads, d / heads]).permute([2, 0, 3, 1, 4]);
+    let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+    let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false);
+    a.transpose(1, 2).reshape([-1, t, d])
+}
+
 /// Weights drawn as `transformers` initialises ViTs (truncated normal, std 0.02).
 fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
     let ws_init = nn::Init::Randn { mean: 0.0, stdev: 0.02 };
@@ -123,19 +132,7 @@ impl Block {
         let h = x.apply(&self.norm1);
         // One matmul for q, k and v: [N, T, 3D] -> 3 x [N, heads, T, D/heads].
         let (ws, bs) = self.qkv();
-        let qkv = h.linear(&ws, Some(&bs));
-        let qkv = qkv.view([-1, t, 3, self.heads, d / self.heads]).permute([2, 0, 3, 1, 4]);
-        let a = Tensor::scaled_dot_product_attention(
-            &qkv.get(0),
-            &qkv.get(1),
-            &qkv.get(2),
-            None::<Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        );
-        let a = a.transpose(1, 2).reshape([-1, t, d]).apply(&self.proj);
+        let a = attend(&h.linear(&ws, Some(&bs)), t, d, self.heads).apply(&self.proj);
         let a = match &self.scale1 {
             Some(s) => a * s,
             None => a,

@@ -91,18 +91,7 @@ impl FrozenVit {
     fn block(&self, b: &FrozenBlock, x: Tensor, heads: i64, quick_gelu: bool) -> Tensor {
         let (_, t, d) = x.size3().expect("tokens are [N, T, D]");
         let qkv = b.norm1.apply(&x).linear(&b.qkv_w, Some(&b.qkv_b));
-        let qkv = qkv.view([-1, t, 3, heads, d / heads]).permute([2, 0, 3, 1, 4]);
-        let a = Tensor::scaled_dot_product_attention(
-            &qkv.get(0),
-            &qkv.get(1),
-            &qkv.get(2),
-            None::<Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        );
-        let a = a.transpose(1, 2).reshape([-1, t, d]).linear(&b.proj_w, Some(&b.proj_b));
+        let a = super::block::attend(&qkv, t, d, heads).linear(&b.proj_w, Some(&b.proj_b));
         let mut x = x + a;
         let mut m = b.norm2.apply(&x).linear(&b.fc1_w, Some(&b.fc1_b));
         if quick_gelu {
