@@ -53,18 +53,40 @@ impl Decoding {
                 format!("failed to decode: {} (--strict)", folder::unusable(root, &new)),
             ));
         }
+        self.note(new);
+        Ok(())
+    }
+
+    /// Adds failures met in an earlier pass (a feature cache's skipped rows); with
+    /// `strict`, they are the error.
+    pub(super) fn note_earlier(&self, new: Vec<Skipped>) -> Result<()> {
+        if self.strict && !new.is_empty() {
+            let what = folder::unusable(Path::new(""), &new);
+            let reason = format!("failed to decode when the cached features were extracted: {what} (--strict)");
+            return Err(Error::data(&new[0].path, reason));
+        }
+        self.note(new);
+        Ok(())
+    }
+
+    /// Adds failures, each file once.
+    fn note(&self, new: Vec<Skipped>) {
         let mut failed = self.failed.lock().expect("no panic holds it");
         for s in new {
             if !failed.iter().any(|f| f.path == s.path) {
                 failed.push(s);
             }
         }
-        Ok(())
     }
 }
 
 /// An error's reason without the path it names (the path is said beside it).
 fn reason(e: &Error, path: &Path) -> String {
+    if let Error::Data { path: p, reason } = e {
+        if p == path {
+            return reason.clone();
+        }
+    }
     let text = e.to_string();
     let prefix = format!("{}: ", path.display());
     text.strip_prefix(&prefix).map(str::to_string).unwrap_or(text)

@@ -165,12 +165,34 @@ impl Dataset {
         }
     }
 
+    /// Records files of rows that failed to decode in an earlier pass (a feature cache's
+    /// skipped rows), so that [`Dataset::used_paths`] and the warning count them; with
+    /// `--strict` they are the error.
+    pub fn note_decode_failures(&self, rows: &[crate::features::SkippedRow]) -> Result<()> {
+        if let Source::Files { paths, decoding, .. } = &self.source {
+            let known: Vec<_> = rows
+                .iter()
+                .filter_map(|s| paths.get(s.row).map(|p| folder::Skipped { path: p.clone(), reason: s.reason.clone() }))
+                .collect();
+            decoding.note_earlier(known)?;
+        }
+        Ok(())
+    }
+
     /// The image files less those that failed to decode so far: after a pass over every
     /// item in order, one path per row of its results.
     pub fn used_paths(&self) -> Option<Vec<PathBuf>> {
         let failed = self.decode_failures();
         let paths = self.paths()?;
         Some(paths.iter().filter(|p| !failed.iter().any(|f| &f.path == *p)).cloned().collect())
+    }
+
+    /// The labels of rows `r`, `[r.len()]` i64.
+    pub fn labels_of(&self, r: Range<usize>) -> Tensor {
+        match &self.source {
+            Source::Memory { labels, .. } => labels.narrow(0, r.start as i64, r.len() as i64),
+            Source::Files { labels, .. } => Tensor::from_slice(&labels[r]),
+        }
     }
 
     /// All labels, `[N]` i64.

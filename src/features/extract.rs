@@ -170,6 +170,11 @@ pub fn extract_part(
             ));
         }
     }
+    // Rows left out, by this process or an earlier one: the dataset names their files.
+    if let Ok(m) = crate::fsutil::read_json::<super::Manifest>(&plan.dir.manifest()) {
+        let skipped: Vec<_> = m.shards.into_iter().flat_map(|s| s.skipped).collect();
+        data.note_decode_failures(&skipped)?;
+    }
     sink.emit(&RunEvent::ExtractionFinished {
         split,
         total_images: total as u64,

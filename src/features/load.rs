@@ -12,6 +12,21 @@ pub struct ShardInfo {
     pub file: String,
     pub rows: usize,
     pub sha256: String,
+    /// Rows whose file failed to decode during the extraction; they hold zeros and are
+    /// dropped on load. Absent when none, so manifests without any are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// A row of the dataset (its index in the listing) left out of the features, and why.
+///
+/// The cache key hashes every file's bytes, and decoding the same bytes fails the same
+/// way: the rows a key's folder leaves out are fixed by the key, so a cache hit leaves out
+/// exactly what a fresh extraction would.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedRow {
+    pub row: usize,
+    pub reason: String,
 }
 
 /// `manifest.json` of one cache folder.
@@ -29,10 +44,12 @@ pub struct Manifest {
 
 /// Features of one dataset split, loaded from the cache.
 pub struct FeatureSet {
-    /// `[N, D]` f32.
+    /// `[N, D]` f32: one row per dataset item, less the `skipped` ones.
     pub features: Tensor,
     /// `[N]` i64.
     pub labels: Tensor,
+    /// The dataset rows left out (their files failed to decode), in row order.
+    pub skipped: Vec<SkippedRow>,
     pub manifest: Manifest,
     pub dir: PathBuf,
 }
@@ -47,6 +64,12 @@ impl FeatureSet {
     pub fn dim(&self) -> i64 {
         self.manifest.dim
     }
+
+    /// Where dataset row `row` lands among the loaded rows: `row` less the skipped rows
+    /// before it (a given validation set's first row, say).
+    pub fn loaded_row(&self, row: usize) -> usize {
+        row - self.skipped.iter().filter(|s| s.row < row).count()
+    }
 }
 
 /// A shard entry names a file in its own folder, shards are full but the last, and the
@@ -59,6 +82,18 @@ pub(super) fn check_shard_list(m: &Manifest) -> std::result::Result<(), String> 
     if let Some(i) = m.shards.iter().enumerate().position(|(i, s)| s.rows == 0 || (i < last && s.rows != m.shard_size))
     {
         return Err(format!("shard {i} holds {} rows in shards of {}", m.shards[i].rows, m.shard_size));
+    }
+    let mut start = 0usize;
+    for (i, s) in m.shards.iter().enumerate() {
+        let end = start.saturating_add(s.rows);
+        let mut last = None;
+        for k in &s.skipped {
+            if k.row < start || k.row >= end || last.is_some_and(|l| k.row <= l) {
+                return Err(format!("shard {i} skips row {}, not one of its rows {start}..{end} in order", k.row));
+            }
+            last = Some(k.row);
+        }
+        start = end;
     }
     // Checked: a hostile manifest's row counts can overflow a plain sum (found by the fuzzer).
     let rows = m.shards.iter().try_fold(0usize, |n, s| n.checked_add(s.rows)).unwrap_or(usize::MAX);
@@ -88,6 +123,9 @@ pub fn load_features(dir: &Path) -> Result<FeatureSet> {
     }
     let mut feats = Vec::new();
     let mut labels = Vec::new();
+    let mut skipped = Vec::new();
+    // The dataset row of the shard's first row.
+    let mut start = 0i64;
     for s in &manifest.shards {
         let path = folder.listed(&s.file);
         let sha = sha256_file(&path)?;
@@ -114,12 +152,22 @@ pub fn load_features(dir: &Path) -> Result<FeatureSet> {
         if rows > 0 && (l.min().int64_value(&[]) < 0 || l.max().int64_value(&[]) >= classes) {
             return Err(err(&path, format!("labels outside 0..{classes}, the manifest's classes")));
         }
+        let (f, l) = if s.skipped.is_empty() {
+            (f, l)
+        } else {
+            let kept: Vec<i64> = (0..rows).filter(|r| !s.skipped.iter().any(|k| k.row as i64 == start + r)).collect();
+            let kept = Tensor::from_slice(&kept);
+            (f.index_select(0, &kept), l.index_select(0, &kept))
+        };
+        skipped.extend(s.skipped.iter().cloned());
+        start += rows;
         feats.push(f);
         labels.push(l);
     }
     Ok(FeatureSet {
         features: Tensor::cat(&feats, 0),
         labels: Tensor::cat(&labels, 0),
+        skipped,
         manifest,
         dir: dir.to_path_buf(),
     })

@@ -27,4 +27,4 @@ pub use extract::{
     extract_features, extract_part, extract_to_cache, merge_parts, part_status, peak_rss_bytes, ExtractConfig,
 };
 pub use key::{CacheKey, CACHE_FORMAT};
-pub use load::{load_features, FeatureSet, Manifest, ShardInfo};
+pub use load::{load_features, FeatureSet, Manifest, ShardInfo, SkippedRow};

@@ -93,7 +93,9 @@ impl Plan {
         let dir = self.dir.root();
         for (i, s) in m.shards.iter().enumerate() {
             if shards::done(dir, i, &self.id)?.is_none() {
-                shards::mark_done(dir, i, &Done { key: self.id.clone(), rows: s.rows, sha256: s.sha256.clone() })?;
+                let done =
+                    Done { key: self.id.clone(), rows: s.rows, sha256: s.sha256.clone(), skipped: s.skipped.clone() };
+                shards::mark_done(dir, i, &done)?;
             }
         }
         Ok(false)
@@ -113,7 +115,7 @@ impl Plan {
                     format!("shard {i} holds {} rows, the plan {}; delete the folder", d.rows, self.rows(i).len());
                 return Err(Error::Cache { path: self.dir.root().to_path_buf(), reason });
             }
-            list.push(ShardInfo { file: shards::shard_file(i), rows: d.rows, sha256: d.sha256 });
+            list.push(ShardInfo { file: shards::shard_file(i), rows: d.rows, sha256: d.sha256, skipped: d.skipped });
         }
         let manifest = Manifest {
             key: self.key.clone(),

@@ -3,7 +3,7 @@
 //! atomically, then recorded as done.
 use super::plan::Plan;
 use super::shards::{self, Claim, Done, Part};
-use super::{ExtractConfig, FeatureDir, ShardInfo};
+use super::{ExtractConfig, FeatureDir, ShardInfo, SkippedRow};
 use crate::data::Dataset;
 use crate::download::sha256_file;
 use crate::events::{EventSink, RunEvent};
@@ -77,6 +77,7 @@ impl<'a> Worker<'a> {
         let mut ahead = self.data.batches(ranges.clone())?;
         let device = self.backbone.vs.device();
         let mut computed = 0usize;
+        let mut skipped = vec![];
         for r in ranges {
             crate::interrupt::check(|| {
                 format!(
@@ -88,21 +89,40 @@ impl<'a> Worker<'a> {
                 )
             })?;
             let (imgs, lab) = ahead.next().expect("one batch per range")?;
-            if lab.size()[0] != r.len() as i64 {
-                // A shard's rows are the listed files: a file left out would shift the rest.
-                let failed = self.data.decode_failures();
-                let what = crate::data::folder::unusable(std::path::Path::new(""), &failed);
-                let reason = format!("{what}; they passed the checks when the folder was listed (changed since?)");
-                return Err(Error::data(failed.first().map_or(std::path::Path::new("?"), |f| &f.path), reason));
-            }
-            let x = self.cfg.preprocess.apply(&imgs, device)?;
-            let f = match &self.reduced {
-                Some(net) => net.readout(&x, self.cfg.tap, self.plan.key.pool),
-                None => self.backbone.readout(&x, self.cfg.tap, self.plan.key.pool),
+            let row = (r.start - range.start) as i64;
+            // Rows keep their places: a file that failed to decode leaves a zero row,
+            // recorded as skipped and dropped on load.
+            let kept = if lab.size()[0] == r.len() as i64 {
+                None
+            } else {
+                let failed = self.failed_rows(r.clone(), &mut skipped);
+                Some((0..r.len() as i64).filter(|k| !failed.contains(&(r.start + *k as usize))).collect::<Vec<_>>())
             };
-            let (row, n) = ((r.start - range.start) as i64, lab.size()[0]);
-            self.feats.narrow(0, row, n).copy_(&f);
-            self.labels.narrow(0, row, n).copy_(&lab);
+            if kept.as_ref().is_some_and(|k| k.len() as i64 != imgs.size()[0]) {
+                // The failures recorded do not account for the rows missing.
+                let reason = format!("rows {}..{} lost images no recorded failure accounts for", r.start, r.end);
+                return Err(Error::Cache { path: self.plan.dir.root().to_path_buf(), reason });
+            }
+            if imgs.size()[0] > 0 {
+                let x = self.cfg.preprocess.apply(&imgs, device)?;
+                let f = match &self.reduced {
+                    Some(net) => net.readout(&x, self.cfg.tap, self.plan.key.pool),
+                    None => self.backbone.readout(&x, self.cfg.tap, self.plan.key.pool),
+                };
+                let n = r.len() as i64;
+                match &kept {
+                    None => self.feats.narrow(0, row, n).copy_(&f),
+                    Some(kept) => {
+                        let mut rows = self.feats.narrow(0, row, n);
+                        let _ = rows.zero_();
+                        let _ = rows.index_copy_(0, &Tensor::from_slice(kept), &f.to_device(Device::Cpu));
+                    }
+                }
+            } else {
+                let _ = self.feats.narrow(0, row, r.len() as i64).zero_();
+            }
+            let lab = if kept.is_some() { self.data.labels_of(r.clone()) } else { lab };
+            self.labels.narrow(0, row, r.len() as i64).copy_(&lab);
             computed += r.len();
             claim.beat();
             let rate = (computed + self.computed_here) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
@@ -115,7 +135,15 @@ impl<'a> Worker<'a> {
         }
         let n = range.len() as i64;
         let info = write_shard(&self.plan.dir, i, &self.feats.narrow(0, 0, n), &self.labels.narrow(0, 0, n))?;
-        let done = Done { key: self.plan.id.clone(), rows: info.rows, sha256: info.sha256 };
+        if !skipped.is_empty() {
+            self.sink.warn(&format!(
+                "{} features, shard {i}: {} row(s) left out, their files failing to decode; the cache records \
+                 them, so a rerun leaves out the same",
+                self.split,
+                skipped.len()
+            ));
+        }
+        let done = Done { key: self.plan.id.clone(), rows: info.rows, sha256: info.sha256, skipped };
         shards::mark_done(self.plan.dir.root(), i, &done)?;
         self.done_rows += range.len();
         self.computed_here += range.len();
@@ -125,6 +153,23 @@ impl<'a> Worker<'a> {
             rows: range.len() as u64,
         });
         Ok(())
+    }
+}
+
+impl Worker<'_> {
+    /// The dataset rows in `r` whose files failed to decode (the dataset recorded them),
+    /// added to `skipped` with why.
+    fn failed_rows(&self, r: std::ops::Range<usize>, skipped: &mut Vec<SkippedRow>) -> Vec<usize> {
+        let failed = self.data.decode_failures();
+        let paths = self.data.paths().unwrap_or_default();
+        let mut rows = vec![];
+        for row in r {
+            if let Some(f) = paths.get(row).and_then(|p| failed.iter().find(|f| &f.path == p)) {
+                skipped.push(SkippedRow { row, reason: f.reason.clone() });
+                rows.push(row);
+            }
+        }
+        rows
     }
 }
 
@@ -139,5 +184,5 @@ fn write_shard(dir: &FeatureDir, index: usize, features: &Tensor, labels: &Tenso
         sha256 = sha256_file(tmp)?;
         Ok(())
     })?;
-    Ok(ShardInfo { file: shards::shard_file(index), rows: features.size()[0] as usize, sha256 })
+    Ok(ShardInfo { file: shards::shard_file(index), rows: features.size()[0] as usize, sha256, skipped: vec![] })
 }

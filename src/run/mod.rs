@@ -97,7 +97,11 @@ pub fn extract_with(
         }
         let (b, e) = (&backbone, &cfg.extract);
         dirs.push(match action {
-            ExtractAction::Work(part) => crate::features::extract_part(b, &ds, e, cache, part, sink)?,
+            ExtractAction::Work(part) => {
+                let dir = crate::features::extract_part(b, &ds, e, cache, part, sink)?;
+                ds.warn_decode_failures(sink);
+                dir
+            }
             ExtractAction::Merge { parts } => {
                 let dir = crate::features::merge_parts(b, &ds, e, cache, parts)?;
                 sink.info(&format!("{}: merged, the manifest is written", split.as_str()));

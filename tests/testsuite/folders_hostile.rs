@@ -208,3 +208,95 @@ fn a_file_that_breaks_after_listing_leaves_its_batch_and_is_named() {
     let err = strict.gather(&[0, 1]).err().unwrap().to_string();
     assert!(err.contains("ants/1.png") && err.contains("--strict"), "{err}");
 }
+
+/// A PNG whose every chunk and CRC is sound but whose pixel stream stops half way: the
+/// listing's checks pass it, decoding fails.
+fn broken_inside(path: &Path) {
+    let mut b = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_fn(40, 40, |x, y| image::Rgb([(x * 6) as u8, (y * 6) as u8, 90]))
+        .write_to(&mut b, image::ImageFormat::Png)
+        .unwrap();
+    let b = b.into_inner();
+    let (mut out, mut at) = (b[..8].to_vec(), 8);
+    while at < b.len() {
+        let len = u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        let (kind, data) = (&b[at + 4..at + 8], &b[at + 8..at + 8 + len]);
+        let data = if kind == b"IDAT" { &data[..len / 2] } else { data };
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+        at += 12 + len;
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// A file that passes the listing but fails to decode during feature extraction: the run
+/// goes on without it, says so, and the cache records the row it left out, so a cache hit
+/// leaves out the same file, says so again, and gives the same results. `--strict` stops.
+#[test]
+fn a_file_failing_to_decode_during_extraction_is_left_out_and_recorded_in_the_cache() {
+    use crate::predict::{evaluated, photo_folder, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, cache, runs) = (tmp.path().join("photos"), tmp.path().join("cache"), tmp.path().join("runs"));
+    photo_folder(&data);
+    let bad = data.join("test/green/2b.png");
+    broken_inside(&bad);
+    assert!(transfer_lab::data::folder::usable(&bad, u64::MAX).is_ok(), "the listing passes it");
+    assert!(image::open(&bad).is_err(), "decoding fails");
+    let flags = ["--epochs", "1", "--batch-size", "4"];
+    let (first, s1, err1) = run(&cache, &runs, &data, &flags);
+    let (second, s2, err2) = run(&cache, &runs, &data, &flags);
+    for (run_dir, s, err) in [(&first, &s1, &err1), (&second, &s2, &err2)] {
+        assert!(err.contains("2b.png") && err.contains("left out"), "{err}");
+        assert_eq!(s["test_samples"], 15, "16 listed, one left out");
+        let rows = evaluated(run_dir);
+        assert_eq!(rows.len(), 15);
+        assert!(!rows.iter().any(|(p, _)| p.contains("2b.png")), "{rows:?}");
+    }
+    assert!(err1.contains("test features, shard 0: 1 row(s) left out"), "said where it is recorded: {err1}");
+    assert!(!err2.contains("shard 0"), "the second run is a cache hit: {err2}");
+    assert_eq!(s1["test_accuracy"], s2["test_accuracy"]);
+    assert_eq!(evaluated(&first), evaluated(&second));
+    // The manifest names the row: blue's five files, then green's 0, 1, 2 and 2b.
+    let test_dir =
+        transfer_lab::run::records::FeatureDirs::read(&transfer_lab::rundir::RunDir::at(&first)).unwrap().test.unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(test_dir.join("manifest.json")).unwrap()).unwrap();
+    let skipped = &m["shards"][0]["skipped"];
+    assert_eq!(skipped.as_array().map(|a| a.len()), Some(1), "{m}");
+    assert_eq!(skipped[0]["row"], 8);
+    let f = transfer_lab::features::load_features(&test_dir).unwrap();
+    assert_eq!((f.len(), f.skipped.len(), f.loaded_row(8), f.loaded_row(10)), (15, 1, 8, 9));
+    // With a given validation set, a training row left out before it moves where the
+    // validation rows start among the features: 45 training and 15 validation rows.
+    for class in ["blue", "green", "red"] {
+        let (from, to) = (data.join("test").join(class), data.join("val").join(class));
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(&from).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().contains("2b"))
+        {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    broken_inside(&data.join("train/blue/0b.png"));
+    for strategy in ["linear-probe", "logreg"] {
+        let (dir, _, err) = run(&cache, &runs, &data, &[&flags[..], &["--strategy", strategy]].concat());
+        assert!(err.contains("0b.png") && err.contains("2b.png"), "{err}");
+        let trained: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("trained.json")).unwrap()).unwrap();
+        assert_eq!((&trained["train_samples"], &trained["val_samples"]), (&45.into(), &15.into()), "{strategy}");
+    }
+    let out = crate::predict::tlab(&cache)
+        .args(["run", "--dataset", "folder", "--data"])
+        .arg(&data)
+        .args(["--arch", "resnet18", "--weights", "random", "--size", "32", "--strict", "--runs-dir"])
+        .arg(&runs)
+        .args(flags)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("0b.png") && err.contains("--strict"), "{err}");
+}

@@ -455,7 +455,7 @@ fn sharded_folder() -> tempfile::TempDir {
 fn finish_shard(d: &Path, i: usize) {
     use transfer_lab::features::shards::{self, Done};
     std::fs::write(d.join(shards::shard_file(i)), b"x").unwrap();
-    shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into() }).unwrap();
+    shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into(), skipped: vec![] }).unwrap();
 }
 
 #[test]

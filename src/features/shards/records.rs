@@ -1,7 +1,7 @@
 //! The records workers leave in the folder: a done record per whole shard, a part record
 //! per worker, and `extraction.json` for watchers; and the rate they imply.
 use super::Part;
-use crate::features::FeatureDir;
+use crate::features::{FeatureDir, SkippedRow};
 use crate::fsutil::{read_json, write_json_atomic};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,9 @@ pub struct Done {
     pub key: String,
     pub rows: usize,
     pub sha256: String,
+    /// Rows left out: their files failed to decode (see [`SkippedRow`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedRow>,
 }
 
 /// Publishes shard `i` as whole (after its file was renamed into place).

@@ -45,6 +45,7 @@ pub(crate) fn calibrate_in(
             return Err(Error::data(dir.features_file(), "names no training features to calibrate on"));
         };
         let f = crate::features::load_features(&features)?;
+        let cfg = &super::on_features(cfg, &f);
         tch::manual_seed(cfg.head.fit.seed);
         let split = Split::new(&f.labels, &cfg.head.fit_config())?;
         let head = load_head(dir, Some(f.dim()), classes, &cfg.head, device)?;

@@ -25,3 +25,11 @@ fn probe_tap(cfg: &RunConfig) -> Tap {
 fn extract_cfg(cfg: &RunConfig, tap: Tap) -> ExtractConfig {
     ExtractConfig { tap, ..cfg.extract.clone() }
 }
+
+/// `cfg` with its given validation set's first row moved to where it lands among the
+/// features loaded: rows whose files failed to decode have none.
+fn on_features(cfg: &RunConfig, f: &crate::features::FeatureSet) -> RunConfig {
+    let mut cfg = cfg.clone();
+    cfg.head.fit.val_from = cfg.head.fit.val_from.map(|v| f.loaded_row(v));
+    cfg
+}

@@ -175,6 +175,7 @@ fn train_probe(
     sink: &mut dyn EventSink,
 ) -> Result<Fitted> {
     let ftrain = train_features(cfg, backbone, train, dir, cache, sink)?;
+    let cfg = &super::on_features(cfg, &ftrain);
     let (_head, outcome) =
         timed(sink, ms, |s| train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, dir, s))?;
     let stopped = outcome.history.len() < cfg.head.fit.epochs as usize;
@@ -195,6 +196,7 @@ fn train_convex(
     sink: &mut dyn EventSink,
 ) -> Result<Fitted> {
     let ftrain = train_features(cfg, backbone, train, dir, cache, sink)?;
+    let cfg = &super::on_features(cfg, &ftrain);
     probe::check_finite(&ftrain.features, &ftrain.dir)?;
     let x = ftrain.features.to_device(cfg.device.resolve());
     let n = x.size()[0];
@@ -274,7 +276,8 @@ fn train_images(
         // The probe's small feature cache lives in the run: the body is about to change.
         let ftrain =
             stage(sink, "extract", |s| extract_features(backbone, train, &ecfg, &Cache::new(probe_dir.path()), s))?;
-        let _ = train_head(&ftrain.features, &ftrain.labels, classes, &cfg.head, &probe_dir, sink)?;
+        let head = super::on_features(cfg, &ftrain).head;
+        let _ = train_head(&ftrain.features, &ftrain.labels, classes, &head, &probe_dir, sink)?;
         model.load_head(&probe_dir.best(Weights::Head))?;
     }
     let pre = cfg.extract.preprocess;

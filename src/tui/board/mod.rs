@@ -221,7 +221,8 @@ mod tests {
         shards::record_extraction(d, &what).unwrap();
         for i in [0, 2] {
             std::fs::write(d.join(shards::shard_file(i)), b"x").unwrap();
-            shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into() }).unwrap();
+            shards::mark_done(d, i, &Done { key: "abc".into(), rows: 10, sha256: "0".into(), skipped: vec![] })
+                .unwrap();
         }
         let me = ClaimInfo { host: shards::host(), pid: std::process::id(), part: Part { k: 1, n: 2 } };
         std::fs::write(FeatureDir::new(d).claim(1), serde_json::to_vec(&me).unwrap()).unwrap();
@@ -249,7 +250,7 @@ mod tests {
         assert!(line.contains("parts 0 of 2 finished"), "{line}");
 
         // A record of another extraction copied in is named, not shown as progress.
-        let foreign = Done { key: "zzz".into(), rows: 10, sha256: "0".into() };
+        let foreign = Done { key: "zzz".into(), rows: 10, sha256: "0".into(), skipped: vec![] };
         std::fs::write(d.join(shards::shard_file(4)), b"x").unwrap();
         shards::mark_done(d, 4, &foreign).unwrap();
         let e = Board::read(d).unwrap_err().to_string();

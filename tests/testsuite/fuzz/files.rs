@@ -50,7 +50,7 @@ fn write_cache(dir: &Path, c: &Cache) -> Manifest {
         let path = dir.join(&file);
         let (fs, ls) = (f.narrow(0, start as i64, rows as i64), l.narrow(0, start as i64, rows as i64));
         Tensor::write_safetensors(&[("features", &fs), ("labels", &ls)], &path).unwrap();
-        shards.push(ShardInfo { file, rows, sha256: sha256_file(&path).unwrap() });
+        shards.push(ShardInfo { file, rows, sha256: sha256_file(&path).unwrap(), skipped: vec![] });
     }
     let key = CacheKey {
         format: CACHE_FORMAT,
