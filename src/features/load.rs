@@ -172,3 +172,48 @@ pub fn load_features(dir: &Path) -> Result<FeatureSet> {
         dir: dir.to_path_buf(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(skipped: &[usize]) -> Manifest {
+        let key: CacheKey = serde_json::from_value(serde_json::json!({
+            "format": 1, "dataset": "d", "split": "train", "dataset_digest": "x", "images": 6,
+            "weights_digest": "w", "arch": "resnet18", "image_size": 32, "normalization": "torchvision",
+            "tap": "layer4", "precision": "fp32"
+        }))
+        .unwrap();
+        let shard = |i: usize| ShardInfo {
+            file: format!("shard-{i}.safetensors"),
+            rows: 3,
+            sha256: String::new(),
+            skipped: skipped
+                .iter()
+                .filter(|&&r| r / 3 == i)
+                .map(|&row| SkippedRow { row, reason: "bad".into() })
+                .collect(),
+        };
+        Manifest {
+            key,
+            dim: 4,
+            shard_size: 3,
+            shards: vec![shard(0), shard(1)],
+            complete: true,
+            classes: vec!["a".into()],
+            synthetic: false,
+            weights_label: String::new(),
+        }
+    }
+
+    #[test]
+    fn skipped_rows_must_be_their_shards_own_in_order() {
+        assert!(check_shard_list(&manifest(&[1, 4, 5])).is_ok());
+        let mut m = manifest(&[4]);
+        m.shards[0].skipped = m.shards[1].skipped.clone();
+        assert!(check_shard_list(&m).unwrap_err().contains("shard 0 skips row 4"));
+        let mut m = manifest(&[4, 5]);
+        m.shards[1].skipped.reverse();
+        assert!(check_shard_list(&m).unwrap_err().contains("in order"));
+    }
+}
