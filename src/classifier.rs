@@ -222,18 +222,17 @@ impl Classifier {
     /// Grad-CAM maps at the tap for decoded images `[B, 3, S, S]` f32 in 0..=255, for
     /// `class` or each image's top class ([`crate::models::cam`]).
     pub fn explain(&self, images: &Tensor, class: Option<usize>) -> Result<crate::models::GradCam> {
-        // Grad-CAM weighs a map the head sees through its mean: a ViT's patch tokens with
-        // --pool mean; a class token has no map.
+        // A head on the patch-token mean is weighed at the tap's map; one reading a class
+        // token, at the tokens entering the last block (a class token has no map).
         if self.meta.pool != Pool::Mean {
-            return Err(Error::invalid(
-                "--explain",
-                format!(
-                    "this {} model reads the class token (--pool {}); Grad-CAM explains a head on the \
-                     patch-token mean: train it with --pool mean to get patch-token heatmaps",
-                    self.meta.arch.name(),
-                    self.meta.pool.name()
-                ),
-            ));
+            let Some(tokens) = self.net.token_net() else {
+                let reason =
+                    format!("{} has no tokens to weigh for --pool {}", self.meta.arch.name(), self.meta.pool.name());
+                return Err(Error::invalid("--explain", reason));
+            };
+            let x = self.meta.preprocess.apply(images, self.device())?;
+            let (w, b) = (self.fc("weight"), self.fc("bias"));
+            return crate::models::grad_cam_tokens(tokens, self.meta.tap, self.meta.pool, &w, &b, &x, class);
         }
         let x = self.meta.preprocess.apply(images, self.device())?;
         let (tap, w, b) = (self.meta.tap, self.fc("weight"), self.fc("bias"));

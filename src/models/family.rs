@@ -113,6 +113,25 @@ pub trait Network: Send + std::fmt::Debug {
     /// The inference copy extraction runs, made from the loaded weights in `vs`: folded
     /// BatchNorm, channels-last, `precision` where the family gains from it.
     fn inference(&self, vs: &nn::VarStore, precision: Precision) -> Box<dyn Inference>;
+
+    /// The network as a sequence of tokens, for Grad-CAM of a head that reads a class
+    /// token; `None` for networks without tokens.
+    fn token_net(&self) -> Option<&dyn TokenNet> {
+        None
+    }
+}
+
+/// A transformer's view for Grad-CAM of a class-token head: a class token's output has no
+/// map, so the map is the patch tokens entering the tap's last block, whose attention
+/// gathers them into the class token (pytorch-grad-cam's recipe for ViTs, there at the
+/// block's first norm).
+pub trait TokenNet {
+    /// Tokens entering the last block up to `tap` `[N, T, D]`, and the patch grid.
+    fn entering(&self, x: &Tensor, tap: Tap) -> (Tensor, (i64, i64));
+    /// From [`TokenNet::entering`]'s tokens: the last block, the final norm and `pool`.
+    fn onward(&self, tokens: &Tensor, tap: Tap, pool: Pool) -> Tensor;
+    /// The patch tokens of `tokens` as a map `[N, D, h, w]`.
+    fn patch_map(&self, tokens: &Tensor, grid: (i64, i64)) -> Tensor;
 }
 
 /// A frozen copy for extraction; takes and returns fp32.

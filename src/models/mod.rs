@@ -14,9 +14,9 @@ pub mod weights;
 
 pub use arch::{Arch, ArchSpec, Family};
 pub use backbone::{load_backbone_weights, Backbone, WeightsInfo};
-pub use cam::{grad_cam, grad_cam_on_map, GradCam};
+pub use cam::{grad_cam, grad_cam_on_map, grad_cam_tokens, GradCam};
 pub use efficientnet::{EfficientNet, FoldedEfficientNet};
-pub use family::{Inference, Network, Pool, Tap};
+pub use family::{Inference, Network, Pool, Tap, TokenNet};
 pub use folded::Precision;
 pub use resnet::{ResNet, Stages};
 pub use vit::Vit;

@@ -4,6 +4,7 @@ use super::fit::{fit, Adam, FitConfig, Split, TrainLoop, TrainStep};
 use super::head::{Evaluation, TrainOutcome};
 use crate::data::Dataset;
 use crate::events::EventSink;
+use crate::metrics::ClassWeight;
 use crate::models::{Arch, Network, Pool, Tap};
 use crate::preprocess::Preprocess;
 use crate::rundir::{RunDir, Weights};
@@ -120,6 +121,14 @@ pub struct ImageTrainConfig {
     /// off for CNNs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_decay: Option<f64>,
+    /// How the loss weighs each class's images (the training rows' counts, as the head's).
+    /// Absent when none, so configs recorded before it are unchanged.
+    #[serde(default, skip_serializing_if = "is_unweighted")]
+    pub class_weight: ClassWeight,
+}
+
+fn is_unweighted(w: &ClassWeight) -> bool {
+    *w == ClassWeight::None
 }
 
 impl ImageTrainConfig {
@@ -133,6 +142,7 @@ impl ImageTrainConfig {
             augment: true,
             dropout: 0.3,
             layer_decay: None,
+            class_weight: ClassWeight::None,
         };
         match s {
             Strategy::PretrainedInit => ImageTrainConfig { unfreeze: Unfreeze::All, bn: BatchNorm::Train, ..base },
@@ -270,7 +280,13 @@ pub fn train_on_images(
     let mut fit_cfg = cfg.fit_config();
     fit_cfg.lr_scales = layer_scales(model.net.as_ref(), cfg.layer_decay, cfg.body_lr, sink)?;
     tch::manual_seed(cfg.fit.seed);
-    let split = Split::new(&train.labels(), &fit_cfg)?;
+    let labels = train.labels();
+    let split = Split::new(&labels, &fit_cfg)?;
+    if cfg.class_weight != ClassWeight::None {
+        let y = Vec::<i64>::try_from(&labels)?;
+        let rows: Vec<i64> = split.train.iter().map(|&i| y[i as usize]).collect();
+        fit_cfg.class_weights = Some(cfg.class_weight.weights(&rows, train.classes.len()));
+    }
     fit(&mut ImageStep { model, data: train, pre, cfg }, &split, &fit_cfg, dir, Weights::Model, sink)
 }
 

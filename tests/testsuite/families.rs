@@ -1,6 +1,6 @@
 //! Every backbone family through the whole pipeline: `tlab run` (features + head, then
-//! fine-tuning of the family's last stage), `predict` equal to the run's evaluation, and
-//! `export` whose TorchScript gives our probabilities in Python.
+//! fine-tuning of the family's last stage), `predict` equal to the run's evaluation, its
+//! heatmaps, and `export` whose TorchScript gives our probabilities in Python.
 use crate::common::*;
 use crate::predict::{evaluated, photo_folder, predict, tlab, torchscript_vs_ours};
 use std::path::PathBuf;
@@ -57,6 +57,15 @@ fn every_family_runs_fine_tunes_predicts_and_exports() {
         for (row, (image, class)) in rows.iter().zip(&want) {
             assert_eq!(row["top"][0]["class"].as_str().unwrap(), class, "{a}: {image}");
         }
+        // Heatmaps for every family and pooling, a class token's included.
+        let cams = tmp.path().join(format!("{a}-cams"));
+        let two: Vec<PathBuf> = want.iter().take(2).map(|(p, _)| PathBuf::from(p)).collect();
+        let (_, ok, stderr) =
+            predict(&cache, &dir, &[&two[0], &two[1]], &["--explain", cams.to_str().unwrap(), "--class", "red"]);
+        assert!(ok && stderr.contains("2 heatmaps written"), "{a} --pool {pool}: {stderr}");
+        let pngs =
+            std::fs::read_dir(&cams).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "png"));
+        assert_eq!(pngs.count(), 2, "{a}");
 
         let model = tmp.path().join(format!("{a}.safetensors"));
         let ts = tmp.path().join(format!("{a}.pt"));

@@ -209,8 +209,9 @@ pub(crate) struct HeadArgs {
     /// can be trusted (temperature scaling; predict and export use it)
     #[arg(long)]
     pub(crate) calibrate: bool,
-    /// The head's and logreg's loss: balanced weighs each class's photos by n / (k n_c)
-    /// (scikit-learn's class_weight='balanced'), for classes with few photos
+    /// The loss of the head, logreg and the image strategies: balanced weighs each class's
+    /// photos by n / (k n_c) (scikit-learn's class_weight='balanced'), for classes with few
+    /// photos; k-NN refuses it
     #[arg(long, value_enum, default_value_t = ClassWeight::None)]
     pub(crate) class_weight: ClassWeight,
     /// knn: neighbours that vote
@@ -335,6 +336,7 @@ fn image_config(d: &DataArgs, h: &HeadArgs, val_split: ValSplit) -> ImageTrainCo
     images.head_lr = h.lr;
     images.augment = !h.no_augment;
     images.layer_decay = h.layer_decay;
+    images.class_weight = h.class_weight;
     if let Some(lr) = h.body_lr {
         images.body_lr = lr;
     }

@@ -16,7 +16,7 @@ mod embed;
 mod inference;
 
 use super::arch::{Arch, ArchSpec, Family};
-use super::family::{Inference, Network, Pool, Tap};
+use super::family::{Inference, Network, Pool, Tap, TokenNet};
 use super::folded::Precision;
 use super::weights::{tv, EvalTransform, WeightsEntry, WeightsVariant, TV_RESNET};
 use crate::preprocess::{Interpolation, Normalization};
@@ -186,9 +186,12 @@ impl Network for Vit {
     }
 
     fn taps_t(&self, x: &Tensor, last: Tap, _train: bool) -> Vec<Tensor> {
-        let (tokens, (h, w)) = self.tokens(x, last);
-        let skip = 1 + self.c.registers();
-        tokens.iter().map(|t| t.narrow(1, skip, h * w).transpose(1, 2).reshape([-1, self.c.dim, h, w])).collect()
+        let (tokens, grid) = self.tokens(x, last);
+        tokens.iter().map(|t| self.patch_map(t, grid)).collect()
+    }
+
+    fn token_net(&self) -> Option<&dyn TokenNet> {
+        Some(self)
     }
 
     fn features_t(&self, x: &Tensor, tap: Tap, train: bool) -> Tensor {
@@ -221,6 +224,31 @@ impl Network for Vit {
 }
 
 /// Patch embedding plus the blocks up to `tap`, for `side` x `side` inputs.
+/// The last block up to `tap` (the first, for a tap no block reaches in a tiny config).
+fn last_block(c: &Config, tap: Tap) -> usize {
+    c.blocks_to(tap.index()).max(1) - 1
+}
+
+impl TokenNet for Vit {
+    fn entering(&self, x: &Tensor, tap: Tap) -> (Tensor, (i64, i64)) {
+        let (mut t, grid) = self.embed.forward(x);
+        for b in &self.blocks[..last_block(&self.c, tap)] {
+            t = b.forward(&t);
+        }
+        (t, grid)
+    }
+
+    fn onward(&self, tokens: &Tensor, tap: Tap, pool: Pool) -> Tensor {
+        let last = &self.blocks[last_block(&self.c, tap)];
+        self.pool(&last.forward(tokens).apply(&self.norm), pool)
+    }
+
+    fn patch_map(&self, t: &Tensor, (h, w): (i64, i64)) -> Tensor {
+        let skip = 1 + self.c.registers();
+        t.narrow(1, skip, h * w).transpose(1, 2).reshape([-1, self.c.dim, h, w])
+    }
+}
+
 fn macs(c: &Config, side: i64, tap: Tap) -> u64 {
     let g = (side / c.patch) as u64;
     let t = g * g + 1 + c.registers() as u64;

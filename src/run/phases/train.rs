@@ -31,6 +31,11 @@ pub(crate) fn train_in(cfg: &RunConfig, dir: &RunDir, cache: &Cache, sink: &mut 
         let reason = format!("{} has no ladder of layers to decay over; it applies to ViTs", cfg.arch.name());
         return Err(crate::Error::invalid("--layer-decay", reason));
     }
+    if cfg.strategy == Strategy::Knn && cfg.head.class_weight != crate::metrics::ClassWeight::None {
+        let reason = "k-NN votes with its neighbours and has no loss to weigh; it applies to the head, logreg and \
+                      the image strategies";
+        return Err(crate::Error::invalid("--class-weight", reason));
+    }
     let device = cfg.device.resolve();
     let (train, backbone) = stage(sink, "fetch", |s| {
         let (train, _test) = open_data(cfg, cache, s)?;
@@ -117,7 +122,7 @@ fn warn_imbalance(labels: &[i64], classes: &[String], cfg: &RunConfig, sink: &mu
     if counts[big] > 3 * counts[small] {
         let advice = match cfg.head.class_weight {
             crate::metrics::ClassWeight::None => {
-                "; --class-weight balanced weighs the classes evenly (head and logreg)"
+                "; --class-weight balanced weighs the classes evenly (every strategy but k-NN)"
             }
             _ => "",
         };
