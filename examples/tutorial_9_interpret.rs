@@ -70,7 +70,10 @@ fn main() -> transfer_lab::Result<()> {
     //: (ECE) is the gap between confidence and accuracy over 15 confidence bins, weighted
     //: by their rows; the NLL is the mean of `-log p(true class)`. Dividing the logits by
     //: one temperature `T` keeps every prediction and moves only the probabilities; `T` is
-    //: fitted to minimise the validation NLL.
+    //: fitted to minimise the validation NLL. When every validation photo is right (the
+    //: generated classes are easy), the NLL keeps falling as `T` shrinks and the fit runs
+    //: to a temperature near zero: certainty is what those photos support, and the sign
+    //: that they are too few, or too easy, to calibrate on.
     // ANCHOR: calibrate
     let reliability: Reliability = run.calibration.clone().expect("the run was calibrated");
     let caption = "Validation split, before and after temperature scaling";
@@ -99,9 +102,7 @@ fn main() -> transfer_lab::Result<()> {
     cfg.name = "tutorial-imbalanced-balanced".into();
     cfg.head.class_weight = ClassWeight::Balanced;
     let balanced: RunData = tutorial.run_with(&cfg)?;
-    for warning in run_warnings(&plain)? {
-        println!("WARNING: {warning}");
-    }
+    run_warnings(&plain)?.iter().for_each(|w| println!("WARNING: {w}"));
     // ANCHOR_END: imbalance
 
     //: Accuracy counts photos, so a class with few test photos barely moves it; balanced
