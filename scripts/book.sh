@@ -11,7 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 if [ "${BOOK_BROWSER:-0}" = 1 ]; then scripts/setup.sh --book --browser; else scripts/setup.sh --book; fi
 export PATH="$("$root/scripts/setup.sh" --print-tools)/mdbook-0.4.52/bin:$PATH"
-cargo build --locked --bin tlab --example capture_dashboard
+cargo build --locked --bin tlab --example capture_dashboard --example synthetic_photos
 tlab="$root/target/debug/tlab"
 gen="$root/book/src/generated"
 runs="$root/target/book/runs"
@@ -68,7 +68,61 @@ for a in resnet50 keras-resnet50 convnext-tiny efficientnet-b0 dinov2-vits14; do
   echo "book: ran logreg on $a"
 done
 
-rm -rf "$gen.tmp" && mkdir -p "$gen.tmp/results" "$gen.tmp/probes" "$gen.tmp/backbones"
+# Why it said that, and how sure it is (ch10): one calibrated linear probe on notebook 9's
+# generated photos, its Grad-CAM heatmaps, a copy with one class cut to 8 training photos
+# trained plainly and with balanced class weights, and the learning curve. Run from
+# target/book/interpret with relative paths, so no output the book shows names this machine.
+interp="$root/target/book/interpret"
+rm -rf "$interp" && mkdir -p "$interp"
+case "${1:-}" in
+  --real) iw=(--weights v1 --no-fallback --size 224) ;;
+  *) iw=(--weights random --no-fallback --size 64) ;;
+esac
+(
+  cd "$interp"
+  case "${TLAB_CACHE_DIR:-/}" in /*) ;; *) export TLAB_CACHE_DIR="$root/$TLAB_CACHE_DIR" ;; esac
+  { read -r photos; read -r imbalanced; read -r small; } < <("$root/target/debug/examples/synthetic_photos" .)
+  photos=${photos#./} imbalanced=${imbalanced#./}
+  folder=(--dataset folder --arch resnet50 "${iw[@]}" --strategy linear-probe --runs-dir runs)
+  "$tlab" run "${folder[@]}" --data "$photos" --calibrate --name interpret 2> run.log || { cat run.log; exit 1; }
+  run=$(ls -d runs/*-interpret/)
+  run=${run%/}
+  grep -o "calibrated on .*" run.log > calibrate.txt
+  # Two photos of each class, in the folder's order.
+  pick=()
+  for c in "$photos"/test/*/; do pick+=($(ls "$c"*.jpg | head -2)); done
+  "$tlab" predict "$run" "${pick[@]}" --explain heatmaps > predict.txt 2> predict.log || { cat predict.log; exit 1; }
+  "$tlab" predict "$run" "${pick[@]}" --explain heatmaps-class --class "$small" > /dev/null 2> predict-class.log ||
+    { cat predict-class.log; exit 1; }
+  # Each heatmap with its photo's folder (the truth), the class mapped and its probability.
+  for h in heatmaps heatmaps-class; do
+    awk -F, -v d="generated/interpret/$h" 'NR > 1 && $4 != "" {
+      n = split($1, p, "/")
+      printf "<figure style=\"display:inline-block;margin:4px\"><img src=\"%s/%s\" width=\"128\" style=\"image-rendering:pixelated\" alt=\"Grad-CAM\"><figcaption>in %s/<br>map of %s (%.0f%%)</figcaption></figure>\n", d, $4, p[n-1], $2, $3 * 100
+    }' "$h/heatmaps.csv" > "$h.md"
+  done
+  "$tlab" run "${folder[@]}" --data "$imbalanced" --name imbalanced-none 2> imbalanced-none.log ||
+    { cat imbalanced-none.log; exit 1; }
+  "$tlab" run "${folder[@]}" --data "$imbalanced" --class-weight balanced --name imbalanced-balanced \
+    2> imbalanced-balanced.log || { cat imbalanced-balanced.log; exit 1; }
+  grep -o "WARNING: the classes are imbalanced.*" imbalanced-none.log > imbalance-warning.txt
+  "$root/.tlab/venv/bin/python" - runs/*-imbalanced-none runs/*-imbalanced-balanced > imbalance.md <<'PY'
+import json, pathlib, sys
+print("| `--class-weight` | accuracy | balanced accuracy | macro-F1 |")
+print("|---|---:|---:|---:|")
+for d in map(pathlib.Path, sys.argv[1:]):
+    s = json.loads((d / "summary.json").read_text())
+    w = json.loads((d / "config.json").read_text())["config"]["head"]["class_weight"]
+    print(f"| {w} | {s['test_accuracy']:.2%} | {s['balanced_accuracy']:.2%} | {s['macro_f1']:.3f} |")
+PY
+  "$tlab" curve "$run" --out curve > curve.txt 2> curve.log || { cat curve.log; exit 1; }
+  "$tlab" report --out report "$run" 2> report.log || { cat report.log; exit 1; }
+  echo "book: ran the interpretation chapter's runs, heatmaps and curve"
+)
+
+rm -rf "$gen.tmp" && mkdir -p "$gen.tmp/results" "$gen.tmp/probes" "$gen.tmp/backbones" "$gen.tmp/interpret"
+(cd "$interp" && cp -r calibrate.txt predict.txt heatmaps heatmaps.md heatmaps-class heatmaps-class.md \
+  imbalance-warning.txt imbalance.md curve curve.txt report "$gen.tmp/interpret/")
 "$tlab" report --out "$gen.tmp/results" "$runs"/*/
 "$tlab" report --out "$gen.tmp/probes" "$probes"/*/
 "$tlab" report --out "$gen.tmp/backbones" "$families"/*/

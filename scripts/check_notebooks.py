@@ -15,6 +15,7 @@ EXPECT = {
     "6-strategies.ipynb": (0, 1),
     "7-model.ipynb": (1, 0),
     "8-backbones.ipynb": (5, 0),
+    "9-interpret.ipynb": (4, 2),
 }
 
 

@@ -78,6 +78,17 @@ pub struct Curve {
     pub short: Vec<String>,
 }
 
+impl Curve {
+    /// The first point of `method`, fewest training rows first, whose mean accuracy is
+    /// within `tolerance` of its mean on every image; `None` without an "all" point.
+    pub fn levels_off(&self, method: CurveMethod, tolerance: f64) -> Option<&CurvePoint> {
+        let mut line: Vec<&CurvePoint> = self.points.iter().filter(|p| p.method == method).collect();
+        let all = line.iter().find(|p| p.shots.is_none())?.mean;
+        line.sort_by_key(|p| (p.rows, p.shots.is_none()));
+        line.into_iter().find(|p| p.mean >= all - tolerance)
+    }
+}
+
 /// The curve of the finished probe run in `dir`, from its cached train and test features.
 pub fn learning_curve(dir: &RunDir, cfg: &CurveConfig) -> Result<Curve> {
     let dirs = FeatureDirs::read(dir)?;
@@ -220,5 +231,35 @@ mod tests {
         assert_eq!(c.points.iter().map(|p| p.rows).collect::<Vec<_>>(), [2, 6, 8, 2, 6, 8]);
         assert!(c.points.iter().all(|p| p.mean == 1.0 && p.std == 0.0), "{:?}", c.points);
         assert_eq!((c.largest_class, c.test_samples), (6, 10));
+    }
+
+    #[test]
+    fn a_curve_levels_off_where_it_comes_within_tolerance_of_all() {
+        let p = |method, shots: Option<usize>, rows, mean| CurvePoint {
+            method,
+            shots,
+            rows,
+            mean,
+            std: 0.0,
+            min: mean,
+            max: mean,
+        };
+        let c = Curve {
+            points: vec![
+                p(CurveMethod::Logreg, Some(1), 3, 0.40),
+                p(CurveMethod::Logreg, Some(4), 12, 0.69),
+                p(CurveMethod::Logreg, None, 60, 0.70),
+                p(CurveMethod::Knn, None, 60, 0.80),
+                p(CurveMethod::Knn, Some(4), 12, 0.60),
+            ],
+            largest_class: 20,
+            test_samples: 30,
+            short: vec![],
+        };
+        assert_eq!(c.levels_off(CurveMethod::Logreg, 0.02).and_then(|p| p.shots), Some(4));
+        assert_eq!(c.levels_off(CurveMethod::Logreg, 0.001).map(|p| p.shots), Some(None));
+        // Listed out of order: still the fewest rows first.
+        assert_eq!(c.levels_off(CurveMethod::Knn, 0.02).map(|p| p.shots), Some(None));
+        assert!(c.levels_off(CurveMethod::Head, 0.02).is_none());
     }
 }

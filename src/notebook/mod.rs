@@ -17,16 +17,21 @@ use tch::{Kind, Tensor};
 
 mod backbones;
 mod head;
+mod interpret;
 mod probes;
 mod tokens;
 mod tutorial;
 
 pub use backbones::{fitted_size, published_linear_probe, weights_registry, BackboneComparison, BackboneRow};
 pub use head::TrainedHead;
+pub use interpret::{
+    calibration_table, class_weight_table, folder_class, heatmap_gallery, imbalanced_copy, right_and_wrong,
+    run_warnings,
+};
 pub use probes::{ProbeComparison, ProbeRow};
 pub use tokens::{vit_table, PoolComparison, PoolRow};
 
-pub use tutorial::{strategy_table, PoolingCheck, Tutorial, TutorialScale};
+pub use tutorial::{demo_photos_in, strategy_table, PoolingCheck, Tutorial, TutorialScale};
 
 /// Something with a rich (MIME) form for notebooks and a plain form for terminals.
 pub trait Rich {

@@ -164,37 +164,7 @@ impl Tutorial {
     /// cache: three classes of the synthetic set enlarged to 4:3 JPEGs, a stand-in for
     /// your own photos and named so everywhere its results appear. Written once.
     pub fn demo_photos(&self) -> Result<PathBuf> {
-        let root = self.cache.root().join("tutorial").join("synthetic-photos");
-        if root.join("test").is_dir() {
-            return Ok(root);
-        }
-        // Written beside, then renamed: a half-written folder is never taken for a whole one.
-        let tmp = root.with_file_name(format!(".synthetic-photos.tmp{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        for (split, n) in [(Split::Train, 400), (Split::Test, 150)] {
-            let ds = data::synthetic::synthetic(n, split, 7);
-            let (imgs, labels) = ds.batch(0..n)?;
-            let big = imgs.to_kind(Kind::Float).upsample_bilinear2d([96, 128], false, None, None);
-            let big = big.round().clamp(0.0, 255.0).to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous();
-            let labels = Vec::<i64>::try_from(&labels)?;
-            for (i, &l) in labels.iter().enumerate().filter(|(_, &l)| l < 3) {
-                let dir = tmp.join(split.as_str()).join(&ds.classes[l as usize]);
-                crate::fsutil::ensure_dir(&dir)?;
-                let px = Vec::<u8>::try_from(big.get(i as i64).reshape([-1]))?;
-                let path = dir.join(format!("{i:04}.jpg"));
-                image::save_buffer(&path, &px, 128, 96, image::ExtendedColorType::Rgb8)
-                    .map_err(|e| crate::Error::data(&path, format!("cannot write: {e}")))?;
-            }
-        }
-        match std::fs::rename(&tmp, &root) {
-            Ok(()) => Ok(root),
-            // Another process finished first: theirs is whole.
-            Err(_) if root.join("test").is_dir() => {
-                let _ = std::fs::remove_dir_all(&tmp);
-                Ok(root)
-            }
-            Err(e) => Err(crate::Error::io(format!("writing {}", root.display()), e)),
-        }
+        demo_photos_in(&self.cache.root().join("tutorial").join("synthetic-photos"))
     }
 
     /// The run configuration of `strategy` on the image folder `root` (yours, or
@@ -218,15 +188,55 @@ impl Tutorial {
 
     /// A whole run of `strategy` on the image folder `root`.
     pub fn run_folder(&self, root: &std::path::Path, strategy: Strategy) -> Result<RunData> {
-        let cfg = self.folder_config(root, strategy);
-        let summary = run::run(&cfg, &self.runs, &self.cache, &mut ConsoleSink::new(false))?;
-        RunData::load(&summary.run_dir)
+        self.run_with(&self.folder_config(root, strategy))
     }
 
     /// A whole run of `strategy` (train, checkpoint, evaluate) into a new run directory.
     pub fn run(&self, strategy: Strategy) -> Result<RunData> {
-        let summary = run::run(&self.config(strategy), &self.runs, &self.cache, &mut ConsoleSink::new(false))?;
+        self.run_with(&self.config(strategy))
+    }
+
+    /// A whole run of `cfg` (one of this tutorial's configs, changed) into a new run
+    /// directory; warnings print as they happen and stay in its `events.jsonl`.
+    pub fn run_with(&self, cfg: &RunConfig) -> Result<RunData> {
+        let summary = run::run(cfg, &self.runs, &self.cache, &mut ConsoleSink::new(false))?;
         RunData::load(&summary.run_dir)
+    }
+}
+
+/// [`Tutorial::demo_photos`] written into `root` (its last component should keep the word
+/// `synthetic`, which names the data wherever its results appear). Written once.
+pub fn demo_photos_in(root: &std::path::Path) -> Result<PathBuf> {
+    let root = root.to_path_buf();
+    if root.join("test").is_dir() {
+        return Ok(root);
+    }
+    // Written beside, then renamed: a half-written folder is never taken for a whole one.
+    let tmp = root.with_file_name(format!(".synthetic-photos.tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    for (split, n) in [(Split::Train, 400), (Split::Test, 150)] {
+        let ds = data::synthetic::synthetic(n, split, 7);
+        let (imgs, labels) = ds.batch(0..n)?;
+        let big = imgs.to_kind(Kind::Float).upsample_bilinear2d([96, 128], false, None, None);
+        let big = big.round().clamp(0.0, 255.0).to_kind(Kind::Uint8).permute([0, 2, 3, 1]).contiguous();
+        let labels = Vec::<i64>::try_from(&labels)?;
+        for (i, &l) in labels.iter().enumerate().filter(|(_, &l)| l < 3) {
+            let dir = tmp.join(split.as_str()).join(&ds.classes[l as usize]);
+            crate::fsutil::ensure_dir(&dir)?;
+            let px = Vec::<u8>::try_from(big.get(i as i64).reshape([-1]))?;
+            let path = dir.join(format!("{i:04}.jpg"));
+            image::save_buffer(&path, &px, 128, 96, image::ExtendedColorType::Rgb8)
+                .map_err(|e| crate::Error::data(&path, format!("cannot write: {e}")))?;
+        }
+    }
+    match std::fs::rename(&tmp, &root) {
+        Ok(()) => Ok(root),
+        // Another process finished first: theirs is whole.
+        Err(_) if root.join("test").is_dir() => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Ok(root)
+        }
+        Err(e) => Err(crate::Error::io(format!("writing {}", root.display()), e)),
     }
 }
 

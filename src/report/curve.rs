@@ -95,17 +95,66 @@ pub fn curve_markdown(curve: &Curve) -> String {
     s
 }
 
+/// How close to its accuracy on every image a method must come to have levelled off.
+pub const LEVEL_OFF_POINTS: f64 = 0.02;
+
+/// The post's "small or large?" answered from the curve: where each method comes within
+/// [`LEVEL_OFF_POINTS`] of its accuracy on every image, and whether the best of them
+/// (highest on every image) is still rising there. Names the run with its caveats.
+pub fn curve_answer(curve: &Curve, run: &RunLabel) -> String {
+    let all = |m: CurveMethod| curve.points.iter().find(|p| p.method == m && p.shots.is_none()).map(|p| p.mean);
+    let methods: Vec<CurveMethod> =
+        [CurveMethod::Logreg, CurveMethod::Knn, CurveMethod::Head].into_iter().filter(|&m| all(m).is_some()).collect();
+    let n = curve.largest_class;
+    let Some(&best) =
+        methods.iter().max_by(|&&a, &&b| all(a).partial_cmp(&all(b)).unwrap_or(std::cmp::Ordering::Equal))
+    else {
+        return format!("{}{}: no point on every image (`all`), so no answer.", run.name, run.caveats());
+    };
+    let at = |m: CurveMethod| curve.levels_off(m, LEVEL_OFF_POINTS).and_then(|p| p.shots);
+    let each: Vec<String> = methods
+        .iter()
+        .map(|&m| match at(m) {
+            Some(1) => format!("{} from 1 image per class", m.name()),
+            Some(k) => format!("{} from {k} images per class", m.name()),
+            None => format!("{} only with all of them", m.name()),
+        })
+        .collect();
+    let points = LEVEL_OFF_POINTS * 100.0;
+    let mut s = format!(
+        "{}{}: within {points:.0} points of its accuracy on every image (up to {n} per class): {}. ",
+        run.name,
+        run.caveats(),
+        each.join("; ")
+    );
+    let acc = all(best).unwrap_or(0.0) * 100.0;
+    s += &match at(best) {
+        None => format!(
+            "The best, {} ({acc:.1}% on every image), is still rising at {n} per class: more photos would pay; \
+             by this measure the data is small for it.",
+            best.name()
+        ),
+        Some(k) => format!(
+            "The best, {} ({acc:.1}% on every image), has levelled off by {k} per class: past that, more photos \
+             of these classes add little; by this measure the data is large enough for it.",
+            best.name()
+        ),
+    };
+    s
+}
+
 /// Fits the learning curve of the run in `run` and writes `curve.csv`, `curve.md` and
 /// the chart (`curve.svg`, `curve.png`) into `out` (default: the run directory); returns
-/// the curve and `curve.md`'s path.
-pub fn write_learning_curve(run: &Path, cfg: &CurveConfig, out: Option<&Path>) -> Result<(Curve, PathBuf)> {
+/// the curve with its run's label, and `curve.md`'s path.
+pub fn write_learning_curve(run: &Path, cfg: &CurveConfig, out: Option<&Path>) -> Result<(LearningCurve, PathBuf)> {
     let dir = RunDir::open(run)?;
     let curve = crate::curve::learning_curve(&dir, cfg)?;
     let out = out.map_or_else(|| dir.path().to_path_buf(), Path::to_path_buf);
     crate::fsutil::ensure_dir(&out)?;
     let summary = crate::run::RunSummary::read(&dir)?;
     let label = RunLabel { name: dir.name(), synthetic: summary.synthetic, pretrained: summary.pretrained };
-    let data = LearningCurve { run: label, curve: curve.clone() };
+    let data = LearningCurve { run: label, curve };
+    let curve = &data.curve;
     Figure::LearningCurve(&data).save(&out, "curve")?;
     let mut csv = String::from("method,shots,rows,mean,std,min,max\n");
     for p in &curve.points {
@@ -118,12 +167,50 @@ pub fn write_learning_curve(run: &Path, cfg: &CurveConfig, out: Option<&Path>) -
          the run's cached features, {} seeds a point.\n\n",
         data.run.name, cfg.seeds
     );
-    md += &curve_markdown(&curve);
+    md += &curve_markdown(curve);
+    let _ = writeln!(md, "\n{}", curve_answer(curve, &data.run));
     for s in &curve.short {
         let _ = writeln!(md, "\nNote: {s}.");
     }
     md += "\n![Learning curve](curve.svg)\n";
     let path = out.join("curve.md");
     crate::fsutil::write_atomic(&path, md.as_bytes())?;
-    Ok((curve, path))
+    Ok((data, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::curve::CurvePoint;
+
+    fn point(method: CurveMethod, shots: Option<usize>, rows: usize, mean: f64) -> CurvePoint {
+        CurvePoint { method, shots, rows, mean, std: 0.0, min: mean, max: mean }
+    }
+
+    #[test]
+    fn the_answer_names_where_each_method_levels_off_and_whether_the_best_still_rises() {
+        let run = RunLabel { name: "r".into(), synthetic: true, pretrained: false };
+        let mut c = Curve {
+            points: vec![
+                point(CurveMethod::Logreg, Some(2), 6, 0.50),
+                point(CurveMethod::Logreg, Some(8), 24, 0.79),
+                point(CurveMethod::Logreg, None, 60, 0.80),
+                point(CurveMethod::Knn, Some(2), 6, 0.40),
+                point(CurveMethod::Knn, Some(8), 24, 0.60),
+                point(CurveMethod::Knn, None, 60, 0.70),
+            ],
+            largest_class: 20,
+            test_samples: 30,
+            short: vec![],
+        };
+        let a = curve_answer(&c, &run);
+        assert!(a.starts_with("r [SYNTHETIC DATA] [RANDOM WEIGHTS]: "), "{a}");
+        assert!(a.contains("logreg from 8 images per class; knn only with all of them"), "{a}");
+        assert!(a.contains("The best, logreg (80.0% on every image), has levelled off by 8 per class"), "{a}");
+        c.points[2].mean = 0.95;
+        let a = curve_answer(&c, &run);
+        assert!(a.contains("logreg (95.0% on every image), is still rising at 20 per class"), "{a}");
+        c.points.retain(|p| p.shots.is_some());
+        assert!(curve_answer(&c, &run).contains("no answer"));
+    }
 }

@@ -30,7 +30,9 @@ mod sweep;
 mod write;
 
 pub use bars::{per_class_accuracy, run_comparison, Comparison, ComparisonBar};
-pub use curve::{curve_markdown, learning_curve_chart, write_learning_curve, LearningCurve};
+pub use curve::{
+    curve_answer, curve_markdown, learning_curve_chart, write_learning_curve, LearningCurve, LEVEL_OFF_POINTS,
+};
 pub use data::{ConfusionChart, Curves, RunData, Throughput, ThroughputPoint};
 pub use heatmap::confusion_heatmap;
 pub use lines::{throughput, training_curves};

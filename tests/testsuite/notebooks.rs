@@ -168,7 +168,7 @@ fn sources(nb: &Value, file: &Path) -> Vec<(String, String)> {
 fn notebooks_match_their_tutorial_sources() {
     let bless = std::env::var_os("TLAB_BLESS").is_some();
     let examples = tutorial_sources();
-    assert_eq!(examples.len(), 8, "eight tutorial programs expected: {examples:?}");
+    assert_eq!(examples.len(), 9, "nine tutorial programs expected: {examples:?}");
     let mut stale = vec![];
     for ex in &examples {
         let want = notebook(&cells(&fs::read_to_string(ex).unwrap(), ex).unwrap_or_else(|e| panic!("{e}")));

@@ -45,11 +45,13 @@ impl CurveArgs {
             lambda: self.lambda,
             ..Default::default()
         };
-        let (curve, md) = transfer_lab::report::write_learning_curve(&self.run, &cfg, self.out.as_deref())?;
+        let (data, md) = transfer_lab::report::write_learning_curve(&self.run, &cfg, self.out.as_deref())?;
+        let curve = &data.curve;
         for s in &curve.short {
             eprintln!("note: {s}");
         }
-        print!("{}", transfer_lab::report::curve_markdown(&curve));
+        print!("{}", transfer_lab::report::curve_markdown(curve));
+        println!("\n{}", transfer_lab::report::curve_answer(curve, &data.run));
         eprintln!("written: {}", md.display());
         Ok(())
     }
