@@ -55,6 +55,16 @@ pub(crate) fn calibrate_in(
     };
     let cal = Calibration::fit(&logits, &labels)?;
     cal.write(dir)?;
+    // Without a mistake, a smaller temperature always lowers the NLL: the fit runs
+    // towards 0 and every probability towards 1, which the split cannot contradict.
+    let wrong = logits.argmax(-1, false).ne_tensor(&labels.to_device(logits.device())).sum(tch::Kind::Int64);
+    if wrong.int64_value(&[]) == 0 {
+        sink.warn(&format!(
+            "calibration: the {} validation images hold no mistake, so nothing bounds the temperature ({:.3}); \
+             its probabilities are as sure as that split; a larger or harder validation split calibrates better",
+            cal.samples, cal.temperature
+        ));
+    }
     sink.info(&format!(
         "calibrated on {} validation images: temperature {:.3}; ECE {:.4} -> {:.4}, NLL {:.4} -> {:.4}",
         cal.samples, cal.temperature, cal.before.ece, cal.after.ece, cal.before.nll, cal.after.nll
