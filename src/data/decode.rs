@@ -92,6 +92,18 @@ fn reason(e: &Error, path: &Path) -> String {
     text.strip_prefix(&prefix).map(str::to_string).unwrap_or(text)
 }
 
+/// A row of a dataset (its index in the listing) whose file failed to decode in an
+/// earlier pass, and why: what a feature cache records of the rows it left out.
+///
+/// The cache key hashes every file's bytes, and decoding the same bytes fails the same
+/// way: the rows a key's folder leaves out are fixed by the key, so a cache hit leaves out
+/// exactly what a fresh extraction would.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedRow {
+    pub row: usize,
+    pub reason: String,
+}
+
 /// Ready batches queued ahead of the reader.
 pub const AHEAD: usize = 2;
 

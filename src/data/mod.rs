@@ -168,7 +168,7 @@ impl Dataset {
     /// Records files of rows that failed to decode in an earlier pass (a feature cache's
     /// skipped rows), so that [`Dataset::used_paths`] and the warning count them; with
     /// `--strict` they are the error.
-    pub fn note_decode_failures(&self, rows: &[crate::features::SkippedRow]) -> Result<()> {
+    pub fn note_decode_failures(&self, rows: &[decode::SkippedRow]) -> Result<()> {
         if let Source::Files { paths, decoding, .. } = &self.source {
             let known: Vec<_> = rows
                 .iter()

@@ -1,5 +1,6 @@
 //! Reading a finished feature folder: its manifest, and every shard checked against it.
 use super::{CacheKey, FeatureDir};
+pub use crate::data::decode::SkippedRow;
 use crate::download::sha256_file;
 use crate::fsutil::read_json;
 use crate::{Error, Result};
@@ -16,17 +17,6 @@ pub struct ShardInfo {
     /// dropped on load. Absent when none, so manifests without any are unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedRow>,
-}
-
-/// A row of the dataset (its index in the listing) left out of the features, and why.
-///
-/// The cache key hashes every file's bytes, and decoding the same bytes fails the same
-/// way: the rows a key's folder leaves out are fixed by the key, so a cache hit leaves out
-/// exactly what a fresh extraction would.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SkippedRow {
-    pub row: usize,
-    pub reason: String,
 }
 
 /// `manifest.json` of one cache folder.
