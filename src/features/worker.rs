@@ -89,19 +89,18 @@ impl<'a> Worker<'a> {
                 )
             })?;
             let (imgs, lab) = ahead.next().expect("one batch per range")?;
-            let row = (r.start - range.start) as i64;
+            let (row, n) = ((r.start - range.start) as i64, r.len() as i64);
             // Rows keep their places: a file that failed to decode leaves a zero row,
             // recorded as skipped and dropped on load.
-            let kept = if lab.size()[0] == r.len() as i64 {
-                None
-            } else {
-                let failed = self.failed_rows(r.clone(), &mut skipped);
-                Some((0..r.len() as i64).filter(|k| !failed.contains(&(r.start + *k as usize))).collect::<Vec<_>>())
-            };
+            let kept = (lab.size()[0] != n).then(|| self.kept_rows(r.clone(), &mut skipped));
             if kept.as_ref().is_some_and(|k| k.len() as i64 != imgs.size()[0]) {
                 // The failures recorded do not account for the rows missing.
                 let reason = format!("rows {}..{} lost images no recorded failure accounts for", r.start, r.end);
                 return Err(Error::Cache { path: self.plan.dir.root().to_path_buf(), reason });
+            }
+            let mut rows = self.feats.narrow(0, row, n);
+            if kept.is_some() {
+                let _ = rows.zero_();
             }
             if imgs.size()[0] > 0 {
                 let x = self.cfg.preprocess.apply(&imgs, device)?;
@@ -109,20 +108,15 @@ impl<'a> Worker<'a> {
                     Some(net) => net.readout(&x, self.cfg.tap, self.plan.key.pool),
                     None => self.backbone.readout(&x, self.cfg.tap, self.plan.key.pool),
                 };
-                let n = r.len() as i64;
                 match &kept {
-                    None => self.feats.narrow(0, row, n).copy_(&f),
-                    Some(kept) => {
-                        let mut rows = self.feats.narrow(0, row, n);
-                        let _ = rows.zero_();
-                        let _ = rows.index_copy_(0, &Tensor::from_slice(kept), &f.to_device(Device::Cpu));
+                    None => rows.copy_(&f),
+                    Some(k) => {
+                        let _ = rows.index_copy_(0, &Tensor::from_slice(k), &f.to_device(Device::Cpu));
                     }
                 }
-            } else {
-                let _ = self.feats.narrow(0, row, r.len() as i64).zero_();
             }
             let lab = if kept.is_some() { self.data.labels_of(r.clone()) } else { lab };
-            self.labels.narrow(0, row, r.len() as i64).copy_(&lab);
+            self.labels.narrow(0, row, n).copy_(&lab);
             computed += r.len();
             claim.beat();
             let rate = (computed + self.computed_here) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
@@ -154,22 +148,19 @@ impl<'a> Worker<'a> {
         });
         Ok(())
     }
-}
-
-impl Worker<'_> {
-    /// The dataset rows in `r` whose files failed to decode (the dataset recorded them),
-    /// added to `skipped` with why.
-    fn failed_rows(&self, r: std::ops::Range<usize>, skipped: &mut Vec<SkippedRow>) -> Vec<usize> {
+    /// The positions in batch `r` of the rows that decoded; those whose files failed (the
+    /// dataset recorded them) are added to `skipped`, with why.
+    fn kept_rows(&self, r: std::ops::Range<usize>, skipped: &mut Vec<SkippedRow>) -> Vec<i64> {
         let failed = self.data.decode_failures();
         let paths = self.data.paths().unwrap_or_default();
-        let mut rows = vec![];
-        for row in r {
-            if let Some(f) = paths.get(row).and_then(|p| failed.iter().find(|f| &f.path == p)) {
-                skipped.push(SkippedRow { row, reason: f.reason.clone() });
-                rows.push(row);
+        let mut kept = vec![];
+        for (k, row) in r.enumerate() {
+            match paths.get(row).and_then(|p| failed.iter().find(|f| &f.path == p)) {
+                Some(f) => skipped.push(SkippedRow { row, reason: f.reason.clone() }),
+                None => kept.push(k as i64),
             }
         }
-        rows
+        kept
     }
 }
 

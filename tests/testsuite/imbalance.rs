@@ -3,17 +3,21 @@
 use crate::common::*;
 use crate::predict::{photo_folder, run};
 
+/// The photo folder with 15 blue, 15 green and 4 red training photos.
+fn imbalanced_photos(data: &std::path::Path) {
+    photo_folder(data);
+    for i in 4..15 {
+        let ext = if i % 2 == 0 { "png" } else { "jpg" };
+        std::fs::remove_file(data.join(format!("train/red/{i}.{ext}"))).unwrap();
+    }
+}
+
 #[test]
 fn an_imbalanced_folder_is_named_and_scored_per_class() {
     let _g = torch_lock();
     let tmp = tempfile::tempdir().unwrap();
     let (cache, runs, data) = (tmp.path().join("cache"), tmp.path().join("runs"), tmp.path().join("photos"));
-    photo_folder(&data);
-    // 15 blue, 15 green, 4 red training photos.
-    for i in 4..15 {
-        let ext = if i % 2 == 0 { "png" } else { "jpg" };
-        std::fs::remove_file(data.join(format!("train/red/{i}.{ext}"))).unwrap();
-    }
+    imbalanced_photos(&data);
     let (dir, summary, stderr) = run(&cache, &runs, &data, &["--epochs", "2", "--class-weight", "balanced"]);
     assert!(
         stderr.contains("the classes are imbalanced: `")
@@ -41,11 +45,7 @@ fn image_strategies_weigh_their_loss_and_knn_refuses_class_weights() {
     let _g = torch_lock();
     let tmp = tempfile::tempdir().unwrap();
     let (cache, runs, data) = (tmp.path().join("cache"), tmp.path().join("runs"), tmp.path().join("photos"));
-    photo_folder(&data);
-    for i in 4..15 {
-        let ext = if i % 2 == 0 { "png" } else { "jpg" };
-        std::fs::remove_file(data.join(format!("train/red/{i}.{ext}"))).unwrap();
-    }
+    imbalanced_photos(&data);
     let flags = ["--strategy", "scratch", "--image-epochs", "1", "--batch-size", "8", "--no-augment"];
     let history = |dir: &std::path::Path| std::fs::read_to_string(dir.join("epochs.csv")).unwrap();
     let (plain, _, _) = run(&cache, &runs, &data, &flags);
